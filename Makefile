@@ -1,0 +1,41 @@
+# The two commands of the quick start: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEVSTAMP := $(VENV)/.installed-dev
+
+.PHONY: run test install dev models bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(DEVSTAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP) $@
+
+install: $(STAMP)
+
+dev: $(DEVSTAMP)
+
+models: $(STAMP)
+	$(BIN)/chatbot models build
+
+run: $(STAMP)
+	$(BIN)/chatbot models build
+	$(BIN)/chatbot run
+
+test: $(DEVSTAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(DEVSTAMP)
+	$(BIN)/python -m benchmarks.history_turn
+	$(BIN)/python -m benchmarks.reply_latency
+
+clean:
+	rm -rf $(VENV) var

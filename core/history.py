@@ -1,0 +1,134 @@
+"""Per-user conversation history: one Redis LIST per conversation, one JSON record a turn.
+
+Unlike a tracker saved as one blob (read, merge, rewrite on every turn), appending a
+turn is RPUSH + LTRIM + EXPIRE in one pipeline and reading the recent window is one
+LRANGE, so both cost the same at 10 turns or 10,000. The list is capped (oldest turns
+dropped) and expires after an idle TTL that every write renews.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from core.keys import Keys
+from core.messages import ConversationKey
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One utterance in a conversation."""
+
+    role: str  # "user", "bot" or "agent" (a human from the support team)
+    text: str
+    timestamp: float = field(default_factory=time.time)
+    intent: str = ""
+    confidence: float = 0.0
+    route: str = ""
+    message_id: str = ""
+    display_name: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, raw: str) -> Turn:
+        data: dict[str, Any] = json.loads(raw)
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+class History:
+    """Reads and writes conversation turns; every public call is one round trip."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        *,
+        max_turns: int = 200,
+        ttl_seconds: int = 30 * 24 * 3600,
+    ) -> None:
+        if max_turns < 1:
+            raise ValueError("history max_turns must be at least 1")
+        if ttl_seconds < 1:
+            raise ValueError("history ttl_seconds must be at least 1")
+        self.redis = redis
+        self.keys = keys
+        self.max_turns = max_turns
+        self.ttl_seconds = ttl_seconds
+
+    def queue_append(self, pipe: Any, conv: ConversationKey, turns: Sequence[Turn]) -> None:
+        """Add the commands that append ``turns`` to an open pipeline/transaction, so the
+        engine can store a turn and publish its reply atomically."""
+        if not turns:
+            return
+        key = self.keys.history(conv)
+        index = self.keys.user_index(conv.platform, conv.user_id)
+        pipe.rpush(key, *(t.to_json() for t in turns))
+        pipe.ltrim(key, -self.max_turns, -1)
+        pipe.expire(key, self.ttl_seconds)
+        pipe.sadd(index, key)
+        pipe.expire(index, self.ttl_seconds)
+
+    async def append_turns(self, conv: ConversationKey, turns: Sequence[Turn]) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self.queue_append(pipe, conv, turns)
+            await pipe.execute()
+
+    async def recent(self, conv: ConversationKey, limit: int = 20) -> list[Turn]:
+        """The last ``limit`` turns, oldest first."""
+        if limit <= 0:
+            return []
+        raw = await self.redis.lrange(self.keys.history(conv), -limit, -1)
+        return [Turn.from_json(r) for r in raw]
+
+    async def recent_many(
+        self, convs: Iterable[ConversationKey], limit: int = 20
+    ) -> dict[ConversationKey, list[Turn]]:
+        """The recent window of several conversations in one round trip."""
+        convs = list(dict.fromkeys(convs))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for conv in convs:
+                pipe.lrange(self.keys.history(conv), -limit, -1)
+            results = await pipe.execute()
+        return {c: [Turn.from_json(r) for r in raw] for c, raw in zip(convs, results)}
+
+    async def all_turns(self, conv: ConversationKey) -> list[Turn]:
+        return await self.recent(conv, self.max_turns)
+
+    async def conversations_of(self, platform: str, user_id: str) -> list[str]:
+        """Every key that holds data about this user (history, hand-off state, ...)."""
+        members = await self.redis.smembers(self.keys.user_index(platform, user_id))
+        return sorted(members)
+
+    async def export_user(self, platform: str, user_id: str) -> dict[str, list[dict[str, Any]]]:
+        """All stored turns of a user, by conversation key (the data-access request)."""
+        keys = [k for k in await self.conversations_of(platform, user_id) if ":history:" in k]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.lrange(key, 0, -1)
+            results = await pipe.execute()
+        return {k: [json.loads(r) for r in raw] for k, raw in zip(keys, results)}
+
+    async def forget_user(self, platform: str, user_id: str) -> int:
+        """Delete everything stored about a user (the right-to-erasure path).
+
+        Returns how many keys were removed. Idempotency records of platform events are
+        not personal data and expire on their own.
+        """
+        index = self.keys.user_index(platform, user_id)
+        keys = await self.conversations_of(platform, user_id)
+        if not keys:
+            return 0
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(*keys, index)
+            for key in keys:
+                if ":escalation:" in key:
+                    pipe.zrem(self.keys.escalations_open(), key.rsplit(":", 1)[-1])
+            result = await pipe.execute()
+        return max(0, int(result[0]) - 1)

@@ -1,0 +1,64 @@
+"""Every Redis key the framework writes, in one place.
+
+Keys are namespaced (``chatbot`` by default) so several deployments, or a test run,
+can share one server. Ids from platforms may contain ``:``; they are escaped so one
+user's key can never collide with another's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.messages import ConversationKey
+
+
+def _escape(part: str) -> str:
+    return part.replace("%", "%25").replace(":", "%3A")
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    namespace: str = "chatbot"
+
+    def _k(self, *parts: str) -> str:
+        return ":".join((self.namespace, *(_escape(p) for p in parts)))
+
+    # conversation state
+    def history(self, conv: ConversationKey) -> str:
+        return self._k("history", *conv.parts())
+
+    def low_confidence(self, conv: ConversationKey) -> str:
+        return self._k("lowconf", *conv.parts())
+
+    def handoff(self, conv: ConversationKey) -> str:
+        return self._k("handoff", *conv.parts())
+
+    def user_index(self, platform: str, user_id: str) -> str:
+        """A set of every key that holds data about one platform user (for erasure)."""
+        return self._k("user", platform, user_id)
+
+    # streams
+    def intake(self) -> str:
+        return self._k("stream", "intake")
+
+    def outbound(self, platform: str) -> str:
+        return self._k("stream", "outbound", platform)
+
+    def seen(self, platform: str, event_id: str) -> str:
+        return self._k("seen", platform, event_id)
+
+    # personas and escalations
+    def persona(self, bot_id: str) -> str:
+        return self._k("persona", bot_id)
+
+    def persona_versions(self, bot_id: str) -> str:
+        return self._k("persona-versions", bot_id)
+
+    def escalation(self, escalation_id: str) -> str:
+        return self._k("escalation", escalation_id)
+
+    def escalations_open(self) -> str:
+        return self._k("escalations", "open")
+
+    def pattern(self) -> str:
+        return f"{self.namespace}:*"

@@ -1,0 +1,165 @@
+"""A bot's persona: who it is, how it talks, what it knows, how it routes.
+
+Admins edit personas while the bot runs; the live copy sits in Redis and the engine
+reads it for every batch, so a change reaches the very next message. Every saved
+version is kept in a capped list for audit and rollback.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Literal
+
+import redis.asyncio as aioredis
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from core.errors import ConfigError
+from core.keys import Keys
+from core.messages import Route
+
+PERSONA_VERSIONS_KEPT = 50
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GenerationSettings(_Strict):
+    """Sampling settings for the dialogue LM (transformers ``generate`` names)."""
+
+    max_new_tokens: int = Field(160, ge=1, le=1024)
+    temperature: float = Field(0.7, gt=0.0, le=5.0)
+    top_p: float = Field(0.9, gt=0.0, le=1.0)
+    top_k: int = Field(50, ge=0)
+    repetition_penalty: float = Field(1.1, ge=1.0, le=3.0)
+    do_sample: bool = True
+    history_turns: int = Field(8, ge=0, le=200, description="recent turns put in the prompt")
+
+
+class RoutingRules(_Strict):
+    """Which intents the bot answers, answers with a fixed text, or hands to a human."""
+
+    routes: dict[str, Literal["generate", "canned", "escalate"]] = Field(
+        default_factory=lambda: {"contact_human_agent": "escalate", "complaint": "escalate"}
+    )
+    canned: dict[str, str] = Field(default_factory=dict)
+    default_route: Literal["generate", "canned", "escalate"] = "generate"
+    confidence_threshold: float = Field(0.35, ge=0.0, le=1.0)
+    escalate_after_low_confidence: int = Field(3, ge=1, le=100)
+
+    @field_validator("canned")
+    @classmethod
+    def _canned_not_blank(cls, value: dict[str, str]) -> dict[str, str]:
+        for intent, text in value.items():
+            if not text.strip():
+                raise ValueError(f"canned answer for intent {intent!r} is empty")
+        return value
+
+    def route_for(self, intent: str) -> Route:
+        route = Route(self.routes.get(intent, self.default_route))
+        if route is Route.CANNED and intent not in self.canned:
+            return Route.GENERATE  # a canned route without text would say nothing
+        return route
+
+
+class Messages(_Strict):
+    """The fixed lines the bot says outside the model."""
+
+    empty: str = "It looks like your message was empty. What can I help you with?"
+    too_long: str = (
+        "Your message was long, so I read the first {limit} characters; "
+        "send the rest in another message if it matters."
+    )
+    rephrase: str = "Sorry, I'm not sure I understood. Could you rephrase that?"
+    handoff: str = (
+        "I'm passing this conversation to a member of our support team. "
+        "They will reply here as soon as they can."
+    )
+    handoff_waiting: str = "Thanks, I've added that to your conversation; our team will reply here."
+    unavailable: str = "Sorry, I can't answer right now. Please try again in a moment."
+
+
+class ModelChoice(_Strict):
+    """Which models under the models folder this bot uses (see ``chatbot models list``)."""
+
+    intent: str = "intent-default"
+    lm: str = "lm-default"
+
+
+class Persona(_Strict):
+    bot_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    display_name: str = Field(min_length=1, max_length=80)
+    greeting: str = "Hi! How can I help you today?"
+    style: str = Field(
+        "You are a friendly, concise customer-support assistant.",
+        description="system text: tone and style, put at the top of every prompt",
+    )
+    facts: dict[str, str] = Field(
+        default_factory=dict,
+        description="values for the slot placeholders in the dialogue data, e.g. "
+        "'Customer Support Phone Number': '+1 555 0100'",
+    )
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    routing: RoutingRules = Field(default_factory=RoutingRules)
+    messages: Messages = Field(default_factory=Messages)
+    models: ModelChoice = Field(default_factory=ModelChoice)
+    platforms: list[Literal["web", "console", "telegram", "slack", "discord"]] = Field(
+        default_factory=lambda: ["web", "console", "telegram", "slack", "discord"]
+    )
+    group_replies: Literal["mentions", "all"] = Field(
+        "mentions", description="in group chats: answer only mentions/replies, or every message"
+    )
+
+
+class PersonaStore:
+    """The live personas in Redis, as JSON, with a version history."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+
+    async def get(self, bot_id: str) -> Persona:
+        raw = await self.redis.get(self.keys.persona(bot_id))
+        if raw is None:
+            raise ConfigError(
+                f"no persona for bot {bot_id!r}; load one with `chatbot persona import FILE`"
+            )
+        return Persona.model_validate_json(raw)
+
+    async def get_many(self, bot_ids: list[str]) -> dict[str, Persona]:
+        """Several personas in one round trip (the engine's per-batch read)."""
+        ids = list(dict.fromkeys(bot_ids))
+        values = await self.redis.mget([self.keys.persona(b) for b in ids]) if ids else []
+        out: dict[str, Persona] = {}
+        for bot_id, raw in zip(ids, values):
+            if raw is not None:
+                out[bot_id] = Persona.model_validate_json(raw)
+        return out
+
+    async def put(self, persona: Persona, *, author: str = "cli") -> int:
+        """Save ``persona`` as the live copy; returns its new version number."""
+        payload = persona.model_dump_json()
+        record = json.dumps({"at": time.time(), "author": author, "persona": json.loads(payload)})
+        key = self.keys.persona_versions(persona.bot_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.keys.persona(persona.bot_id), payload)
+            pipe.rpush(key, record)
+            pipe.ltrim(key, -PERSONA_VERSIONS_KEPT, -1)
+            pipe.llen(key)
+            result = await pipe.execute()
+        return int(result[-1])
+
+    async def put_if_absent(self, persona: Persona) -> bool:
+        """Seed a default persona without overwriting an admin's edits."""
+        if await self.redis.exists(self.keys.persona(persona.bot_id)):
+            return False
+        await self.put(persona, author="default")
+        return True
+
+    async def versions(self, bot_id: str) -> list[dict[str, object]]:
+        return [json.loads(r) for r in await self.redis.lrange(self.keys.persona_versions(bot_id), 0, -1)]
+
+    async def bot_ids(self) -> list[str]:
+        prefix = self.keys.persona("")
+        return sorted([k[len(prefix):] async for k in self.redis.scan_iter(match=prefix + "*")])

@@ -1,0 +1,144 @@
+"""The model registry: every model lives in ``models/NAME/`` with its weights, a
+``metrics.json`` written by training/evaluation and a human-readable ``model-card.md``.
+
+A persona names the models it uses (``models.intent``, ``models.lm``), so two bots can
+run different models in one deployment; each folder is loaded once and shared.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.errors import ModelMissing
+
+METRICS_FILE = "metrics.json"
+CARD_FILE = "model-card.md"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    name: str
+    path: Path
+    kind: str  # "intent" or "lm"
+    metrics: dict[str, Any]
+
+
+def write_model_card(folder: Path, *, kind: str, title: str, sections: dict[str, Any]) -> Path:
+    """Write ``model-card.md``: data, base, options, metrics, date. ``sections`` maps a
+    heading to a dict (rendered as a table) or text."""
+    lines = [f"# {title}", "", f"- kind: {kind}", f"- written: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", ""]
+    for heading, body in sections.items():
+        lines += [f"## {heading}", ""]
+        if isinstance(body, dict):
+            lines += ["| key | value |", "|---|---|"]
+            lines += [f"| {k} | {_fmt(v)} |" for k, v in body.items()]
+        else:
+            lines.append(str(body))
+        lines.append("")
+    path = folder / CARD_FILE
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def write_metrics(folder: Path, metrics: dict[str, Any]) -> Path:
+    path = folder / METRICS_FILE
+    path.write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|")
+
+
+def model_kind(folder: Path) -> str | None:
+    """``"intent"`` for a sequence classifier, ``"lm"`` for a causal LM, else None."""
+    config = folder / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        archs = json.loads(config.read_text()).get("architectures") or []
+    except (OSError, json.JSONDecodeError):
+        return None
+    if any(a.endswith("ForSequenceClassification") for a in archs):
+        return "intent"
+    if any(a.endswith(("LMHeadModel", "ForCausalLM")) for a in archs):
+        return "lm"
+    return None
+
+
+class ModelRegistry:
+    """Finds and loads models by name, once each, thread-safely."""
+
+    def __init__(self, root: Path, device: str | None = None) -> None:
+        self.root = Path(root)
+        self.device = device
+        self._loaded: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def path(self, name: str) -> Path:
+        candidate = Path(name)
+        return candidate if candidate.is_absolute() else self.root / name
+
+    def list(self) -> list[ModelInfo]:
+        if not self.root.is_dir():
+            return []
+        out = []
+        for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            kind = model_kind(folder)
+            if kind is None:
+                continue
+            metrics_path = folder / METRICS_FILE
+            metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+            out.append(ModelInfo(folder.name, folder, kind, metrics))
+        return out
+
+    def require(self, name: str, kind: str) -> Path:
+        """The folder of model ``name``, or :class:`ModelMissing` saying how to build it."""
+        folder = self.path(name)
+        how = "`chatbot train intent`" if kind == "intent" else "`chatbot train lm`"
+        if not folder.is_dir():
+            raise ModelMissing(
+                f"{kind} model {name!r} not found at {folder}; build it with {how} "
+                f"(or `chatbot models build` for the defaults)"
+            )
+        found = model_kind(folder)
+        if found != kind:
+            raise ModelMissing(
+                f"{folder} is not a usable {kind} model (config.json missing or of another "
+                f"kind); rebuild it with {how} --output {folder}"
+            )
+        return folder
+
+    def intent_model(self, name: str) -> Any:
+        from core.intents import IntentClassifier
+
+        return self._load(name, "intent", IntentClassifier.from_pretrained)
+
+    def reply_model(self, name: str) -> Any:
+        from core.generator import Generator
+
+        return self._load(name, "lm", Generator.from_pretrained)
+
+    def _load(self, name: str, kind: str, loader: Any) -> Any:
+        folder = self.require(name, kind)
+        key = f"{kind}:{folder.resolve()}"
+        with self._lock:
+            if key not in self._loaded:
+                try:
+                    self._loaded[key] = loader(folder, device=self.device)
+                except ModelMissing:
+                    raise
+                except Exception as exc:  # corrupt weights, wrong files, ...
+                    raise ModelMissing(
+                        f"{kind} model at {folder} does not load ({exc.__class__.__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''}); rebuild it with "
+                        f"`chatbot train {kind}` --output {folder}"
+                    ) from exc
+            return self._loaded[key]
