@@ -65,6 +65,12 @@ class Bus:
         )
         return entry is not None
 
+    async def claim_event(self, platform: str, event_id: str) -> bool:
+        """Mark a platform event as taken; False when it was taken before."""
+        return bool(
+            await self.redis.set(self.keys.seen(platform, event_id), "1", nx=True, ex=SEEN_TTL_SECONDS)
+        )
+
     async def read_intake(
         self, consumer: str, count: int = 32, block_ms: int = 1000
     ) -> list[tuple[str, IncomingMessage]]:

@@ -78,6 +78,7 @@ class Messages(_Strict):
     )
     handoff_waiting: str = "Thanks, I've added that to your conversation; our team will reply here."
     unavailable: str = "Sorry, I can't answer right now. Please try again in a moment."
+    text_only: str = "I can only read text messages for now. Please type your question."
 
 
 class ModelChoice(_Strict):

@@ -1,0 +1,71 @@
+"""Settings, read once from the environment and an optional ``.env`` file.
+
+Only ``bots/`` reads the environment; core and adapters receive typed values. A bad
+value fails with one line naming the variable. Secrets are ``SecretStr`` so they never
+appear in logs or reprs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # storage
+    redis_url: str | None = Field(None, description="redis://, rediss:// or unix:// URL; unset = embedded Redis")
+    data_dir: Path = Field(Path("var"), description="embedded Redis data (append-only file)")
+    models_dir: Path = Field(Path("models"), description="where trained models live")
+    namespace: str = Field("chatbot", alias="CHATBOT_NAMESPACE", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+
+    # engine
+    default_bot: str = Field("support", alias="CHATBOT_DEFAULT_BOT")
+    bots_dir: Path | None = Field(None, alias="CHATBOT_BOTS_DIR", description="extra persona YAML files")
+    history_max_turns: int = Field(200, alias="CHATBOT_HISTORY_MAX_TURNS", ge=1)
+    history_ttl_days: float = Field(30, alias="CHATBOT_HISTORY_TTL_DAYS", gt=0)
+    max_message_chars: int = Field(4000, alias="CHATBOT_MAX_MESSAGE_CHARS", ge=16)
+    engine_batch_size: int = Field(16, alias="CHATBOT_ENGINE_BATCH", ge=1, le=256)
+    device: str | None = Field(None, alias="CHATBOT_DEVICE", description="cpu, cuda, cuda:1; unset = auto")
+
+    # web app
+    host: str = Field("127.0.0.1", alias="CHATBOT_HOST")
+    port: int = Field(8080, alias="CHATBOT_PORT", ge=0, le=65535)
+
+    # Telegram
+    telegram_bot_token: SecretStr | None = None
+    telegram_webhook_url: str | None = None
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_api_base_url: str = "https://api.telegram.org/bot"
+
+    # Slack
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+
+    # Discord
+    discord_bot_token: SecretStr | None = None
+    discord_api_base_url: str | None = None
+    discord_gateway_url: str | None = None
+
+    @property
+    def history_ttl_seconds(self) -> int:
+        return max(1, int(self.history_ttl_days * 24 * 3600))
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from env/.env, or one :class:`ConfigError` line naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        info = Settings.model_fields.get(field)
+        env = (info.alias if info and info.alias else field).upper()
+        raise ConfigError(f"invalid setting {env}: {first['msg']} (got {first.get('input')!r})") from None

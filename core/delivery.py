@@ -1,0 +1,126 @@
+"""Delivering replies from a platform's outbound stream, in order per chat, with retries.
+
+Each chat gets a lane (a queue and a worker) so a rate-limited or failing chat waits
+alone while other conversations keep flowing. An entry is acknowledged only once the
+platform took it; until then it stays pending in Redis, so a crash loses nothing and a
+restart resends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from core.bus import Bus
+from core.errors import AdapterAuthError, DeliveryError, RateLimited
+from core.messages import Reply
+
+log = logging.getLogger(__name__)
+
+Deliver = Callable[[Reply], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    first_backoff: float = 0.5
+    max_backoff: float = 30.0
+    max_in_flight: int = 1000
+
+
+class Outbox:
+    """Consumes ``{ns}:stream:outbound:{platform}`` and calls ``deliver`` for each reply."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        platform: str,
+        deliver: Deliver,
+        *,
+        consumer: str = "delivery-1",
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        self.bus = bus
+        self.platform = platform
+        self.deliver = deliver
+        self.consumer = consumer
+        self.retry = retry
+        self._lanes: dict[str, asyncio.Queue[tuple[str, Reply]]] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._in_flight = 0
+        self._fatal: AdapterAuthError | None = None
+        self.delivered = 0
+        self.retries = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until ``stop`` is set; raises :class:`AdapterAuthError` if the
+        platform rejects our credentials (retrying cannot help)."""
+        try:
+            while not stop.is_set():
+                if self._fatal:
+                    raise self._fatal
+                if self._in_flight >= self.retry.max_in_flight:
+                    await asyncio.sleep(0.05)
+                    continue
+                entries = await self.bus.read_outbound(
+                    self.platform, self.consumer, count=64, block_ms=500
+                )
+                for entry_id, reply in entries:
+                    self._dispatch(entry_id, reply)
+            if self._fatal:
+                raise self._fatal
+        finally:
+            for task in self._workers.values():
+                task.cancel()
+            await asyncio.gather(*self._workers.values(), return_exceptions=True)
+            self._workers.clear()
+            self._lanes.clear()
+
+    def _dispatch(self, entry_id: str, reply: Reply) -> None:
+        lane = reply.chat_id
+        queue = self._lanes.get(lane)
+        if queue is None:
+            queue = self._lanes[lane] = asyncio.Queue()
+            self._workers[lane] = asyncio.create_task(self._work(lane, queue))
+        self._in_flight += 1
+        queue.put_nowait((entry_id, reply))
+
+    async def _work(self, lane: str, queue: asyncio.Queue[tuple[str, Reply]]) -> None:
+        while True:
+            try:
+                entry_id, reply = await asyncio.wait_for(queue.get(), timeout=30.0)
+            except TimeoutError:
+                if queue.empty():  # idle lane: let it go
+                    self._lanes.pop(lane, None)
+                    self._workers.pop(lane, None)
+                    return
+                continue
+            await self._deliver_until_done(reply)
+            await self.bus.ack_outbound(self.platform, [entry_id])
+            self._in_flight -= 1
+            self.delivered += 1
+
+    async def _deliver_until_done(self, reply: Reply) -> None:
+        backoff = self.retry.first_backoff
+        while True:
+            try:
+                await self.deliver(reply)
+                return
+            except AdapterAuthError as exc:
+                self._fatal = exc
+                await asyncio.Event().wait()  # parked until run() cancels us
+            except RateLimited as exc:
+                self.retries += 1
+                log.warning("%s: rate limited, retrying in %.1fs", self.platform, exc.retry_after)
+                await asyncio.sleep(exc.retry_after)
+            except (DeliveryError, OSError, asyncio.TimeoutError) as exc:
+                self.retries += 1
+                log.warning("%s: delivery failed (%s), retrying in %.1fs", self.platform, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.retry.max_backoff)
+            except Exception:  # a bug in an adapter must not kill the lane or lose the reply
+                self.retries += 1
+                log.exception("%s: unexpected delivery error, retrying in %.1fs", self.platform, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.retry.max_backoff)
