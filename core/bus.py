@@ -119,6 +119,10 @@ class Bus:
         if entry_ids:
             await self.redis.xack(self.keys.intake(), ENGINE_GROUP, *entry_ids)
 
+    def rewind(self, stream: str, consumer: str) -> None:
+        """Re-read this consumer's pending entries on its next read (after a failure)."""
+        self._pending_cursor[f"{stream}|{consumer}"] = "0"
+
     # -- recovery -------------------------------------------------------------------
     async def claim_stale(
         self, stream: str, group: str, consumer: str, min_idle_ms: int = 60_000, count: int = 100

@@ -8,11 +8,16 @@ deliver the reply where it belongs (a Slack thread, a Discord message to reply t
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
+
+
+# Lone UTF-16 surrogates (from broken clients) cannot be encoded as UTF-8 for Redis.
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
 
 
 class Route(StrEnum):
@@ -23,7 +28,8 @@ class Route(StrEnum):
     ESCALATE = "escalate"  # handed to a human; the customer got the hand-off message
     HUMAN = "human"  # a human already owns the conversation; the bot only acknowledges
     REPHRASE = "rephrase"  # the classifier was unsure; the user is asked to rephrase
-    PROMPT = "prompt"  # the message was empty; the user is asked to type something
+    PROMPT = "prompt"  # the message was empty or not text; the user is asked to type
+    UNAVAILABLE = "unavailable"  # a model could not run; the user is asked to retry later
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +64,7 @@ class IncomingMessage:
         return ConversationKey(self.bot_id, self.platform, self.chat_id, self.user_id)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        return _SURROGATES.sub("", json.dumps(asdict(self), ensure_ascii=False))
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> IncomingMessage:
@@ -102,7 +108,7 @@ class Reply:
         )
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        return _SURROGATES.sub("", json.dumps(asdict(self), ensure_ascii=False))
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Reply:

@@ -1,0 +1,354 @@
+"""The ``chatbot`` command.
+
+    chatbot run                       engine + web chat + configured platforms
+    chatbot chat --user NAME          talk to the bot in the terminal (also piped)
+    chatbot train lm|intent           train the models
+    chatbot eval lm|intent MODEL DATA evaluation reports
+    chatbot models list|build         the model registry; build the defaults
+    chatbot persona show|set|import|export|versions
+    chatbot history show|export|forget
+    chatbot escalations list|show|resolve
+
+Every user error is one red line and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+import yaml
+from rich.console import Console
+
+from bots.config import Settings, load_settings
+from core.errors import ChatbotError, ConfigError
+
+T = TypeVar("T")
+console = Console(stderr=True)
+out = Console()
+
+app = typer.Typer(help="Chat-bot framework: one engine behind Discord, Telegram, Slack and web chat.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+train_app = typer.Typer(help="Train the dialogue LM or the intent classifier.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate a trained model and write a report.", no_args_is_help=True)
+models_app = typer.Typer(help="The model registry under models/.", no_args_is_help=True)
+persona_app = typer.Typer(help="Edit bot personas live (no restart needed).", no_args_is_help=True)
+history_app = typer.Typer(help="A user's conversation history: show, export, forget.", no_args_is_help=True)
+escalations_app = typer.Typer(help="Conversations handed to the support team.", no_args_is_help=True)
+for sub, name in ((train_app, "train"), (eval_app, "eval"), (models_app, "models"), (persona_app, "persona"),
+                  (history_app, "history"), (escalations_app, "escalations")):
+    app.add_typer(sub, name=name)
+
+
+def fail(message: str, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def friendly(fn: Callable[..., T]) -> Callable[..., T]:
+    """Turn ChatbotError into one red line; Ctrl-C into a quiet exit."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except ChatbotError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return wrapper
+
+
+def _run(coro: Awaitable[T]) -> T:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+# -- run and chat ------------------------------------------------------------------------
+@app.command()
+@friendly
+def run(
+    host: Annotated[str | None, typer.Option(help="bind address (CHATBOT_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (CHATBOT_PORT)")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Serve the web chat and every platform whose credentials are configured."""
+    from bots.serve import serve
+
+    _setup_logging(verbose)
+    overrides: dict[str, Any] = {}
+    if host:
+        overrides["CHATBOT_HOST"] = host
+    if port is not None:
+        overrides["CHATBOT_PORT"] = port
+    settings = load_settings(**overrides)
+
+    def ready(url: str) -> None:
+        out.print(f"[bold green]ready[/]: open the web chat at [link={url}]{url}[/link]  (Ctrl-C stops)")
+
+    try:
+        _run(serve(settings, on_ready=ready))
+    except OSError as exc:
+        fail(f"cannot serve on {settings.host}:{settings.port} ({exc.strerror or exc}); "
+             "set CHATBOT_PORT or --port to a free port")
+
+
+@app.command()
+@friendly
+def chat(
+    user: Annotated[str, typer.Option(help="who you are in the conversation")] = "console-user",
+    bot: Annotated[str | None, typer.Option(help="bot id (default CHATBOT_DEFAULT_BOT)")] = None,
+) -> None:
+    """Chat in the terminal; with piped input, one reply per line, exit at end of input."""
+    from adapters.console import ConsoleAdapter
+    from bots.runtime import Runtime
+
+    settings = _settings()
+    _setup_logging(False)
+
+    async def main() -> None:
+        async with Runtime(settings) as rt:
+            bot_id = bot or settings.default_bot
+            persona = await rt.personas.get(bot_id)
+            await asyncio.to_thread(rt.registry.intent_model, persona.models.intent)
+            await asyncio.to_thread(rt.registry.reply_model, persona.models.lm)
+            stop = asyncio.Event()
+            engine = asyncio.create_task(rt.engine(consumer=f"console-{user}").run(stop))
+            async with ConsoleAdapter(rt.bus, bot_id=bot_id, personas=rt.personas) as adapter:
+                await adapter.chat(user, greeting=persona.greeting, bot_name=persona.display_name)
+            stop.set()
+            await engine
+
+    _run(main())
+
+
+# -- persona -----------------------------------------------------------------------------
+def _with_runtime(fn: Callable[[Any], Awaitable[T]]) -> T:
+    from bots.runtime import Runtime
+
+    async def main() -> T:
+        async with Runtime(_settings()) as rt:
+            return await fn(rt)
+
+    return _run(main())
+
+
+@persona_app.command("show")
+@friendly
+def persona_show(bot: Annotated[str, typer.Argument(help="bot id")] = "support") -> None:
+    """Print the live persona as YAML."""
+    from bots.personas import dump_persona
+
+    out.print(dump_persona(_with_runtime(lambda rt: rt.personas.get(bot))), end="", highlight=False)
+
+
+@persona_app.command("export")
+@friendly
+def persona_export(
+    bot: Annotated[str, typer.Argument(help="bot id")] = "support",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write (default stdout)")] = None,
+) -> None:
+    """Write the live persona to a YAML file (or stdout)."""
+    from bots.personas import dump_persona
+
+    text = dump_persona(_with_runtime(lambda rt: rt.personas.get(bot)))
+    if output:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
+
+
+@persona_app.command("import")
+@friendly
+def persona_import(file: Annotated[Path, typer.Argument(help="persona YAML file")]) -> None:
+    """Validate a persona YAML file and make it the live copy."""
+    from bots.personas import load_persona_file
+
+    persona = load_persona_file(file)
+    version = _with_runtime(lambda rt: rt.personas.put(persona, author=f"import:{file.name}"))
+    out.print(f"persona {persona.bot_id} is live (version {version})")
+
+
+@persona_app.command("set")
+@friendly
+def persona_set(
+    bot: Annotated[str, typer.Argument(help="bot id")],
+    field: Annotated[str, typer.Argument(help="dotted field, e.g. facts.Website Name or generation.temperature")],
+    value: Annotated[str, typer.Argument(help="new value (YAML: numbers, true/false, lists work)")],
+) -> None:
+    """Change one field of the live persona; the next message uses it."""
+    from core.persona import Persona
+    from pydantic import ValidationError
+
+    async def change(rt: Any) -> int:
+        current = (await rt.personas.get(bot)).model_dump(mode="json")
+        node = current
+        parts = field.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"persona has no section {part!r} (in {field!r})")
+            node = node[part]
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            node[parts[-1]] = value
+        try:
+            persona = Persona.model_validate(current)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            raise ConfigError(f"field '{field}': {error['msg']}") from None
+        return await rt.personas.put(persona, author="cli:set")
+
+    version = _with_runtime(change)
+    out.print(f"{bot}.{field} updated (version {version})")
+
+
+@persona_app.command("versions")
+@friendly
+def persona_versions(bot: Annotated[str, typer.Argument(help="bot id")] = "support") -> None:
+    """List saved versions of a persona (who changed it, when)."""
+    import time
+
+    for number, record in enumerate(_with_runtime(lambda rt: rt.personas.versions(bot)), 1):
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(record["at"])))  # type: ignore[arg-type]
+        out.print(f"{number:>3}  {when}  {record['author']}")
+
+
+# -- history -----------------------------------------------------------------------------
+UserOpt = Annotated[str, typer.Option("--user", help="the platform user id")]
+PlatformOpt = Annotated[str, typer.Option("--platform", help="web, console, telegram, slack, discord")]
+
+
+@history_app.command("show")
+@friendly
+def history_show(user: UserOpt, platform: PlatformOpt = "console") -> None:
+    """Print a user's stored conversations."""
+    data = _with_runtime(lambda rt: rt.history.export_user(platform, user))
+    if not data:
+        out.print(f"no history for {platform} user {user!r}")
+    for key, turns in data.items():
+        out.print(f"[bold]{key}[/]")
+        for t in turns:
+            out.print(f"  [{'cyan' if t['role'] == 'user' else 'green'}]{t['role']:>5}[/]: {t['text']}", highlight=False)
+
+
+@history_app.command("export")
+@friendly
+def history_export(user: UserOpt, platform: PlatformOpt = "console",
+                   output: Annotated[Path | None, typer.Option("--output", "-o")] = None) -> None:
+    """Everything stored about a user as JSON (a data-access request)."""
+    data = _with_runtime(lambda rt: rt.history.export_user(platform, user))
+    text = json.dumps({"platform": platform, "user": user, "conversations": data}, indent=2, ensure_ascii=False)
+    if output:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text + "\n")
+
+
+@history_app.command("forget")
+@friendly
+def history_forget(user: UserOpt, platform: PlatformOpt = "console",
+                   yes: Annotated[bool, typer.Option("--yes", help="do not ask")] = False) -> None:
+    """Delete everything stored about a user (right to erasure)."""
+    if not yes and sys.stdin.isatty():
+        typer.confirm(f"Delete all data about {platform} user {user!r}?", abort=True)
+    removed = _with_runtime(lambda rt: rt.history.forget_user(platform, user))
+    out.print(f"forgot {platform} user {user!r}: {removed} keys deleted")
+
+
+# -- escalations -------------------------------------------------------------------------
+@escalations_app.command("list")
+@friendly
+def escalations_list() -> None:
+    """Open escalations, oldest first."""
+    async def main(rt: Any) -> list[Any]:
+        return [await rt.escalations.get(i) for i in await rt.escalations.open_ids()]
+
+    rows = [e for e in _with_runtime(main) if e]
+    if not rows:
+        out.print("no open escalations")
+    for e in rows:
+        c = e.conversation
+        out.print(f"{e.id}  {c.platform}:{c.user_id} ({e.display_name or '-'})  {e.reason}")
+
+
+@escalations_app.command("show")
+@friendly
+def escalations_show(escalation_id: str) -> None:
+    """The transcript of one escalation."""
+    e = _with_runtime(lambda rt: rt.escalations.get(escalation_id))
+    if e is None:
+        fail(f"no escalation {escalation_id!r}; see `chatbot escalations list`")
+    out.print(f"[bold]{e.id}[/] {e.status} — {e.reason}")
+    for t in e.transcript:
+        out.print(f"  {t['role']:>5}: {t['text']}", highlight=False)
+
+
+@escalations_app.command("resolve")
+@friendly
+def escalations_resolve(escalation_id: str) -> None:
+    """Hand the conversation back to the bot."""
+    if not _with_runtime(lambda rt: rt.escalations.resolve(escalation_id)):
+        fail(f"no escalation {escalation_id!r}; see `chatbot escalations list`")
+    out.print(f"escalation {escalation_id} resolved; the bot answers this user again")
+
+
+# -- models ------------------------------------------------------------------------------
+@models_app.command("list")
+@friendly
+def models_list() -> None:
+    """Models under the models folder, with their headline metrics."""
+    from core.registry import ModelRegistry
+
+    settings = _settings()
+    infos = ModelRegistry(settings.models_dir).list()
+    if not infos:
+        out.print(f"no models in {settings.models_dir}; build the defaults with `chatbot models build`")
+    for info in infos:
+        keys = ("accuracy", "macro_f1", "val_perplexity", "perplexity", "best_val_loss")
+        headline = ", ".join(f"{k}={info.metrics[k]:.4g}" for k in keys if isinstance(info.metrics.get(k), (int, float)))
+        out.print(f"{info.name:<24} {info.kind:<7} {headline}")
+
+
+@models_app.command("build")
+@friendly
+def models_build(force: Annotated[bool, typer.Option(help="rebuild even if present")] = False) -> None:
+    """Build the default models from the bundled data when models/ lacks them."""
+    from bots.commands.build import build_default_models
+
+    build_default_models(_settings().models_dir, force=force, console=out)
+
+
+def _register_model_commands() -> None:
+    from bots.commands.intent import eval_intent, train_intent
+    from bots.commands.lm import eval_lm, train_lm
+
+    train_app.command("lm")(train_lm)
+    train_app.command("intent")(train_intent)
+    eval_app.command("lm")(eval_lm)
+    eval_app.command("intent")(eval_intent)
+
+
+_register_model_commands()
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,38 @@
+"""``chatbot models build``: the default models, trained from the bundled Bitext data
+when ``models/`` lacks them (the first ``make run``)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from core.registry import model_kind
+
+INTENT_NAME = "intent-default"
+LM_NAME = "lm-default"
+
+
+def build_default_models(models_dir: Path, *, force: bool = False, console: Console | None = None) -> list[str]:
+    """Train whichever default model is missing; returns the names built."""
+    from core.training.intent import default_intent_config, train_intent
+    from core.training.lm import default_lm_config, train_lm
+
+    console = console or Console()
+    built: list[str] = []
+    plan = [
+        (INTENT_NAME, "intent", lambda out: train_intent(default_intent_config(out))),
+        (LM_NAME, "lm", lambda out: train_lm(default_lm_config(out))),
+    ]
+    for name, kind, train in plan:
+        folder = models_dir / name
+        if not force and model_kind(folder) == kind:
+            console.print(f"[green]✓[/] {kind} model {name} present ({folder})")
+            continue
+        console.print(f"[bold]building the default {kind} model[/] {name} from the bundled data…")
+        start = time.monotonic()
+        train(folder)
+        console.print(f"[green]✓[/] {name} built in {time.monotonic() - start:.0f}s ({folder})")
+        built.append(name)
+    return built

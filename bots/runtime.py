@@ -1,0 +1,68 @@
+"""The composition root: one place that builds the framework's parts from settings."""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+
+import redis.asyncio as aioredis
+
+from bots.config import Settings
+from bots.personas import default_personas
+from core.bus import Bus
+from core.connection import connect
+from core.engine import Engine, EngineConfig
+from core.escalation import Escalations
+from core.history import History
+from core.keys import Keys
+from core.persona import PersonaStore
+from core.registry import ModelRegistry
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Redis connection plus the stores built on it; ``async with Runtime(settings)``."""
+
+    redis: aioredis.Redis
+
+    def __init__(self, settings: Settings, *, seed_personas: bool = True) -> None:
+        self.settings = settings
+        self.keys = Keys(settings.namespace)
+        self.registry = ModelRegistry(settings.models_dir, settings.device)
+        self.seed_personas = seed_personas
+
+    async def __aenter__(self) -> Runtime:
+        self.redis = await connect(self.settings.redis_url, self.settings.data_dir)
+        self.bus = Bus(self.redis, self.keys)
+        self.history = History(
+            self.redis,
+            self.keys,
+            max_turns=self.settings.history_max_turns,
+            ttl_seconds=self.settings.history_ttl_seconds,
+        )
+        self.personas = PersonaStore(self.redis, self.keys)
+        self.escalations = Escalations(self.redis, self.keys, self.settings.history_ttl_seconds)
+        if self.seed_personas:
+            for persona in default_personas(self.settings.bots_dir):
+                if await self.personas.put_if_absent(persona):
+                    log.info("seeded persona %s", persona.bot_id)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.redis.aclose()
+
+    def engine(self, consumer: str = "engine-1") -> Engine:
+        return Engine(
+            self.redis,
+            self.keys,
+            self.registry,
+            history=self.history,
+            config=EngineConfig(
+                max_message_chars=self.settings.max_message_chars,
+                batch_size=self.settings.engine_batch_size,
+                consumer=consumer,
+            ),
+        )

@@ -1,0 +1,90 @@
+"""``chatbot run``: the engine, the web app and every configured adapter in one process.
+
+Each adapter starts on its own: one that fails (a bad token, say) is reported in one
+line and stopped, while the engine, the web chat and the other adapters keep running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from adapters.base import Adapter
+from adapters.webchat import WebChatAdapter
+from bots.config import Settings
+from bots.platforms import configured_adapters
+from bots.runtime import Runtime
+from core.errors import ChatbotError
+
+log = logging.getLogger(__name__)
+
+
+def build_app(web: WebChatAdapter, adapters: list[Adapter], extra_routes: list[BaseRoute] | None = None) -> Starlette:
+    async def healthz(_: Request) -> Response:
+        status = {a.platform: ("running" if a.running else (a.error or "stopped")) for a in [web, *adapters]}
+        return JSONResponse({"ok": True, "adapters": status})
+
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    routes: list[BaseRoute] = [Route("/healthz", healthz), Route("/metrics", metrics), *web.routes()]
+    for adapter in adapters:
+        routes += getattr(adapter, "routes", lambda: [])()
+    routes += extra_routes or []
+    return Starlette(routes=routes)
+
+
+async def serve(settings: Settings, *, on_ready: Callable[[str], None] | None = None) -> None:
+    async with Runtime(settings) as rt:
+        persona = await rt.personas.get(settings.default_bot)
+        # Load the models before accepting traffic: the first customer should not wait.
+        await asyncio.to_thread(rt.registry.intent_model, persona.models.intent)
+        await asyncio.to_thread(rt.registry.reply_model, persona.models.lm)
+
+        stop = asyncio.Event()
+        engine_task = asyncio.create_task(rt.engine().run(stop), name="engine")
+        web = WebChatAdapter(rt.bus, bot_id=settings.default_bot, personas=rt.personas)
+        await web.start()
+        adapters = configured_adapters(settings, rt.bus, rt.personas)
+        for adapter in adapters:
+            try:
+                await adapter.start()
+                log.info("%s adapter running", adapter.platform)
+            except ChatbotError as exc:
+                adapter.error = str(exc)
+                log.error("%s adapter not started: %s", adapter.platform, exc)
+
+        app = build_app(web, adapters)
+        server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
+                                               log_level="warning", lifespan="off"))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+        server_task = asyncio.create_task(server.serve(), name="web")
+        while not server.started and not server_task.done():
+            await asyncio.sleep(0.05)
+        if server_task.done():
+            server_task.result()  # raises the bind error
+        url = f"http://{settings.host}:{settings.port}"
+        if on_ready:
+            on_ready(url)
+        try:
+            await server_task
+        finally:
+            stop.set()
+            for adapter in [web, *adapters]:
+                with contextlib.suppress(Exception):
+                    await adapter.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(engine_task, timeout=10)

@@ -1,0 +1,169 @@
+"""Evaluate an intent model on labelled examples and write a report a person can read.
+
+``evaluate_intent`` writes ``intent-report.json``, ``intent-report.md``,
+``confusion.png`` and ``reliability.png`` into ``out_dir``. In-scope figures count an
+in-scope message answered OUT_OF_SCOPE as wrong; OOS recall is reported beside them
+when the data has ``out_of_scope`` examples.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from core.errors import ConfigError
+from core.protocols import OUT_OF_SCOPE, IntentModel
+from core.training.data import Example
+
+log = logging.getLogger(__name__)
+
+
+def classification_scores(gold: Sequence[str], pred: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, macro-F1 and per-label P/R/F1 over the *gold* label set (a predicted
+    label that never occurs in gold, e.g. OUT_OF_SCOPE, only costs recall)."""
+    labels = sorted(set(gold))
+    p, r, f, n = precision_recall_fscore_support(gold, pred, labels=labels, zero_division=0)
+    return {
+        "accuracy": float(accuracy_score(gold, pred)),
+        "macro_f1": float(f1_score(gold, pred, labels=labels, average="macro", zero_division=0)),
+        "per_intent": {
+            lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(n[i])}
+            for i, lab in enumerate(labels)
+        },
+    }
+
+
+def most_confused(cm: np.ndarray, labels: Sequence[str], k: int = 10) -> list[dict[str, Any]]:
+    """The k largest off-diagonal cells: (gold, predicted, count), largest first."""
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
+    cells = [(int(off[i, j]), labels[i], labels[j]) for i, j in zip(*np.nonzero(off), strict=True)]
+    cells.sort(key=lambda c: (-c[0], c[1], c[2]))
+    return [{"gold": g, "predicted": p, "count": c} for c, g, p in cells[:k]]
+
+
+def reliability(confidence: Sequence[float], correct: Sequence[bool], bins: int = 10) -> dict[str, Any]:
+    """Equal-width confidence bins: mean confidence vs accuracy per bin, and the
+    expected calibration error (bin-size-weighted |accuracy - confidence|)."""
+    conf = np.asarray(confidence, dtype=float)
+    ok = np.asarray(correct, dtype=float)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)  # bin index per example
+    rows, ece = [], 0.0
+    for b in range(bins):
+        mask = which == b
+        if not mask.any():
+            continue
+        acc, mean_conf = float(ok[mask].mean()), float(conf[mask].mean())
+        ece += mask.sum() / len(conf) * abs(acc - mean_conf)
+        rows.append({"low": float(edges[b]), "high": float(edges[b + 1]), "count": int(mask.sum()), "confidence": mean_conf, "accuracy": acc})
+    return {"bins": rows, "ece": float(ece)}
+
+
+def _plot_confusion(cm: np.ndarray, labels: Sequence[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = max(6.0, 0.22 * len(labels))
+    fig, ax = plt.subplots(figsize=(size, size))
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)  # row-normalised: recall per gold intent
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
+    ax.set_yticks(range(len(labels)), labels, fontsize=6)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    ax.set_title("Confusion matrix (row-normalised)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_reliability(rel: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    mids = [(b["low"] + b["high"]) / 2 for b in rel["bins"]]
+    ax.bar(mids, [b["accuracy"] for b in rel["bins"]], width=0.09, alpha=0.7, label="accuracy")
+    ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
+    ax.plot([b["confidence"] for b in rel["bins"]], [b["accuracy"] for b in rel["bins"]], "o-", color="C1", label="model")
+    ax.set_xlabel("confidence (top in-scope probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"Reliability (ECE {rel['ece']:.3f})")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def evaluate_intent(model: IntentModel, examples: Sequence[Example], out_dir: Path | str, batch_size: int = 32) -> dict[str, Any]:
+    """Run ``model`` on ``examples`` and write the report files; return the report dict."""
+    if not examples:
+        raise ConfigError("evaluation data has no examples")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        preds = model.predict([e.text for e in examples], batch_size=batch_size)  # type: ignore[call-arg]
+    except TypeError:
+        preds = model.predict([e.text for e in examples])
+    gold = [e.intent for e in examples]
+    unknown = sorted({g for g in gold if g != OUT_OF_SCOPE} - set(model.labels))
+    if unknown and len(unknown) == len({g for g in gold if g != OUT_OF_SCOPE}):
+        raise ConfigError(f"none of the data's intents are known to the model (e.g. {unknown[0]!r}); wrong data or model?")
+
+    ins = [i for i, g in enumerate(gold) if g != OUT_OF_SCOPE]
+    oos = [i for i, g in enumerate(gold) if g == OUT_OF_SCOPE]
+    report: dict[str, Any] = {"n_examples": len(examples), "n_in_scope": len(ins), "n_out_of_scope": len(oos)}
+    if unknown:
+        report["unknown_intents"] = unknown
+    if ins:
+        g_in = [gold[i] for i in ins]
+        report.update(classification_scores(g_in, [preds[i].label for i in ins]))
+        report["in_scope_accuracy"] = report["accuracy"]
+        # the classifier alone, without the OOS rule (what a paper's accuracy means)
+        report["top_label_accuracy"] = float(accuracy_score(g_in, [preds[i].top_label for i in ins]))
+        report["rejected_in_scope_rate"] = sum(preds[i].label == OUT_OF_SCOPE for i in ins) / len(ins)
+        rel = reliability([preds[i].confidence for i in ins], [preds[i].top_label == gold[i] for i in ins])
+        report["calibration"] = rel
+        _plot_reliability(rel, out / "reliability.png")
+    if oos:
+        report["oos_recall"] = sum(preds[i].label == OUT_OF_SCOPE for i in oos) / len(oos)
+        flagged = [i for i, p in enumerate(preds) if p.label == OUT_OF_SCOPE]
+        report["oos_precision"] = sum(gold[i] == OUT_OF_SCOPE for i in flagged) / max(1, len(flagged))
+        report["overall_accuracy"] = float(accuracy_score(gold, [p.label for p in preds]))
+    all_labels = sorted(set(gold) | {p.label for p in preds})
+    cm = confusion_matrix(gold, [p.label for p in preds], labels=all_labels)
+    report["most_confused"] = most_confused(cm, all_labels)
+    report["confusion_labels"] = all_labels
+    report["confusion_matrix"] = cm.tolist()
+    _plot_confusion(cm, all_labels, out / "confusion.png")
+    (out / "intent-report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    (out / "intent-report.md").write_text(_markdown(report), encoding="utf-8")
+    log.info("intent report written to %s", out)
+    return report
+
+
+def _markdown(r: dict[str, Any]) -> str:
+    lines = ["# Intent evaluation", "", f"- examples: {r['n_examples']} ({r['n_in_scope']} in scope, {r['n_out_of_scope']} out of scope)"]
+    for key in ("accuracy", "macro_f1", "top_label_accuracy", "rejected_in_scope_rate", "oos_recall", "oos_precision", "overall_accuracy"):
+        if key in r:
+            lines.append(f"- {key.replace('_', ' ')}: {r[key]:.4f}")
+    if "calibration" in r:
+        lines.append(f"- expected calibration error: {r['calibration']['ece']:.4f}")
+    lines += ["", "![confusion](confusion.png) ![reliability](reliability.png)", "", "## Most confused pairs", "",
+              "| gold | predicted | count |", "|---|---|---|"]
+    lines += [f"| {c['gold']} | {c['predicted']} | {c['count']} |" for c in r["most_confused"]]
+    if "per_intent" in r:
+        lines += ["", "## Per intent", "", "| intent | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+        lines += [f"| {k} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |" for k, v in r["per_intent"].items()]
+    return "\n".join(lines) + "\n"

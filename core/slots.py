@@ -1,0 +1,65 @@
+"""Filling the ``{{Slot}}`` placeholders of the dialogue data from a persona's facts.
+
+The bundled replies say things like "call {{Customer Support Phone Number}}". A bot's
+persona supplies facts for the slots it knows; any other slot is replaced by a generic
+phrase so a customer never sees raw braces. Slot names are matched loosely (case,
+spaces and punctuation ignored), so "customer_support_phone_number" matches too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+_SLOT = re.compile(r"\{\{\s*([^{}]{1,80}?)\s*\}\}")
+_BRACES = re.compile(r"\{\{[^{}]*\}?\}?|\}\}")
+
+# Generic phrases for slots that name something only the business knows.
+_GENERIC: dict[str, str] = {
+    "customersupportphonenumber": "our customer support phone line",
+    "supportphonenumber": "our support phone line",
+    "customerservicephonenumber": "our customer service phone line",
+    "customersupportemail": "our support email address",
+    "customersupportemailaddress": "our support email address",
+    "customersupportavailability": "our support hours",
+    "customersupporthours": "our support hours",
+    "customerservicehours": "our customer service hours",
+    "livechat": "live chat",
+    "websitename": "our website",
+    "websiteurl": "our website",
+    "website": "our website",
+    "companyname": "our company",
+    "numberofdays": "a few",
+}
+
+# Slots the data anonymised (order numbers, invoice ids): refer to them, don't invent.
+_ANONYMISED = re.compile(r"(order|purchase|invoice|bill|account|refund|tracking)\w*(number|id)?anonymi[sz]ed", re.I)
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def fill_slots(text: str, facts: Mapping[str, str]) -> str:
+    """Replace every ``{{Slot}}`` in ``text``; strip any stray or half-open braces."""
+    known = {normalise(k): v for k, v in facts.items() if v and v.strip()}
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        key = normalise(name)
+        if key in known:
+            return known[key].strip()
+        if key in _GENERIC:
+            return _GENERIC[key]
+        anonymised = _ANONYMISED.match(key)
+        if anonymised:
+            return f"your {anonymised.group(1).lower()} number"
+        # UI labels such as {{Order History}} or {{Account Settings}} read well as-is.
+        return name.strip().strip("_").replace("_", " ")
+
+    return _BRACES.sub("", _SLOT.sub(replace, text))
+
+
+def slots_in(text: str) -> list[str]:
+    """The slot names a text uses, in order (for docs and persona checks)."""
+    return [m.group(1).strip() for m in _SLOT.finditer(text)]

@@ -1,0 +1,58 @@
+"""Deterministic stand-ins for the two models, for engine logic tests only.
+
+They implement the same protocols as the real models (core.protocols) so routing,
+ordering and persistence can be checked with known confidences; the real models are
+exercised end to end in tests/test_end_to_end.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from core.protocols import OUT_OF_SCOPE, GenerationRequest, IntentPrediction
+
+
+@dataclass
+class ScriptedIntents:
+    """``intent:conf`` words in the text set the prediction, e.g. ``[complaint:0.9]``."""
+
+    labels: list[str] = field(default_factory=lambda: ["track_order", "complaint", "contact_human_agent"])
+
+    def predict(self, texts: Sequence[str]) -> list[IntentPrediction]:
+        out = []
+        for text in texts:
+            label, conf = "track_order", 0.9
+            if "[" in text and "]" in text:
+                spec = text[text.index("[") + 1 : text.index("]")]
+                label, _, raw = spec.partition(":")
+                conf = float(raw or 0.9)
+            if label == "oos":
+                out.append(IntentPrediction(OUT_OF_SCOPE, conf, "track_order"))
+            else:
+                out.append(IntentPrediction(label, conf, label))
+        return out
+
+
+@dataclass
+class ScriptedReplies:
+    """Replies ``answer to <text> (history N)`` and records every batch it was given."""
+
+    batches: list[list[GenerationRequest]] = field(default_factory=list)
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        self.batches.append(list(requests))
+        return [f"answer to {r.text} (history {len(r.history)}) call {{{{Customer Support Phone Number}}}}"
+                for r in requests]
+
+
+@dataclass
+class ScriptedProvider:
+    intents: ScriptedIntents = field(default_factory=ScriptedIntents)
+    replies: ScriptedReplies = field(default_factory=ScriptedReplies)
+
+    def intent_model(self, name: str) -> ScriptedIntents:
+        return self.intents
+
+    def reply_model(self, name: str) -> ScriptedReplies:
+        return self.replies

@@ -1,0 +1,174 @@
+"""The engine through the real streams and a real Redis, with scripted models."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from core.bus import Bus
+from core.engine import Engine, EngineConfig
+from core.escalation import Escalations
+from core.history import History
+from core.keys import Keys
+from core.messages import IncomingMessage, Route
+from core.persona import Persona, PersonaStore
+from tests.scripted_models import ScriptedProvider
+
+
+def persona(**changes: object) -> Persona:
+    base = Persona(bot_id="support", display_name="Ava", facts={"Customer Support Phone Number": "+1 555 0100"})
+    return base.model_copy(update=changes) if changes else base
+
+
+def msg(text: str, user: str = "alice", chat: str = "c1", platform: str = "web") -> IncomingMessage:
+    return IncomingMessage(bot_id="support", platform=platform, chat_id=chat, user_id=user, text=text)
+
+
+@pytest.fixture
+async def setup(redis, keys: Keys):
+    history = History(redis, keys, max_turns=50, ttl_seconds=3600)
+    await PersonaStore(redis, keys).put(persona())
+    provider = ScriptedProvider()
+    engine = Engine(redis, keys, provider, history=history, config=EngineConfig(max_message_chars=100, block_ms=50))
+    return engine, provider, history, Bus(redis, keys)
+
+
+async def run_once(engine: Engine, bus: Bus, *messages: IncomingMessage):
+    for m in messages:
+        assert await bus.submit(m)
+    batch = await bus.read_intake(engine.config.consumer, count=50, block_ms=100)
+    return await engine.handle(batch)
+
+
+async def test_round_trip_through_streams(setup) -> None:
+    engine, _provider, history, bus = setup
+    stop = asyncio.Event()
+    task = asyncio.create_task(engine.run(stop))
+    await bus.submit(msg("where is my order?"))
+    replies = []
+    for _ in range(100):
+        replies += [r for _id, r in await bus.read_outbound("web", "test", block_ms=100)]
+        if replies:
+            break
+    stop.set()
+    await task
+    assert len(replies) == 1
+    reply = replies[0]
+    assert reply.route is Route.GENERATE and reply.intent == "track_order"
+    assert "+1 555 0100" in reply.text and "{{" not in reply.text  # slot filled from facts
+    turns = await history.recent(msg("x").conversation, 10)
+    assert [t.role for t in turns] == ["user", "bot"]
+    assert await bus.pending_count(bus.keys.intake(), "engine") == 0  # acknowledged
+
+
+async def test_two_quick_messages_answered_in_order_with_history(setup) -> None:
+    engine, provider, history, bus = setup
+    replies = await run_once(engine, bus, msg("first"), msg("second"), msg("other user", user="bob"))
+    assert [r.text.split(" (")[0] for r in replies] == ["answer to first", "answer to second", "answer to other user"]
+    # wave 1 batched alice's first and bob's message together; wave 2 saw alice's first turn
+    assert [len(b) for b in provider.replies.batches] == [2, 1]
+    assert "(history 2)" in replies[1].text and "(history 0)" in replies[0].text
+    turns = await history.recent(msg("x").conversation, 10)
+    assert [t.text for t in turns if t.role == "user"] == ["first", "second"]
+
+
+async def test_history_isolated_between_users_and_chats(setup) -> None:
+    engine, _p, history, bus = setup
+    await run_once(engine, bus, msg("alice in c1"), msg("bob in c1", user="bob"), msg("alice in c2", chat="c2"))
+    a1 = await history.recent(msg("", user="alice", chat="c1").conversation, 10)
+    b1 = await history.recent(msg("", user="bob", chat="c1").conversation, 10)
+    a2 = await history.recent(msg("", user="alice", chat="c2").conversation, 10)
+    assert [t.text for t in a1 if t.role == "user"] == ["alice in c1"]
+    assert [t.text for t in b1 if t.role == "user"] == ["bob in c1"]
+    assert [t.text for t in a2 if t.role == "user"] == ["alice in c2"]
+
+
+async def test_escalation_records_transcript_and_mutes_bot(setup, redis, keys) -> None:
+    engine, _p, _h, bus = setup
+    await run_once(engine, bus, msg("hello"))
+    [reply] = await run_once(engine, bus, msg("I want a human [contact_human_agent:0.95]"))
+    assert reply.route is Route.ESCALATE
+    escalations = Escalations(redis, keys, 3600)
+    [eid] = await escalations.open_ids()
+    record = await escalations.get(eid)
+    assert record is not None and [t["text"] for t in record.transcript][:1] == ["hello"]
+    [after] = await run_once(engine, bus, msg("are you there?"))
+    assert after.route is Route.HUMAN
+    assert await escalations.resolve(eid)
+    [back] = await run_once(engine, bus, msg("thanks"))
+    assert back.route is Route.GENERATE
+
+
+async def test_low_confidence_asks_to_rephrase_then_escalates(setup) -> None:
+    engine, _p, _h, bus = setup
+    routes = [r.route for r in [*(await run_once(engine, bus, msg("hmm [track_order:0.1]"))),
+                                *(await run_once(engine, bus, msg("what [oos:0.9]"))),
+                                *(await run_once(engine, bus, msg("eh [complaint:0.2]")))]]
+    assert routes == [Route.REPHRASE, Route.REPHRASE, Route.ESCALATE]
+
+
+async def test_confident_message_resets_the_unsure_streak(setup) -> None:
+    engine, _p, _h, bus = setup
+    texts = ["a [track_order:0.1]", "b [track_order:0.1]", "c [track_order:0.9]", "d [track_order:0.1]"]
+    routes = [(await run_once(engine, bus, msg(t)))[0].route for t in texts]
+    assert routes == [Route.REPHRASE, Route.REPHRASE, Route.GENERATE, Route.REPHRASE]
+
+
+async def test_persona_change_applies_to_next_message(setup, redis, keys) -> None:
+    engine, _p, _h, bus = setup
+    [before] = await run_once(engine, bus, msg("call?"))
+    assert "+1 555 0100" in before.text
+    store = PersonaStore(redis, keys)
+    await store.put(persona(facts={"Customer Support Phone Number": "0800 123 456"}))
+    [after] = await run_once(engine, bus, msg("call?"))
+    assert "0800 123 456" in after.text
+    canned = persona(routing=persona().routing.model_copy(update={"routes": {"track_order": "canned"},
+                                                               "canned": {"track_order": "It ships in 2 days."}}))
+    await store.put(canned)
+    [third] = await run_once(engine, bus, msg("where?"))
+    assert third.route is Route.CANNED and third.text == "It ships in 2 days."
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t ", "\x00\x07"])
+async def test_empty_message_gets_a_prompt_and_is_stored(setup, text: str) -> None:
+    engine, _p, history, bus = setup
+    [reply] = await run_once(engine, bus, msg(text))
+    assert reply.route is Route.PROMPT and "empty" in reply.text
+    assert len(await history.recent(msg("").conversation, 10)) == 2
+
+
+async def test_oversized_message_is_stored_up_to_the_limit_with_a_note(setup) -> None:
+    engine, _p, history, bus = setup
+    [reply] = await run_once(engine, bus, msg("word " * 200))
+    assert "first 100 characters" in reply.text
+    [user, _bot] = await history.recent(msg("").conversation, 10)
+    assert 0 < len(user.text) <= 100
+
+
+async def test_unicode_passes_and_control_characters_go(setup) -> None:
+    engine, _p, history, bus = setup
+    text = "Où est ma commande 📦? 我的订单在哪里 \u202e\x1b[31m \ud800"
+    [reply] = await run_once(engine, bus, msg(text))
+    [user, _bot] = await history.recent(msg("").conversation, 10)
+    assert "📦" in user.text and "我的订单在哪里" in user.text
+    assert "\x1b" not in user.text and "\ud800" not in user.text
+    assert reply.route is Route.GENERATE
+
+
+async def test_missing_model_answers_unavailable_without_losing_the_turn(redis, keys) -> None:
+    from core.registry import ModelRegistry
+
+    history = History(redis, keys, max_turns=50, ttl_seconds=3600)
+    await PersonaStore(redis, keys).put(persona())
+    engine = Engine(redis, keys, ModelRegistry(__import__("pathlib").Path("/nonexistent")), history=history)
+    bus = Bus(redis, keys)
+    [reply] = await run_once(engine, bus, msg("hello"))
+    assert reply.route is Route.UNAVAILABLE
+    assert [t.text for t in await history.recent(msg("").conversation, 10)][0] == "hello"
+
+
+async def test_unknown_bot_is_answered_politely(setup) -> None:
+    engine, _p, _h, bus = setup
+    [reply] = await run_once(engine, bus, IncomingMessage("nobot", "web", "c", "u", "hi"))
+    assert reply.route is Route.UNAVAILABLE
