@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import pytest
+
+from core.slots import fill_slots, slots_in
+from core.text import clean_incoming, split_message
+
+
+def test_clean_keeps_scripts_and_emoji_and_strips_controls() -> None:
+    clean = clean_incoming("  héllo\x00 wörld 👩‍💻 مرحبا 你好\x1b\u200b  ", 100)
+    assert clean.text == "héllo wörld 👩‍💻 مرحبا 你好"
+    assert not clean.truncated and not clean.empty
+
+
+def test_clean_truncates_at_the_limit() -> None:
+    clean = clean_incoming("x" * 50, 10)
+    assert clean.text == "x" * 10 and clean.truncated and clean.original_length == 50
+
+
+def test_clean_does_not_split_a_combining_mark() -> None:
+    text = "a" * 9 + "e\u0301\u0301"  # NFC cannot fully compose the double accent
+    clean = clean_incoming(text, 10)
+    assert not clean.text.endswith("\u0301") or len(clean.text) <= 10
+
+
+@pytest.mark.parametrize("limit", [50, 200, 2000])
+def test_split_respects_limit_and_never_cuts_words(limit: int) -> None:
+    words = [f"word{i}" for i in range(800)]
+    text = " ".join(words[:300]) + ".\n\n" + " ".join(words[300:])
+    chunks = split_message(text, limit)
+    assert all(len(c) <= limit for c in chunks)
+    assert " ".join(chunks).split() == text.split()
+
+
+def test_split_prefers_paragraphs() -> None:
+    text = ("First paragraph. " * 5).strip() + "\n\n" + ("Second one here. " * 5).strip()
+    chunks = split_message(text, 120)
+    assert chunks[0].startswith("First") and chunks[1].startswith("Second")
+
+
+def test_split_closes_and_reopens_code_fences() -> None:
+    code = "```\n" + "\n".join(f"line {i}" for i in range(60)) + "\n```"
+    chunks = split_message(code, 100)
+    assert len(chunks) > 1
+    assert all(c.count("```") % 2 == 0 for c in chunks)
+
+
+def test_slots_use_facts_and_never_show_braces() -> None:
+    text = "Call {{Customer Support Phone Number}}, visit {{Website Name}}, open {{Order History}}, order {{Order Number Anonymized}} {{Broken"
+    filled = fill_slots(text, {"customer_support_phone_number": "+44 20 0000"})
+    assert "+44 20 0000" in filled and "our website" in filled and "Order History" in filled
+    assert "your order number" in filled
+    assert "{" not in filled and "}" not in filled
+    assert slots_in(text)[:2] == ["Customer Support Phone Number", "Website Name"]
