@@ -16,15 +16,9 @@ LM_NAME = "lm-default"
 
 def build_default_models(models_dir: Path, *, force: bool = False, console: Console | None = None) -> list[str]:
     """Train whichever default model is missing; returns the names built."""
-    from core.training.intent import default_intent_config, train_intent
-    from core.training.lm import default_lm_config, train_lm
-
     console = console or Console()
     built: list[str] = []
-    plan = [
-        (INTENT_NAME, "intent", lambda out: train_intent(default_intent_config(out))),
-        (LM_NAME, "lm", lambda out: train_lm(default_lm_config(out))),
-    ]
+    plan = [(INTENT_NAME, "intent", _train_intent), (LM_NAME, "lm", _train_lm)]
     for name, kind, train in plan:
         folder = models_dir / name
         if not force and model_kind(folder) == kind:
@@ -36,3 +30,15 @@ def build_default_models(models_dir: Path, *, force: bool = False, console: Cons
         console.print(f"[green]✓[/] {name} built in {time.monotonic() - start:.0f}s ({folder})")
         built.append(name)
     return built
+
+
+def _train_intent(folder: Path) -> None:
+    from core.training.intent import default_intent_config, train_intent
+
+    train_intent(default_intent_config(folder))
+
+
+def _train_lm(folder: Path) -> None:
+    from core.training.lm import default_lm_config, train_lm
+
+    train_lm(default_lm_config(folder))
