@@ -1,0 +1,283 @@
+"""Discord adapter on discord.py: the gateway brings messages in, REST sends replies.
+
+Direct messages are always answered; in guild channels only messages that mention the
+bot (or reply to it) unless the persona answers every group message. Each answer is a
+reply to the customer's message. Edits, deletions and other bots are ignored.
+
+``import discord`` below is the SDK, not this module: the project uses absolute imports
+and ``adapters/`` is a package, never a ``sys.path`` entry (guarded below).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import aiohttp
+import discord
+import yarl
+from discord.http import HTTPClient
+from discord.http import Route as DiscordRoute
+
+from adapters.base import Adapter
+from core.bus import Bus
+from core.delivery import RetryPolicy
+from core.errors import AdapterAuthError, DeliveryError, RateLimited
+from core.messages import IncomingMessage, Reply
+from core.persona import PersonaStore
+
+if not hasattr(discord, "Client"):  # adapters/ put on sys.path would import this file as `discord`
+    raise ImportError("adapters/discord.py shadowed the discord.py SDK; run from the project root")
+
+log = logging.getLogger(__name__)
+OnMessage = Callable[[discord.Message], Awaitable[None]]
+
+TOKEN_HELP = "copy the token again from the Developer Portal (Applications > your app > Bot > Reset Token)"
+REJECTED = "DISCORD_BOT_TOKEN was rejected by Discord"
+# Nobody is pinged by a bot answer except the customer it replies to (first part only).
+SAFE_MENTIONS = discord.AllowedMentions(everyone=False, users=False, roles=False, replied_user=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DiscordConfig:
+    token: str = field(repr=False)
+    api_base_url: str | None = None  # replaces https://discord.com/api/v10 (DISCORD_API_BASE_URL)
+    gateway_url: str | None = None  # replaces wss://gateway.discord.gg/ (DISCORD_GATEWAY_URL)
+    connect_timeout: float = 30.0  # seconds to wait for the gateway's READY at start
+    max_ratelimit_timeout: float = 30.0  # longer 429 waits come back to us as RateLimited
+
+
+class RoutedHTTPClient(HTTPClient):
+    """discord.py's HTTP client, pointed at another REST root and gateway.
+
+    discord.py has no option for this: ``Route.BASE`` is a class attribute and the
+    gateway URL is ``DiscordWebSocket.DEFAULT_GATEWAY`` (then the ``resume_gateway_url``
+    from READY). Rewriting in this instance's ``request``/``ws_connect`` changes only our
+    client, never the module-wide defaults other clients in the process use.
+    """
+
+    def __init__(self, *args: Any, api_base_url: str | None, gateway_url: str | None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.api_base_url = api_base_url.rstrip("/") if api_base_url else None
+        self.gateway_url = yarl.URL(gateway_url) if gateway_url else None
+
+    async def request(self, route: DiscordRoute, **kwargs: Any) -> Any:
+        if self.api_base_url and route.url.startswith(DiscordRoute.BASE):
+            route.url = self.api_base_url + route.url[len(DiscordRoute.BASE):]
+        return await super().request(route, **kwargs)
+
+    async def ws_connect(self, url: str, *, compress: int = 0) -> aiohttp.ClientWebSocketResponse:
+        target = yarl.URL(url)
+        # Discord's own gateway hosts (first connect, resume) are *.discord.gg; voice is not.
+        if self.gateway_url and (target.host or "").endswith("discord.gg"):
+            target = self.gateway_url.with_query(target.query)
+        return await super().ws_connect(str(target), compress=compress)
+
+
+class _Client(discord.Client):
+    def __init__(self, config: DiscordConfig, on_message: OnMessage) -> None:
+        intents = discord.Intents.default()
+        intents.message_content = True  # privileged: enable it in the Developer Portal
+        intents.messages = True  # guild_messages + dm_messages
+        intents.dm_messages = True
+        super().__init__(intents=intents, allowed_mentions=SAFE_MENTIONS, chunk_guilds_at_startup=False)
+        routed = RoutedHTTPClient(self.loop, api_base_url=config.api_base_url, gateway_url=config.gateway_url,
+                                  max_ratelimit_timeout=config.max_ratelimit_timeout)
+        self.http = self._connection.http = routed  # the state sends through our client too
+        self.connected = asyncio.Event()
+        self._handle = on_message
+
+    async def on_connect(self) -> None:
+        self.connected.set()
+
+    async def on_message(self, message: discord.Message) -> None:
+        await self._handle(message)
+
+
+class DiscordAdapter(Adapter):
+    platform: ClassVar[str] = "discord"
+    max_message_chars: ClassVar[int] = 2000
+    typing_interval: ClassVar[float] = 8.0  # a typing ping shows for ~10 s
+
+    def __init__(
+        self,
+        bus: Bus,
+        config: DiscordConfig,
+        *,
+        bot_id: str,
+        personas: PersonaStore | None = None,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        super().__init__(bus, bot_id=bot_id, personas=personas, retry=retry)
+        self.config = config
+        self.stats: Counter[str] = Counter()  # received, ignored, submitted, duplicates, text_only
+        self._client: _Client | None = None
+        self._gateway: asyncio.Task[None] | None = None
+        self._failure: DeliveryError | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def connect(self) -> None:
+        if not self.config.token.strip():
+            raise AdapterAuthError(f"DISCORD_BOT_TOKEN is empty; {TOKEN_HELP}")
+        self._failure = self.error = None  # a restart after a failure starts clean
+        client = _Client(self.config, self._on_message)
+        try:
+            await client.login(self.config.token)
+        except discord.LoginFailure:
+            await client.close()
+            raise AdapterAuthError(f"{REJECTED} (401 Unauthorized); {TOKEN_HELP}") from None
+        except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
+            await client.close()
+            where = self.config.api_base_url or DiscordRoute.BASE
+            raise DeliveryError(
+                f"cannot log in to Discord at {where} ({exc}); check DISCORD_API_BASE_URL and the network"
+            ) from None
+        self._client = client
+        self._gateway = asyncio.create_task(self._run_gateway(client), name="discord-gateway")
+        ready = asyncio.create_task(client.connected.wait())
+        await asyncio.wait(
+            {ready, self._gateway}, timeout=self.config.connect_timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        ready.cancel()
+        if self._failure is not None:
+            await self.disconnect()
+            raise self._failure
+        if not client.connected.is_set():
+            log.warning("discord: no READY from the gateway yet; discord.py keeps trying")
+
+    async def _run_gateway(self, client: _Client) -> None:
+        """discord.py's gateway loop (heartbeats, reconnects, resumes) as a background task."""
+        try:
+            await client.connect(reconnect=True)
+        except discord.PrivilegedIntentsRequired:
+            self._fail(AdapterAuthError(
+                "Discord refused the MESSAGE CONTENT intent; enable it in the Developer Portal "
+                "(Applications > your app > Bot > Privileged Gateway Intents)"
+            ))
+        except discord.ConnectionClosed as exc:
+            if exc.code == 4004:
+                self._fail(AdapterAuthError(f"{REJECTED} at the gateway (4004); {TOKEN_HELP}"))
+            else:
+                self._fail(DeliveryError(f"the Discord gateway closed the connection ({exc.code} {exc.reason})"))
+        except Exception as exc:  # one line for the operator, not a traceback
+            self._fail(DeliveryError(f"the Discord gateway stopped: {type(exc).__name__}: {exc}"))
+        if self._failure is not None:
+            await client.close()  # discord.py leaves its HTTP session open on some fatal closes
+
+    def _fail(self, error: DeliveryError) -> None:
+        """Stop this adapter with one line (others keep running); replies stay queued in
+        Redis. (A candidate for adapters/base.py: every gateway-style adapter needs it.)"""
+        self._failure = error
+        self.error = str(error)
+        log.error("discord adapter stopped: %s", error)
+        self._stop.set()
+
+    async def disconnect(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+        task, self._gateway = self._gateway, None
+        if task is not None and task is not asyncio.current_task():
+            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(task, timeout=5)
+
+    # -- intake ------------------------------------------------------------------------
+    async def _on_message(self, message: discord.Message) -> None:
+        """MESSAGE_CREATE only: discord.py's edit/delete events are not listened to."""
+        self.stats["received"] += 1
+        client = self._client
+        me = client.user if client else None
+        if me is None or message.author.bot or message.author.id == me.id or message.webhook_id:
+            self.stats["ignored"] += 1
+            return
+        direct = isinstance(message.channel, (discord.DMChannel, discord.GroupChannel))
+        if message.type not in (discord.MessageType.default, discord.MessageType.reply) or not (
+            direct or _addresses(message, me.id) or await self.answers_every_group_message()
+        ):
+            self.stats["ignored"] += 1  # system messages (joins, pins), unaddressed guild chatter
+            return
+        meta = {"message_id": str(message.id), "channel_id": str(message.channel.id)}
+        guild_id = message.guild.id if message.guild else getattr(message.channel, "guild_id", None)
+        if guild_id:
+            meta["guild_id"] = str(guild_id)
+        incoming = IncomingMessage(
+            self.bot_id, self.platform, chat_id=str(message.channel.id), user_id=str(message.author.id),
+            text=strip_mention(message.content, me.id), display_name=message.author.display_name,
+            message_id=str(message.id), meta=meta,
+        )
+        event_id = str(message.id)  # a resumed session may redeliver: the id keys intake
+        if not incoming.text and (message.attachments or message.stickers):
+            await self.reply_text_only(incoming, event_id)
+            self.stats["text_only"] += 1
+        elif await self.submit(incoming, event_id):
+            self.stats["submitted"] += 1
+        else:
+            self.stats["duplicates"] += 1
+
+    # -- delivery ------------------------------------------------------------------------
+    async def send_text(self, reply: Reply, text: str, part: int) -> None:
+        client = self._client
+        if client is None or client.is_closed():
+            raise DeliveryError("the Discord client is not connected")
+        guild_id = int(reply.meta["guild_id"]) if reply.meta.get("guild_id") else None
+        channel = client.get_partial_messageable(int(reply.chat_id), guild_id=guild_id)
+        reference = None
+        if reply.meta.get("message_id"):
+            reference = discord.MessageReference(  # fail_if_not_exists=False: deleted? still answer
+                message_id=int(reply.meta["message_id"]), channel_id=int(reply.chat_id), guild_id=guild_id,
+                fail_if_not_exists=False,
+            )
+        mentions = discord.AllowedMentions(everyone=False, users=False, roles=False, replied_user=part == 0)
+        # ^ ping only the customer replied to, and only on the first part
+        try:
+            await channel.send(text, reference=reference, allowed_mentions=mentions)
+        except discord.RateLimited as exc:  # discord.py would wait longer than max_ratelimit_timeout
+            raise RateLimited(exc.retry_after) from None
+        except discord.HTTPException as exc:
+            _raise_for_http_error(exc, reply)
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            raise DeliveryError(f"Discord unreachable: {type(exc).__name__}: {exc}") from None
+
+    async def send_typing(self, chat_id: str, meta: dict[str, str]) -> None:
+        if self._client is not None and not self._client.is_closed():
+            await self._client.get_partial_messageable(int(chat_id)).typing()
+
+
+def strip_mention(content: str, bot_user_id: int) -> str:
+    """Drop ``<@id>``/``<@!id>`` of our bot and tidy the spaces around it."""
+    return re.sub(rf"\s*<@!?{bot_user_id}>\s*", " ", content).strip()
+
+
+def _addresses(message: discord.Message, bot_user_id: int) -> bool:
+    """A mention of the bot, or a reply to one of its messages."""
+    if bot_user_id in message.raw_mentions or any(user.id == bot_user_id for user in message.mentions):
+        return True
+    resolved = message.reference.resolved if message.reference else None
+    return isinstance(resolved, discord.Message) and resolved.author.id == bot_user_id
+
+
+def _raise_for_http_error(exc: discord.HTTPException, reply: Reply) -> None:
+    """Map discord.py's HTTP errors to the delivery contract. discord.py sleeps and retries
+    a genuine 429 itself (5 tries); a 429 it gives up on is retried by the Outbox. A 4xx
+    retrying cannot fix (403 no permission, 404 deleted channel, 400) is logged and
+    dropped, or it would block that chat's lane forever."""
+    status = exc.status
+    if status == 401:
+        raise AdapterAuthError(f"{REJECTED} while sending (401 Unauthorized); {TOKEN_HELP}") from None
+    if status == 429:
+        retry_after = 5.0
+        with contextlib.suppress(TypeError, ValueError, AttributeError):
+            retry_after = float(exc.response.headers.get("Retry-After", retry_after))
+        raise RateLimited(retry_after) from None
+    if status >= 500:
+        raise DeliveryError(f"Discord answered {status}: {exc.text or 'server error'}") from None
+    log.error(
+        "discord: reply %s to channel %s dropped: %s %s (code %s); retrying cannot help",
+        reply.reply_id, reply.chat_id, status, exc.text, exc.code,
+    )

@@ -1,0 +1,257 @@
+"""The Telegram adapter, driven through the real python-telegram-bot against a local Bot
+API emulator, with the real Redis streams and the fake engine in between."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from adapters.telegram import TelegramAdapter, TelegramConfig, to_telegram_html
+from core.bus import Bus
+from core.delivery import RetryPolicy
+from core.errors import AdapterAuthError, ConfigError, DeliveryError
+from core.keys import Keys
+from core.messages import IncomingMessage
+from core.persona import Messages, Persona, PersonaStore
+from tests.emulators.telegram import GROUP_ID, EmulatedBot, TelegramEmulator
+from tests.fake_engine import reply_text, running_fake_engine
+
+TOKEN = "123456:TEST-token_abc"
+OTHER_TOKEN = "654321:OTHER-token_xyz"
+SECRET = "s3cret_Token-1"
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 15.0) -> Any:
+    """Wait for ``check()`` to be truthy (a deadline, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(0.02)
+    return result
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[TelegramEmulator]:
+    async with TelegramEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def bot(tg: TelegramEmulator) -> EmulatedBot:
+    return tg.add_bot(TOKEN, "shop_bot")
+
+
+@pytest.fixture
+def bus(redis: Any, keys: Keys) -> Bus:
+    return Bus(redis, keys)
+
+
+def make_adapter(bus: Bus, tg: TelegramEmulator, token: str = TOKEN, personas: PersonaStore | None = None,
+                 **config: Any) -> TelegramAdapter:
+    cfg = TelegramConfig(token=token, api_base_url=tg.base_url, poll_timeout=1, connect_timeout=2,
+                         read_timeout=5, **config)
+    return TelegramAdapter(bus, cfg, bot_id="support", personas=personas, retry=RetryPolicy(first_backoff=0.05))
+
+
+@contextlib.asynccontextmanager
+async def running(bus: Bus, tg: TelegramEmulator, **kw: Any) -> AsyncIterator[TelegramAdapter]:
+    async with make_adapter(bus, tg, **kw) as adapter:
+        yield adapter  # type: ignore[misc]
+
+
+async def test_dm_answered_with_escaped_html_and_no_token_in_logs(
+    bus: Bus, tg: TelegramEmulator, bot: EmulatedBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with running_fake_engine(bus) as engine, running(bus, tg):
+        bot.dm("1 < 2 & **yes**")
+        sent = await eventually(lambda: bot.sent)
+    assert sent[0]["chat_id"] == 42
+    assert sent[0]["text"] == "echo: 1 &lt; 2 &amp; <b>yes</b>"
+    assert sent[0]["parse_mode"] == "HTML"
+    assert "reply_parameters" not in sent[0]  # DMs are not threaded as replies
+    seen = engine.seen[0]
+    assert (seen.platform, seen.chat_id, seen.user_id, seen.display_name) == ("telegram", "42", "42", "Ada")
+    assert "getUpdates" in {c.method for c in bot.calls}
+    assert TOKEN not in caplog.text and "<redacted>" in caplog.text
+
+
+async def test_typing_indicator_while_the_engine_works(bus: Bus, tg: TelegramEmulator, bot: EmulatedBot) -> None:
+    async with running(bus, tg):  # no engine: the customer waits, the bot shows "typing"
+        bot.dm("hello?")
+        actions = await eventually(lambda: bot.actions)
+    assert actions[0]["chat_id"] == 42 and actions[0]["action"] == "typing"
+
+
+async def test_group_answers_mentions_and_replies_only(bus: Bus, tg: TelegramEmulator, bot: EmulatedBot) -> None:
+    async with running_fake_engine(bus) as engine, running(bus, tg):
+        bot.group("thanks everyone")  # no mention: ignored
+        bot.group("@other_bot hi")  # someone else's bot: ignored
+        asked = bot.group("@shop_bot where is my order?")
+        bot.group("ok, and the refund?", reply_to_bot=True)
+        await eventually(lambda: len(bot.sent) >= 2)  # one chat, one ordered lane: a wrongly
+    # accepted earlier message would have been answered first
+    assert bot.texts(GROUP_ID) == ["echo: where is my order?", "echo: ok, and the refund?"]
+    first = bot.sent[0]
+    assert first["reply_parameters"]["message_id"] == asked["message"]["message_id"]
+    assert [m.text for m in engine.seen] == ["where is my order?", "ok, and the refund?"]
+    assert engine.seen[0].meta["chat_type"] == "supergroup"
+
+
+async def test_group_persona_answering_every_message(bus: Bus, tg: TelegramEmulator, bot: EmulatedBot,
+                                                     redis: Any, keys: Keys) -> None:
+    personas = PersonaStore(redis, keys)
+    await personas.put(Persona(bot_id="support", display_name="Shop", group_replies="all"))
+    async with running_fake_engine(bus), running(bus, tg, personas=personas):
+        bot.group("does anyone know the opening hours?")
+        await eventually(lambda: bot.sent)
+    assert bot.texts(GROUP_ID) == ["echo: does anyone know the opening hours?"]
+
+
+async def test_long_reply_split_under_the_limit_between_words(
+    bus: Bus, tg: TelegramEmulator, bot: EmulatedBot
+) -> None:
+    expected = reply_text(IncomingMessage("support", "telegram", "42", "42", "LONG please"))
+    async with running_fake_engine(bus), running(bus, tg):
+        bot.dm("LONG please")
+        await eventually(lambda: sum(len(t) for t in bot.texts()) >= len(expected) - 10)
+    chunks = bot.texts()
+    assert len(chunks) >= 2
+    assert all(len(chunk) <= 4096 for chunk in chunks)
+    assert " ".join(chunks).split() == expected.split()  # no word was cut in two
+
+
+async def test_rate_limited_send_is_retried_and_nothing_lost(
+    bus: Bus, tg: TelegramEmulator, bot: EmulatedBot
+) -> None:
+    bot.rate_limit_next_send(retry_after=1)
+    async with running_fake_engine(bus), running(bus, tg) as adapter:
+        bot.dm("hello")
+        await eventually(lambda: bot.sent)
+        assert adapter.outbox.retries >= 1
+    assert [c.status for c in bot.calls if c.method == "sendMessage"] == [429, 200]
+    assert bot.texts() == ["echo: hello"]
+
+
+async def test_redelivered_update_answered_once(bus: Bus, tg: TelegramEmulator, bot: EmulatedBot) -> None:
+    async with running_fake_engine(bus) as engine, running(bus, tg):
+        first = bot.dm("hello")
+        bot.push(first)  # Telegram sends the same update_id again
+        bot.dm("ping")
+        await eventually(lambda: "echo: ping" in bot.texts())
+    assert bot.texts() == ["echo: hello", "echo: ping"]
+    assert [m.text for m in engine.seen] == ["hello", "ping"]
+
+
+async def test_invalid_token_is_one_clear_line(bus: Bus, tg: TelegramEmulator, bot: EmulatedBot) -> None:
+    adapter = make_adapter(bus, tg, token="999:wrong-token")
+    with pytest.raises(AdapterAuthError) as caught:
+        await adapter.start()
+    message = str(caught.value)
+    assert "TELEGRAM_BOT_TOKEN" in message and "@BotFather" in message
+    assert "\n" not in message and "wrong-token" not in message
+
+
+async def test_bad_settings_and_unreachable_api_are_one_line_errors(bus: Bus) -> None:
+    with pytest.raises(ConfigError, match="TELEGRAM_BOT_TOKEN"):
+        TelegramConfig(token="not a token")
+    with pytest.raises(ConfigError, match="TELEGRAM_WEBHOOK_SECRET"):
+        TelegramConfig(token=TOKEN, webhook_url="https://bot.example.com/telegram/webhook")
+    with pytest.raises(ConfigError, match="TELEGRAM_WEBHOOK_URL"):
+        TelegramConfig(token=TOKEN, webhook_url="https://bot.example.com", webhook_secret=SECRET)
+    nowhere = TelegramConfig(token=TOKEN, api_base_url="http://127.0.0.1:1/bot", connect_timeout=2)
+    with pytest.raises(DeliveryError) as caught:
+        await TelegramAdapter(bus, nowhere, bot_id="support").start()
+    assert "TELEGRAM_API_BASE_URL" in str(caught.value) and TOKEN not in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+async def test_sticker_gets_text_only_prompt(bus: Bus, tg: TelegramEmulator, bot: EmulatedBot) -> None:
+    async with running_fake_engine(bus) as engine, running(bus, tg):
+        bot.group(None, sticker={"file_id": "x", "file_unique_id": "y", "type": "regular", "width": 1,
+                                 "height": 1, "is_animated": False, "is_video": False})  # ignored
+        bot.sticker()
+        bot.group("@shop_bot hi")  # answered after the sticker, were that wrongly accepted
+        await eventually(lambda: len(bot.sent) >= 2)
+    assert bot.texts(42) == [Messages().text_only]
+    assert bot.texts(GROUP_ID) == ["echo: hi"]
+    assert [m.text for m in engine.seen] == ["hi"]  # the engine never saw the stickers
+
+
+async def test_messages_from_bots_ignored(bus: Bus, tg: TelegramEmulator, bot: EmulatedBot) -> None:
+    async with running_fake_engine(bus) as engine, running(bus, tg):
+        bot.group("@shop_bot beep", user_id=777, is_bot=True)
+        bot.group("@shop_bot hi")
+        await eventually(lambda: bot.sent)
+    assert bot.texts() == ["echo: hi"]
+    assert [m.text for m in engine.seen] == ["hi"]
+
+
+async def test_rejected_token_stops_only_that_adapter(
+    bus: Bus, tg: TelegramEmulator, bot: EmulatedBot, redis: Any
+) -> None:
+    other = tg.add_bot(OTHER_TOKEN, "other_bot")
+    other_keys = Keys(namespace=f"test-{uuid.uuid4().hex[:12]}")
+    other_bus = Bus(redis, other_keys)
+    try:
+        async with running(bus, tg) as good, running(other_bus, tg, token=OTHER_TOKEN) as bad:
+            other.dm("help")
+            await eventually(lambda: other.actions)  # submitted; its engine is not running yet
+            other.revoked = True  # the token is revoked in @BotFather
+            async with running_fake_engine(other_bus), running_fake_engine(bus):
+                await eventually(lambda: bad.error)
+                bot.dm("still there?")
+                await eventually(lambda: bot.sent)
+            assert "TELEGRAM_BOT_TOKEN" in bad.error and not bad.running
+            assert good.running and good.error is None
+        assert bot.texts() == ["echo: still there?"]
+    finally:
+        async for key in redis.scan_iter(match=other_keys.pattern()):
+            await redis.delete(key)
+
+
+async def test_webhook_checks_secret_and_answers(bus: Bus, tg: TelegramEmulator, bot: EmulatedBot) -> None:
+    url = "https://bot.example.com/telegram/webhook"
+    chat = {"id": 42, "type": "private", "first_name": "Ada"}
+
+    def update(update_id: int, text: str) -> dict[str, Any]:
+        return {"update_id": update_id, "message": bot.message(chat, text)}
+
+    async with running_fake_engine(bus) as engine, running(bus, tg, webhook_url=url, webhook_secret=SECRET) as adapter:
+        assert bot.webhook["url"] == url and bot.webhook["secret_token"] == SECRET
+        assert bot.webhook["allowed_updates"] == ["message"]
+        app = Starlette(routes=adapter.routes())
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            post = client.post
+            header = "X-Telegram-Bot-Api-Secret-Token"
+            missing = await post("/telegram/webhook", json=update(901, "intruder"))
+            wrong = await post("/telegram/webhook", json=update(902, "intruder"), headers={header: "nope"})
+            garbage = await post("/telegram/webhook", content=b"{", headers={header: SECRET})
+            hello = update(903, "hello")
+            first = await post("/telegram/webhook", json=hello, headers={header: SECRET})
+            again = await post("/telegram/webhook", json=hello, headers={header: SECRET})  # a resend
+            await post("/telegram/webhook", json=update(904, "ping"), headers={header: SECRET})
+            await eventually(lambda: "echo: ping" in bot.texts())
+    assert (missing.status_code, wrong.status_code, garbage.status_code) == (401, 403, 400)
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert bot.texts() == ["echo: hello", "echo: ping"]
+    assert [m.text for m in engine.seen] == ["hello", "ping"]
+    assert "getUpdates" not in {c.method for c in bot.calls}
+
+
+def test_markdown_to_telegram_html() -> None:
+    text = "**Steps**\n- open `<settings>`\n* pay & go\n```\nif a < b:\n    **x**\n```"
+    assert to_telegram_html(text) == (
+        "<b>Steps</b>\n• open <code>&lt;settings&gt;</code>\n• pay &amp; go\n"
+        "<pre>if a &lt; b:\n    **x**\n</pre>"
+    )
