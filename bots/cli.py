@@ -343,10 +343,8 @@ def _register_model_commands() -> None:
 
     train_app.command("intent")(train_intent)
     eval_app.command("intent")(eval_intent)
-    try:  # TEMP while the LM commands are written
-        from bots.commands.lm import eval_lm, train_lm
-    except ModuleNotFoundError:
-        return
+    from bots.commands.lm import eval_lm, train_lm
+
     train_app.command("lm")(train_lm)
     eval_app.command("lm")(eval_lm)
 

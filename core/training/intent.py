@@ -105,8 +105,8 @@ class IntentTrainConfig:
 def default_intent_config(output_dir: Path | str) -> IntentTrainConfig:
     """The `chatbot models build` recipe: Bitext, MiniLM, ~3-4 min on a 2-core CPU."""
     return IntentTrainConfig(
-        train_file=BITEXT_CSV, output_dir=Path(output_dir), max_length=48, epochs=2,
-        batch_size=32, learning_rate=1e-4, warmup_ratio=0.1, patience=0,
+        train_file=BITEXT_CSV, output_dir=Path(output_dir), max_length=48, epochs=3,
+        batch_size=32, learning_rate=2e-4, warmup_ratio=0.1, patience=0,
         oos_examples="auto", oos_method="both",
     )
 

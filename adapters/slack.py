@@ -1,0 +1,282 @@
+"""Slack: Events API over HTTP (``POST /slack/events``) or Socket Mode, via slack-bolt.
+
+Intake is only "turn the event into an IncomingMessage and put it on the stream"
+(one Redis call), so Slack's 3-second acknowledgement window is always met; the
+engine works from the stream. Bolt runs the listener before answering
+(``process_before_response``), so a 200 means the message is safely queued and a
+failure makes Slack retry. Retries and redeliveries carry the same ``event_id`` and are
+taken once (``Bus.submit`` claims it with SET NX), whatever X-Slack-Retry-Num says.
+
+Replies go to the thread of the message that mentioned the bot; in DMs they go to the
+conversation (or its thread). slack_sdk's own retry handlers are off: the Outbox owns
+waiting on 429 and backing off on network errors, so nothing is sent twice or lost.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import aiohttp
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from adapters.base import Adapter
+from core.bus import Bus
+from core.delivery import RetryPolicy
+from core.errors import AdapterAuthError, ConfigError, DeliveryError, RateLimited
+from core.messages import IncomingMessage, Reply
+from core.persona import PersonaStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://slack.com/api/"
+AUTH_ERRORS = frozenset(
+    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired", "not_allowed_token_type"}
+)
+TRANSIENT_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"})
+# Message subtypes written by a person; everything else (bot_message, message_changed,
+# message_deleted, channel_join, ...) is not a customer talking to the bot.
+USER_SUBTYPES = frozenset({None, "file_share", "thread_broadcast", "me_message"})
+
+
+@dataclass(frozen=True, slots=True)
+class SlackConfig:
+    """SLACK_BOT_TOKEN plus SLACK_SIGNING_SECRET (HTTP) and/or SLACK_APP_TOKEN (Socket Mode)."""
+
+    bot_token: str
+    signing_secret: str = ""
+    app_token: str = ""
+    api_url: str = DEFAULT_API_URL
+
+
+class SlackAdapter(Adapter):
+    platform: ClassVar[str] = "slack"
+    max_message_chars: ClassVar[int] = 3900  # Slack recommends <= 4,000; truncates at 40,000
+    typing_interval: ClassVar[float] = 0.0  # Slack has no typing indicator for bots
+
+    def __init__(
+        self,
+        bus: Bus,
+        config: SlackConfig,
+        *,
+        bot_id: str,
+        personas: PersonaStore | None = None,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        if not config.bot_token:
+            raise ConfigError("SLACK_BOT_TOKEN is not set; copy the Bot User OAuth Token (xoxb-...)")
+        if not (config.signing_secret or config.app_token):
+            raise ConfigError(
+                "set SLACK_SIGNING_SECRET (Events API over HTTP) or SLACK_APP_TOKEN (Socket Mode)"
+            )
+        super().__init__(bus, bot_id=bot_id, personas=personas, retry=retry)
+        self.config = config
+        api_url = config.api_url if config.api_url.endswith("/") else config.api_url + "/"
+        # retry_handlers=[]: no hidden waits or resends inside the SDK; the Outbox retries.
+        self.client = AsyncWebClient(token=config.bot_token, base_url=api_url, retry_handlers=[])
+        self.app = AsyncApp(
+            client=self.client,
+            signing_secret=config.signing_secret,
+            process_before_response=True,  # ack only once the message is on the stream
+            logger=logging.getLogger("slack_bolt"),
+            name=f"chatbot-{bot_id}",
+        )
+        self.app.event("message")(self._on_message)
+        self.app.event("app_mention")(self._on_mention)
+        self._http = AsyncSlackRequestHandler(self.app)
+        self._socket: Any = None
+        self.bot_user_id = ""  # our Slack user id (U...), from auth.test
+        self.slack_bot_id = ""  # our bot id (B...), from auth.test
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def connect(self) -> None:
+        auth = await self._call("auth.test", self.client.auth_test(), "SLACK_BOT_TOKEN")
+        self.bot_user_id = str(auth.get("user_id") or "")
+        self.slack_bot_id = str(auth.get("bot_id") or "")
+        log.info("slack: connected as %s (team %s)", self.bot_user_id, auth.get("team_id"))
+        if self.config.app_token:
+            await self._connect_socket_mode()
+
+    async def _connect_socket_mode(self) -> None:
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+        # Ask for the WebSocket URL ourselves first: the SDK's connect() retries a bad
+        # app token forever, and we want one clear line instead.
+        opened = await self._call(
+            "apps.connections.open",
+            self.client.apps_connections_open(app_token=self.config.app_token),
+            "SLACK_APP_TOKEN",
+        )
+        self._socket = AsyncSocketModeHandler(self.app, self.config.app_token, logger=log)
+        self._socket.client.wss_uri = opened["url"]
+        await self._socket.connect_async()
+
+    async def disconnect(self) -> None:
+        if self._socket is not None:
+            socket, self._socket = self._socket, None
+            await socket.close_async()
+
+    def routes(self) -> list[BaseRoute]:
+        """``POST /slack/events``: the Events API Request URL (signatures checked by bolt)."""
+        return [Route("/slack/events", self._events_endpoint, methods=["POST"])]
+
+    async def _events_endpoint(self, request: Request) -> Response:
+        return await self._http.handle(request)
+
+    # -- intake ------------------------------------------------------------------------
+    async def _on_message(self, event: dict[str, Any], body: dict[str, Any], context: dict[str, Any]) -> None:
+        await self._intake(event, body, context, mention=False)
+
+    async def _on_mention(self, event: dict[str, Any], body: dict[str, Any], context: dict[str, Any]) -> None:
+        await self._intake(event, body, context, mention=True)
+
+    async def _intake(
+        self, event: dict[str, Any], body: dict[str, Any], context: dict[str, Any], *, mention: bool
+    ) -> None:
+        subtype = event.get("subtype")
+        if event.get("bot_id") or subtype not in USER_SUBTYPES or not event.get("user"):
+            return  # bots (ourselves included), edits, deletions, joins
+        channel = str(event.get("channel") or "")
+        bot_user = str(context.get("bot_user_id") or self.bot_user_id)
+        is_dm = event.get("channel_type") == "im" or (not event.get("channel_type") and channel.startswith("D"))
+        raw_text = str(event.get("text") or "")
+        if mention and is_dm:
+            return  # the DM's own "message" event answers it
+        if not mention and not is_dm:
+            if not await self.answers_every_group_message():
+                return  # channels: only app_mention
+            if bot_user and f"<@{bot_user}>" in raw_text:
+                return  # the app_mention event for the same message answers it
+        ts = str(event.get("ts") or "")
+        thread_ts = str(event.get("thread_ts") or ("" if is_dm else ts))
+        message = IncomingMessage(
+            bot_id=self.bot_id,
+            platform=self.platform,
+            chat_id=channel,
+            user_id=str(event["user"]),
+            text=from_slack_text(raw_text, bot_user),
+            message_id=ts or uuid.uuid4().hex,
+            meta={"channel": channel, "thread_ts": thread_ts, "team": str(body.get("team_id") or "")},
+        )
+        event_id = body.get("event_id")
+        if not message.text.strip() and event.get("files"):
+            await self.reply_text_only(message, event_id)
+            return
+        await self.submit(message, event_id)
+
+    # -- delivery ----------------------------------------------------------------------
+    async def send_text(self, reply: Reply, text: str, part: int) -> None:
+        channel = reply.meta.get("channel") or reply.chat_id
+        try:
+            await self._call(
+                "chat.postMessage",
+                self.client.chat_postMessage(
+                    channel=channel,
+                    text=to_mrkdwn(text),
+                    thread_ts=reply.meta.get("thread_ts") or None,
+                    mrkdwn=True,
+                    unfurl_links=False,
+                    unfurl_media=False,
+                ),
+                "SLACK_BOT_TOKEN",
+            )
+        except _Permanent as exc:
+            # channel_not_found, not_in_channel, is_archived...: retrying cannot help and
+            # would block this chat's lane forever.
+            log.error("slack: reply to %s dropped: chat.postMessage said %s", channel, exc)
+
+    async def _call(self, method: str, call: Any, env_var: str) -> Any:
+        """Await one Web API call, mapping its failures onto the framework's errors."""
+        try:
+            return await call
+        except SlackApiError as exc:
+            response = exc.response
+            status = int(getattr(response, "status_code", 0) or getattr(response, "status", 0) or 0)
+            error = _error_code(response)
+            if status == 429 or error == "ratelimited":
+                retry_after = float(response.headers.get("Retry-After", "1") or 1)
+                raise RateLimited(retry_after, f"Slack {method} rate limited; retry after {retry_after:g}s") from None
+            if error in AUTH_ERRORS:
+                raise AdapterAuthError(
+                    f"{env_var} was rejected by Slack ({error}); copy a valid token from your app's page "
+                    "at api.slack.com/apps" + (" (OAuth & Permissions, xoxb-...)" if env_var == "SLACK_BOT_TOKEN"
+                                                 else " (Basic Information > App-Level Tokens, xapp-...)")
+                ) from None
+            if status >= 500 or error in TRANSIENT_ERRORS or not error:
+                raise DeliveryError(f"Slack {method} failed (HTTP {status}, {error or 'no error code'})") from None
+            raise _Permanent(error) from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DeliveryError(
+                f"cannot reach the Slack Web API at {self.client.base_url} ({type(exc).__name__}); "
+                "check SLACK_API_URL and the network"
+            ) from None
+
+
+class _Permanent(Exception):
+    """A Slack error code that retrying the same call will not fix."""
+
+
+def _error_code(response: Any) -> str:
+    try:
+        return str(response.get("error") or "")
+    except (AttributeError, TypeError, KeyError):
+        return ""
+
+
+# -- text -----------------------------------------------------------------------------
+_SLACK_LINK = re.compile(r"<(?:[^<>|]*\|)?([^<>]*)>")
+
+
+def from_slack_text(text: str, bot_user_id: str) -> str:
+    """A customer's Slack text as plain text: our mention removed, ``<url|label>`` and
+    ``<#C1|name>`` reduced to their label, Slack's ``&amp; &lt; &gt;`` undone."""
+    if bot_user_id:
+        text = re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", " ", text)
+    text = _SLACK_LINK.sub(lambda m: m.group(1), text)
+    return re.sub(r"[ \t]{2,}", " ", html.unescape(text)).strip()
+
+
+_CODE = re.compile(r"(```.*?```|`[^`\n]+`)", re.DOTALL)
+_BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*|__(?=\S)(.+?)(?<=\S)__")
+_ITALIC = re.compile(r"(?<![*\w])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![*\w])")
+_STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
+_LINK = re.compile(r"\[([^\]\n]+)\]\((https?://[^)\s]+)\)")
+_HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t]*#*$", re.MULTILINE)
+_BULLET = re.compile(r"^([ \t]*)[-*+][ \t]+", re.MULTILINE)
+_BOLD_MARK = "\x00"
+
+
+def escape_slack(text: str) -> str:
+    """Slack's only escaping rule: ``&``, ``<`` and ``>`` as HTML entities."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def to_mrkdwn(text: str) -> str:
+    """Light markdown (``**bold**``, ``*italic*``, ``~~strike~~``, ``[label](url)``,
+    ``# heading``, ``- item``) as Slack mrkdwn; code spans and fences kept verbatim
+    (escaped only, as Slack requires everywhere)."""
+    parts = _CODE.split(text)
+    out = []
+    for i, part in enumerate(parts):
+        if i % 2:  # a code span or fence
+            out.append(escape_slack(part))
+            continue
+        part = escape_slack(part)
+        part = _LINK.sub(lambda m: f"<{m.group(2)}|{m.group(1)}>", part)
+        part = _HEADING.sub(lambda m: f"{_BOLD_MARK}{m.group(1)}{_BOLD_MARK}", part)
+        part = _BULLET.sub(lambda m: f"{m.group(1)}• ", part)
+        part = _BOLD.sub(lambda m: f"{_BOLD_MARK}{m.group(1) or m.group(2)}{_BOLD_MARK}", part)
+        part = _ITALIC.sub(lambda m: f"_{m.group(1)}_", part)
+        part = _STRIKE.sub(lambda m: f"~{m.group(1)}~", part)
+        out.append(part.replace(_BOLD_MARK, "*"))
+    return "".join(out)

@@ -1,0 +1,194 @@
+"""A local stand-in for Slack, spoken to by the real slack_sdk / slack-bolt.
+
+Web API (``{url}auth.test``, ``chat.postMessage``, ``apps.connections.open``) with
+Bearer-token checks answered like Slack (HTTP 200 ``{"ok": false, "error":
+"invalid_auth"}``), a switch to answer the next ``chat.postMessage`` calls with HTTP 429
+and ``Retry-After``, and a Socket Mode WebSocket (``hello``, ``events_api`` envelopes,
+acknowledgements recorded). :func:`signed_event_request` signs Events API bodies the
+way Slack does (v0 HMAC-SHA256 over ``v0:{timestamp}:{body}``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from slack_sdk.signature import SignatureVerifier
+
+
+@dataclass
+class PostedMessage:
+    channel: str
+    text: str
+    thread_ts: str | None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+class SlackEmulator:
+    def __init__(
+        self,
+        *,
+        token: str = "xoxb-test-token",
+        app_token: str = "xapp-test-token",
+        bot_user_id: str = "UBOT",
+        bot_id: str = "BBOT",
+        team_id: str = "T0001",
+    ) -> None:
+        self.token = token
+        self.app_token = app_token
+        self.bot_user_id = bot_user_id
+        self.bot_id = bot_id
+        self.team_id = team_id
+        self.posted: list[PostedMessage] = []
+        self.rate_limit_next = 0  # answer this many chat.postMessage calls with 429
+        self.retry_after = 1
+        self.rate_limited = 0  # how many 429s were sent
+        self.calls: list[str] = []  # Web API method names, in order
+        self.acks: list[str] = []  # Socket Mode envelope ids acknowledged by the client
+        self._sockets: list[web.WebSocketResponse] = []
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        """The Web API base URL (SLACK_API_URL)."""
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    async def start(self) -> SlackEmulator:
+        app = web.Application()
+        app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/socket", self._socket)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        for ws in list(self._sockets):
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def __aenter__(self) -> SlackEmulator:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- Web API -----------------------------------------------------------------------
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        self.calls.append(method)
+        args = await _read_args(request)
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ").strip() or str(args.get("token", ""))
+        if not token:
+            return web.json_response({"ok": False, "error": "not_authed"})
+        expected = self.app_token if method == "apps.connections.open" else self.token
+        if token != expected:
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        if method == "auth.test":
+            return web.json_response({
+                "ok": True, "url": "https://emulated.slack.com/", "team": "Emulated", "user": "chatbot",
+                "team_id": self.team_id, "user_id": self.bot_user_id, "bot_id": self.bot_id,
+                "is_enterprise_install": False,
+            })
+        if method == "chat.postMessage":
+            return self._post_message(args)
+        if method == "apps.connections.open":
+            return web.json_response({"ok": True, "url": f"ws://127.0.0.1:{self.port}/socket"})
+        return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
+
+    def _post_message(self, args: dict[str, Any]) -> web.Response:
+        if self.rate_limit_next > 0:
+            self.rate_limit_next -= 1
+            self.rate_limited += 1
+            return web.json_response(
+                {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(self.retry_after)}
+            )
+        channel, text = str(args.get("channel") or ""), str(args.get("text") or "")
+        if not channel:
+            return web.json_response({"ok": False, "error": "channel_not_found"})
+        if not text:
+            return web.json_response({"ok": False, "error": "no_text"})
+        thread_ts = args.get("thread_ts")
+        self.posted.append(PostedMessage(channel, text, str(thread_ts) if thread_ts else None, dict(args)))
+        ts = f"{time.time():.6f}"
+        return web.json_response({
+            "ok": True, "channel": channel, "ts": ts,
+            "message": {"type": "message", "text": text, "user": self.bot_user_id, "bot_id": self.bot_id, "ts": ts},
+        })
+
+    # -- Socket Mode -------------------------------------------------------------------
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        await ws.send_json({"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A0001"}})
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    data = json.loads(msg.data)
+                    if "envelope_id" in data:
+                        self.acks.append(data["envelope_id"])
+        finally:
+            self._sockets.remove(ws)
+        return ws
+
+    async def push_event(self, body: dict[str, Any], retry_attempt: int = 0) -> str:
+        """Deliver an Events API body over Socket Mode; returns the envelope id."""
+        for _ in range(200):
+            if self._sockets:
+                break
+            await asyncio.sleep(0.025)
+        envelope_id = str(uuid.uuid4())
+        await self._sockets[-1].send_json({
+            "envelope_id": envelope_id, "type": "events_api", "accepts_response_payload": False,
+            "retry_attempt": retry_attempt, "retry_reason": "timeout" if retry_attempt else "",
+            "payload": body,
+        })
+        return envelope_id
+
+
+async def _read_args(request: web.Request) -> dict[str, Any]:
+    if request.content_type == "application/json":
+        return dict(await request.json())
+    return dict(await request.post())
+
+
+def event_body(event: dict[str, Any], *, event_id: str | None = None, team_id: str = "T0001") -> dict[str, Any]:
+    """An Events API ``event_callback`` envelope around ``event``."""
+    return {
+        "token": "legacy-verification-token",
+        "team_id": team_id,
+        "api_app_id": "A0001",
+        "event": event,
+        "type": "event_callback",
+        "event_id": event_id or "Ev" + uuid.uuid4().hex[:10].upper(),
+        "event_time": int(time.time()),
+        "authorizations": [{"team_id": team_id, "user_id": "UBOT", "is_bot": True}],
+    }
+
+
+def signed_event_request(
+    body: dict[str, Any], signing_secret: str, *, timestamp: int | None = None, retry_num: int | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """The raw body and headers of an Events API POST, signed like Slack signs it."""
+    raw = json.dumps(body).encode()
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    headers = {
+        "Content-Type": "application/json",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": SignatureVerifier(signing_secret).generate_signature(timestamp=ts, body=raw),
+    }
+    if retry_num is not None:
+        headers["X-Slack-Retry-Num"] = str(retry_num)
+        headers["X-Slack-Retry-Reason"] = "http_timeout"
+    return raw, headers
