@@ -19,6 +19,8 @@ import time
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
+from starlette.routing import BaseRoute
+
 from core.bus import Bus
 from core.delivery import Outbox, RetryPolicy
 from core.errors import AdapterAuthError
@@ -75,6 +77,10 @@ class Adapter(ABC):
 
     async def send_typing(self, chat_id: str, meta: dict[str, str]) -> None:
         """Show a typing indicator in a chat (platforms without one keep this no-op)."""
+
+    def routes(self) -> list[BaseRoute]:
+        """HTTP endpoints the platform calls (webhooks), mounted on the web app."""
+        return []
 
     # -- intake ------------------------------------------------------------------------
     async def submit(self, message: IncomingMessage, event_id: str | None) -> bool:

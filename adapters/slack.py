@@ -127,7 +127,10 @@ class SlackAdapter(Adapter):
             await socket.close_async()
 
     def routes(self) -> list[BaseRoute]:
-        """``POST /slack/events``: the Events API Request URL (signatures checked by bolt)."""
+        """``POST /slack/events``: the Events API Request URL (signatures checked by bolt);
+        none in Socket Mode without a signing secret."""
+        if not self.config.signing_secret:
+            return []
         return [Route("/slack/events", self._events_endpoint, methods=["POST"])]
 
     async def _events_endpoint(self, request: Request) -> Response:

@@ -141,7 +141,9 @@ class TelegramAdapter(Adapter):
 
     # -- intake --------------------------------------------------------------------------
     def routes(self) -> list[BaseRoute]:
-        """The webhook endpoint (the path of TELEGRAM_WEBHOOK_URL) for the web app."""
+        """The webhook endpoint (the path of TELEGRAM_WEBHOOK_URL); none in polling mode."""
+        if not self.config.webhook_url:
+            return []
         return [Route(self.config.webhook_path, self.webhook, methods=["POST"])]
 
     async def webhook(self, request: Request) -> Response:

@@ -79,6 +79,12 @@ def _settings() -> Settings:
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Serving loads models, it does not train them: no weight-loading bars or load reports
+    # between the replies.
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 # -- run and chat ------------------------------------------------------------------------

@@ -29,9 +29,15 @@ from core.errors import ChatbotError
 log = logging.getLogger(__name__)
 
 
-def build_app(web: WebChatAdapter, adapters: list[Adapter], extra_routes: list[BaseRoute] | None = None) -> Starlette:
+def build_app(
+    web: WebChatAdapter,
+    adapters: list[Adapter],
+    extra_routes: list[BaseRoute] | None = None,
+    failed: dict[str, str] | None = None,
+) -> Starlette:
     async def healthz(_: Request) -> Response:
         status = {a.platform: ("running" if a.running else (a.error or "stopped")) for a in [web, *adapters]}
+        status.update(failed or {})
         return JSONResponse({"ok": True, "adapters": status})
 
     async def metrics(_: Request) -> Response:
@@ -39,7 +45,7 @@ def build_app(web: WebChatAdapter, adapters: list[Adapter], extra_routes: list[B
 
     routes: list[BaseRoute] = [Route("/healthz", healthz), Route("/metrics", metrics), *web.routes()]
     for adapter in adapters:
-        routes += getattr(adapter, "routes", lambda: [])()
+        routes += adapter.routes()
     routes += extra_routes or []
     return Starlette(routes=routes)
 
@@ -55,7 +61,8 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None] | None = 
         engine_task = asyncio.create_task(rt.engine().run(stop), name="engine")
         web = WebChatAdapter(rt.bus, bot_id=settings.default_bot, personas=rt.personas)
         await web.start()
-        adapters = configured_adapters(settings, rt.bus, rt.personas)
+        platforms = configured_adapters(settings, rt.bus, rt.personas, serves=list(persona.platforms))
+        adapters = platforms.adapters
         for adapter in adapters:
             try:
                 await adapter.start()
@@ -63,8 +70,11 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None] | None = 
             except ChatbotError as exc:
                 adapter.error = str(exc)
                 log.error("%s adapter not started: %s", adapter.platform, exc)
+            except Exception as exc:  # a bug or an SDK surprise: keep the others running
+                adapter.error = f"{type(exc).__name__}: {exc}"
+                log.error("%s adapter crashed at start: %s", adapter.platform, adapter.error)
 
-        app = build_app(web, adapters)
+        app = build_app(web, adapters, failed=platforms.failed)
         server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                                log_level="warning", lifespan="off"))
         loop = asyncio.get_running_loop()
