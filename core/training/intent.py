@@ -273,6 +273,7 @@ def _load_data(cfg: IntentTrainConfig) -> tuple[list[Example], list[Example]]:
 def train_intent(cfg: IntentTrainConfig) -> dict[str, Any]:
     """Train, keep the best epoch by validation macro-F1, save everything; return metrics."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_scheduler, set_seed
+    from transformers.utils import logging as hf_logging
 
     cfg.validate()
     set_seed(cfg.seed)
@@ -291,9 +292,16 @@ def train_intent(cfg: IntentTrainConfig) -> dict[str, Any]:
     base = cfg.base or default_base()
     try:
         tokenizer = AutoTokenizer.from_pretrained(base)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            base, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id
-        )
+        # A new classification head is the point of fine-tuning: skip the load report
+        # that lists its weights as "missing".
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                base, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id
+            )
+        finally:
+            hf_logging.set_verbosity(verbosity)
     except OSError as exc:
         raise ConfigError(f"base model {base!r} cannot be loaded ({str(exc).splitlines()[0]}); give a local folder") from exc
     device = pick_device(cfg.device)
