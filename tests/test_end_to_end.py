@@ -1,6 +1,7 @@
-"""The whole framework with real (tiny) models: the piped console chat, and `chatbot run`
-serving the web chat and Telegram in one process while a broken Discord token is
-reported and left out."""
+"""The whole framework with real (tiny) models: the piped console chat, `chatbot run`
+serving the web chat, Telegram, Slack and Discord in one process (each platform an
+emulator spoken to by its real SDK), and badly configured platforms reported and left
+out while the rest keeps serving."""
 
 from __future__ import annotations
 
@@ -23,7 +24,11 @@ from core.keys import Keys
 from core.messages import ConversationKey
 from core.training.data import BITEXT_CSV, load_examples
 from core.training.lm import train_lm
+from tests.emulators.discord import DiscordEmulator
+from tests.emulators.slack import SlackEmulator, event_body, signed_event_request
 from tests.emulators.telegram import TelegramEmulator
+from tests.helpers import wait_for
+from tests.test_adapter_slack import dm as slack_dm
 from tests.test_adapter_telegram import TOKEN, eventually
 from tests.test_intents import make_model_folder
 from tests.test_train_lm import tiny_config
@@ -107,3 +112,42 @@ async def test_run_serves_web_chat_and_telegram_while_a_broken_adapter_is_report
             server.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await server
+
+
+async def test_run_serves_every_platform_in_one_process(env: Keys, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with TelegramEmulator() as tg, SlackEmulator() as slack:
+        discord = await DiscordEmulator().start()
+        try:
+            bot = tg.add_bot(TOKEN, "shop_bot")
+            port = _free_port()
+            for name, value in {
+                "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE_URL": tg.base_url,
+                "SLACK_BOT_TOKEN": slack.token, "SLACK_SIGNING_SECRET": "e2e-secret", "SLACK_API_URL": slack.url,
+                "DISCORD_BOT_TOKEN": discord.token, "DISCORD_API_BASE_URL": discord.api_base_url,
+                "DISCORD_GATEWAY_URL": discord.gateway_url,
+            }.items():
+                monkeypatch.setenv(name, value)
+            ready = asyncio.Event()
+            server = asyncio.create_task(serve(load_settings(CHATBOT_PORT=port), on_ready=lambda url: ready.set()))
+            try:
+                await asyncio.wait_for(ready.wait(), 120)
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+                    health = (await client.get("/healthz")).json()["adapters"]
+                    assert health == {"web": "running", "telegram": "running", "slack": "running",
+                                      "discord": "running"}
+                    raw, headers = signed_event_request(event_body(slack_dm("how do I cancel my order?")),
+                                                        "e2e-secret")
+                    assert (await client.post("/slack/events", content=raw, headers=headers)).status_code == 200
+                bot.dm("where is my order?")
+                message_id = await discord.message_create("I need a refund")
+                await wait_for(lambda: bool(bot.sent and slack.posted and discord.replies_to(message_id)),
+                               timeout=90, what="a reply on each platform")
+                replies = [bot.sent[0]["text"], slack.posted[0].text, discord.replies_to(message_id)[0].content]
+                assert all(text.strip() and "{{" not in text for text in replies)
+                assert slack.posted[0].channel == "D0001"
+            finally:
+                server.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await server
+        finally:
+            await discord.stop()
