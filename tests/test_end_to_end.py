@@ -151,3 +151,11 @@ async def test_run_serves_every_platform_in_one_process(env: Keys, monkeypatch: 
                     await server
         finally:
             await discord.stop()
+
+
+def test_models_list_shows_each_model_with_its_kind_and_headline_metric(env: Keys) -> None:
+    result = CliRunner().invoke(app, ["models", "list"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split()[1:] for line in result.output.splitlines() if line.strip()}
+    assert rows["intent-default"][0] == "intent" and rows["lm-default"][0] == "lm"
+    assert any(cell.startswith("val_perplexity=") for cell in rows["lm-default"])

@@ -172,3 +172,34 @@ async def test_unknown_bot_is_answered_politely(setup) -> None:
     engine, _p, _h, bus = setup
     [reply] = await run_once(engine, bus, IncomingMessage("nobot", "web", "c", "u", "hi"))
     assert reply.route is Route.UNAVAILABLE
+
+
+async def test_two_bots_use_the_models_their_personas_name(redis, keys: Keys) -> None:
+    from core.persona import ModelChoice
+    from tests.scripted_models import ScriptedIntents, ScriptedReplies
+
+    class TwoModels:
+        """Records which model names the engine asked for."""
+
+        def __init__(self) -> None:
+            self.replies = {"lm-a": ScriptedReplies(), "lm-b": ScriptedReplies()}
+            self.intents = {"intent-a": ScriptedIntents(), "intent-b": ScriptedIntents()}
+
+        def intent_model(self, name: str) -> ScriptedIntents:
+            return self.intents[name]
+
+        def reply_model(self, name: str) -> ScriptedReplies:
+            return self.replies[name]
+
+    store = PersonaStore(redis, keys)
+    await store.put(Persona(bot_id="shop", display_name="A", models=ModelChoice(intent="intent-a", lm="lm-a")))
+    await store.put(Persona(bot_id="bank", display_name="B", models=ModelChoice(intent="intent-b", lm="lm-b")))
+    provider = TwoModels()
+    engine = Engine(redis, keys, provider, history=History(redis, keys), config=EngineConfig(block_ms=50))
+    bus = Bus(redis, keys)
+    shop = IncomingMessage(bot_id="shop", platform="web", chat_id="c", user_id="u", text="where is my parcel")
+    bank = IncomingMessage(bot_id="bank", platform="web", chat_id="c", user_id="u", text="where is my card")
+    replies = await run_once(engine, bus, shop, bank)
+    assert [r.route for r in replies] == [Route.GENERATE, Route.GENERATE]
+    asked = {name: [req.text for batch in m.batches for req in batch] for name, m in provider.replies.items()}
+    assert asked == {"lm-a": ["where is my parcel"], "lm-b": ["where is my card"]}
