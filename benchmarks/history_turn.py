@@ -46,7 +46,7 @@ async def per_turn_ms(history: History, redis, keys: Keys, size: int, turns: int
             events = json.loads(await redis.get(key))
             events += [json.loads(Turn("user", TEXT).to_json()), json.loads(Turn("bot", TEXT).to_json())]
             await redis.set(key, json.dumps(events))
-            _window = events[-8:]
+            events[-8:]  # the window the engine would read (already in memory)
         else:
             await history.append_turns(conv, [Turn("user", TEXT), Turn("bot", TEXT)])
             await history.recent(conv, 8)

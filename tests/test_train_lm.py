@@ -15,10 +15,8 @@ from core.errors import ConfigError
 from core.generator import Generator
 from core.prompt import IGNORE_INDEX
 from core.training.data import BITEXT_CSV
-from core.training.lm import (
-    PRESETS, LMTrainConfig, collate, default_lm_config, length_grouped_batches, load_dialogues,
-    preset_params, train_lm,
-)
+from core.training.dialogues import collate, length_grouped_batches, load_dialogues
+from core.training.lm import PRESETS, LMTrainConfig, default_lm_config, preset_params, train_lm
 
 
 def tiny_config(output: Path, **overrides) -> LMTrainConfig:

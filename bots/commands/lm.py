@@ -112,7 +112,7 @@ def eval_lm(
     from core.evaluation.lm_report import EVAL_SETTINGS, evaluate_lm
     from core.generator import Generator
     from core.training.data import stratified_split
-    from core.training.lm import load_dialogues
+    from core.training.dialogues import load_dialogues
 
     def go() -> tuple[dict[str, Any], Path]:
         folder = Path(model)

@@ -72,7 +72,8 @@ def evaluate_lm(
 ) -> dict[str, Any]:
     """Perplexity on all ``examples``, generation metrics on the first ``limit``;
     writes the report files into ``out_dir`` and returns the figures."""
-    from core.training.lm import encode_dialogues, reply_loss
+    from core.training.dialogues import encode_dialogues
+    from core.training.lm import reply_loss
 
     dialogues = as_dialogues(examples, system)
     if not dialogues:

@@ -13,7 +13,6 @@ to choose a probability threshold on validation data; ``"both"`` does the two.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
