@@ -17,9 +17,11 @@ from core.messages import IncomingMessage
 class ConsoleAdapter(LocalAdapter):
     platform: ClassVar[str] = "console"
 
-    async def chat(self, user: str, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout,
+    async def chat(self, user: str, stdin: TextIO | None = None, stdout: TextIO | None = None,
                    greeting: str = "", bot_name: str = "bot") -> int:
         """Read lines until end of input; returns how many messages were answered."""
+        stdin = stdin or sys.stdin  # looked up now: a caller may have swapped sys.stdin
+        stdout = stdout or sys.stdout
         interactive = stdin.isatty() and stdout.isatty()
         if interactive and greeting:
             stdout.write(f"{bot_name}: {greeting}\n")
