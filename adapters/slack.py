@@ -84,13 +84,21 @@ class SlackAdapter(Adapter):
         api_url = config.api_url if config.api_url.endswith("/") else config.api_url + "/"
         # retry_handlers=[]: no hidden waits or resends inside the SDK; the Outbox retries.
         self.client = AsyncWebClient(token=config.bot_token, base_url=api_url, retry_handlers=[])
-        self.app = AsyncApp(
-            client=self.client,
-            signing_secret=config.signing_secret,
-            process_before_response=True,  # ack only once the message is on the stream
-            logger=logging.getLogger("slack_bolt"),
-            name=f"chatbot-{bot_id}",
-        )
+        bolt_log = logging.getLogger("slack_bolt")
+        level = bolt_log.level
+        # bolt also reads SLACK_BOT_TOKEN from the environment and warns that our client
+        # takes precedence over it: true, and noise at every start.
+        bolt_log.setLevel(logging.ERROR)
+        try:
+            self.app = AsyncApp(
+                client=self.client,
+                signing_secret=config.signing_secret,
+                process_before_response=True,  # ack only once the message is on the stream
+                logger=bolt_log,
+                name=f"chatbot-{bot_id}",
+            )
+        finally:
+            bolt_log.setLevel(level)
         self.app.event("message")(self._on_message)
         self.app.event("app_mention")(self._on_mention)
         self._http = AsyncSlackRequestHandler(self.app)
