@@ -51,7 +51,7 @@ class Adapter(ABC):
         self.bot_id = bot_id
         self.personas = personas
         self.outbox = Outbox(
-            bus, self.platform, self._deliver_reply, consumer=consumer or f"{self.platform}-1", retry=retry
+            bus, self.platform, bot_id, self._deliver_reply, consumer=consumer or f"{self.platform}-1", retry=retry
         )
         self.error: str | None = None  # one line saying why the adapter stopped
         self._stop = asyncio.Event()
@@ -95,7 +95,7 @@ class Adapter(ABC):
     async def reply_text_only(self, message: IncomingMessage, event_id: str | None) -> None:
         """Answer a sticker/image/file/voice message politely, once per event, through the
         same outbound stream as every reply (so retries and rate limits apply)."""
-        if event_id and not await self.bus.claim_event(message.platform, event_id):
+        if event_id and not await self.bus.claim_event(message.platform, message.bot_id, event_id):
             return
         text = Messages().text_only
         if self.personas is not None:

@@ -58,18 +58,17 @@ class Bus:
     async def submit(self, message: IncomingMessage, event_id: str | None = None) -> bool:
         """Queue ``message`` for the engine. Returns False when ``event_id`` was seen
         before (a duplicate delivery), True when the message was queued."""
-        seen = self.keys.seen(message.platform, event_id) if event_id else ""
+        seen = self.keys.seen(message.platform, message.bot_id, event_id) if event_id else ""
         entry = await self._submit(
             keys=[seen, self.keys.intake()],
             args=[SEEN_TTL_SECONDS, STREAM_MAXLEN, message.to_json()],
         )
         return entry is not None
 
-    async def claim_event(self, platform: str, event_id: str) -> bool:
+    async def claim_event(self, platform: str, bot_id: str, event_id: str) -> bool:
         """Mark a platform event as taken; False when it was taken before."""
-        return bool(
-            await self.redis.set(self.keys.seen(platform, event_id), "1", nx=True, ex=SEEN_TTL_SECONDS)
-        )
+        key = self.keys.seen(platform, bot_id, event_id)
+        return bool(await self.redis.set(key, "1", nx=True, ex=SEEN_TTL_SECONDS))
 
     async def read_intake(
         self, consumer: str, count: int = 32, block_ms: int = 1000
@@ -86,7 +85,7 @@ class Bus:
     def queue_reply(self, pipe: Any, reply: Reply) -> None:
         """Add the XADD of ``reply`` to an open pipeline (atomic with history writes)."""
         pipe.xadd(
-            self.keys.outbound(reply.platform),
+            self.keys.outbound(reply.platform, reply.bot_id),
             {"data": reply.to_json()},
             maxlen=STREAM_MAXLEN,
             approximate=True,
@@ -98,18 +97,18 @@ class Bus:
             await pipe.execute()
 
     async def read_outbound(
-        self, platform: str, consumer: str, count: int = 32, block_ms: int = 1000
+        self, platform: str, bot_id: str, consumer: str, count: int = 32, block_ms: int = 1000
     ) -> list[tuple[str, Reply]]:
         return [
             (entry_id, Reply.from_json(data))
             for entry_id, data in await self._read(
-                self.keys.outbound(platform), DELIVERY_GROUP, consumer, count, block_ms
+                self.keys.outbound(platform, bot_id), DELIVERY_GROUP, consumer, count, block_ms
             )
         ]
 
-    async def ack_outbound(self, platform: str, entry_ids: Sequence[str]) -> None:
+    async def ack_outbound(self, platform: str, bot_id: str, entry_ids: Sequence[str]) -> None:
         if entry_ids:
-            await self.redis.xack(self.keys.outbound(platform), DELIVERY_GROUP, *entry_ids)
+            await self.redis.xack(self.keys.outbound(platform, bot_id), DELIVERY_GROUP, *entry_ids)
 
     def queue_ack_intake(self, pipe: Any, entry_ids: Sequence[str]) -> None:
         if entry_ids:

@@ -30,12 +30,13 @@ class RetryPolicy:
 
 
 class Outbox:
-    """Consumes ``{ns}:stream:outbound:{platform}`` and calls ``deliver`` for each reply."""
+    """Consumes ``{ns}:stream:outbound:{platform}:{bot}`` and calls ``deliver`` for each reply."""
 
     def __init__(
         self,
         bus: Bus,
         platform: str,
+        bot_id: str,
         deliver: Deliver,
         *,
         consumer: str = "delivery-1",
@@ -43,6 +44,7 @@ class Outbox:
     ) -> None:
         self.bus = bus
         self.platform = platform
+        self.bot_id = bot_id
         self.deliver = deliver
         self.consumer = consumer
         self.retry = retry
@@ -64,7 +66,7 @@ class Outbox:
                     await asyncio.sleep(0.05)
                     continue
                 entries = await self.bus.read_outbound(
-                    self.platform, self.consumer, count=64, block_ms=500
+                    self.platform, self.bot_id, self.consumer, count=64, block_ms=500
                 )
                 for entry_id, reply in entries:
                     self._dispatch(entry_id, reply)
@@ -97,7 +99,7 @@ class Outbox:
                     return
                 continue
             await self._deliver_until_done(reply)
-            await self.bus.ack_outbound(self.platform, [entry_id])
+            await self.bus.ack_outbound(self.platform, self.bot_id, [entry_id])
             self._in_flight -= 1
             self.delivered += 1
 

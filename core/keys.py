@@ -41,11 +41,14 @@ class Keys:
     def intake(self) -> str:
         return self._k("stream", "intake")
 
-    def outbound(self, platform: str) -> str:
-        return self._k("stream", "outbound", platform)
+    def outbound(self, platform: str, bot_id: str) -> str:
+        """Replies of one bot on one platform: each bot has its own credentials."""
+        return self._k("stream", "outbound", platform, bot_id)
 
-    def seen(self, platform: str, event_id: str) -> str:
-        return self._k("seen", platform, event_id)
+    def seen(self, platform: str, bot_id: str, event_id: str) -> str:
+        """A taken platform event. Event ids are per bot (Telegram's update_id counts
+        per bot token), so two bots on one platform never shadow each other."""
+        return self._k("seen", platform, bot_id, event_id)
 
     # personas and escalations
     def persona(self, bot_id: str) -> str:

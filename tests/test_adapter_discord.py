@@ -242,7 +242,7 @@ async def test_revoked_token_stops_only_that_adapter(redis, keys, emulator: Disc
             assert healthy.running and healthy.error is None
             assert emulator.replies_to(lost) == []
             # nothing lost: the undelivered reply stays pending for the next start
-            assert await bus.pending_count(keys.outbound("discord"), DELIVERY_GROUP) == 1
+            assert await bus.pending_count(keys.outbound("discord", "support"), DELIVERY_GROUP) == 1
     finally:
         await other_emulator.stop()
         async for key in redis.scan_iter(match=other_keys.pattern(), count=500):

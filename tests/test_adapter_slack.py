@@ -58,7 +58,7 @@ class Harness:
         return int(await self.redis.xlen(self.keys.intake()))
 
     async def replies_queued(self) -> int:
-        return int(await self.redis.xlen(self.keys.outbound("slack")))
+        return int(await self.redis.xlen(self.keys.outbound("slack", "support")))
 
 
 @contextlib.asynccontextmanager

@@ -42,7 +42,20 @@ async def test_replies_round_trip_on_the_platform_stream(redis, keys: Keys) -> N
     bus = Bus(redis, keys)
     reply = Reply.to(message(), "hello 👋", Route.GENERATE, intent="greet", confidence=0.8)
     await bus.publish_reply(reply)
-    [(entry_id, got)] = await bus.read_outbound("slack", "d1", block_ms=10)
+    [(entry_id, got)] = await bus.read_outbound("slack", "support", "d1", block_ms=10)
     assert got == reply
-    await bus.ack_outbound("slack", [entry_id])
-    assert await bus.pending_count(keys.outbound("slack"), "delivery") == 0
+    await bus.ack_outbound("slack", "support", [entry_id])
+    assert await bus.pending_count(keys.outbound("slack", "support"), "delivery") == 0
+
+
+async def test_two_bots_on_one_platform_keep_their_events_and_replies_apart(redis, keys: Keys) -> None:
+    bus = Bus(redis, keys)
+    shop = IncomingMessage("shop", "telegram", "42", "42", "hi")
+    bank = IncomingMessage("bank", "telegram", "42", "42", "hi")
+    # Telegram numbers updates per bot token: update 7 of one bot is not update 7 of another
+    assert await bus.submit(shop, "7") and await bus.submit(bank, "7")
+    assert not await bus.submit(shop, "7")
+    await bus.publish_reply(Reply.to(shop, "from shop", Route.GENERATE))
+    await bus.publish_reply(Reply.to(bank, "from bank", Route.GENERATE))
+    [(_, got)] = await bus.read_outbound("telegram", "bank", "d1", block_ms=10)
+    assert got.text == "from bank"

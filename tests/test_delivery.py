@@ -37,14 +37,14 @@ async def test_rate_limit_then_success_loses_nothing_and_keeps_order(redis, keys
 
     for text in ("a1", "a2", "a3"):
         await bus.publish_reply(reply("A", text))
-    outbox = Outbox(bus, "slack", deliver, retry=FAST)
+    outbox = Outbox(bus, "slack", "support", deliver, retry=FAST)
     stop, task = await run_outbox(outbox)
     await wait_for(lambda: len(sent) == 3, what="three deliveries")
     stop.set()
     await task
     assert sent == ["a1", "a2", "a3"]
     assert outbox.retries == 3
-    assert await bus.pending_count(keys.outbound("slack"), "delivery") == 0
+    assert await bus.pending_count(keys.outbound("slack", "support"), "delivery") == 0
 
 
 async def test_a_stuck_chat_does_not_hold_up_others(redis, keys) -> None:
@@ -60,7 +60,7 @@ async def test_a_stuck_chat_does_not_hold_up_others(redis, keys) -> None:
     await bus.publish_reply(reply("slow", "s1"))
     await bus.publish_reply(reply("fast", "f1"))
     await bus.publish_reply(reply("fast", "f2"))
-    stop, task = await run_outbox(Outbox(bus, "slack", deliver, retry=FAST))
+    stop, task = await run_outbox(Outbox(bus, "slack", "support", deliver, retry=FAST))
     await wait_for(lambda: sent == ["f1", "f2"], what="other chat delivered")
     release.set()
     await wait_for(lambda: "s1" in sent, what="slow chat delivered after the limit")
@@ -75,22 +75,22 @@ async def test_auth_error_stops_the_outbox_and_keeps_the_reply(redis, keys) -> N
         raise AdapterAuthError("SLACK_BOT_TOKEN was rejected")
 
     await bus.publish_reply(reply("A", "kept"))
-    stop, task = await run_outbox(Outbox(bus, "slack", deliver, retry=FAST))
+    stop, task = await run_outbox(Outbox(bus, "slack", "support", deliver, retry=FAST))
     with pytest.raises(AdapterAuthError, match="SLACK_BOT_TOKEN"):
         await asyncio.wait_for(task, timeout=5)
-    assert await bus.pending_count(keys.outbound("slack"), "delivery") == 1
+    assert await bus.pending_count(keys.outbound("slack", "support"), "delivery") == 1
 
 
 async def test_unacked_reply_is_resent_after_restart(redis, keys) -> None:
     bus = Bus(redis, keys)
     await bus.publish_reply(reply("A", "survives"))
-    await bus.read_outbound("slack", "slack-1", block_ms=10)  # read, then the process "dies"
+    await bus.read_outbound("slack", "support", "slack-1", block_ms=10)  # read, then the process "dies"
     sent: list[str] = []
 
     async def deliver(r: Reply) -> None:
         sent.append(r.text)
 
-    stop, task = await run_outbox(Outbox(Bus(redis, keys), "slack", deliver, consumer="slack-1", retry=FAST))
+    stop, task = await run_outbox(Outbox(Bus(redis, keys), "slack", "support", deliver, consumer="slack-1", retry=FAST))
     await wait_for(lambda: sent == ["survives"], what="redelivery")
     stop.set()
     await task

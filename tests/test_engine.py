@@ -48,7 +48,7 @@ async def test_round_trip_through_streams(setup) -> None:
     await bus.submit(msg("where is my order?"))
     replies = []
     for _ in range(100):
-        replies += [r for _id, r in await bus.read_outbound("web", "test", block_ms=100)]
+        replies += [r for _id, r in await bus.read_outbound("web", "support", "test", block_ms=100)]
         if replies:
             break
     stop.set()
