@@ -41,6 +41,8 @@ OnMessage = Callable[[discord.Message], Awaitable[None]]
 TOKEN_HELP = "copy the token again from the Developer Portal (Applications > your app > Bot > Reset Token)"
 REJECTED = "DISCORD_BOT_TOKEN was rejected by Discord"
 # Nobody is pinged by a bot answer except the customer it replies to (first part only).
+# A text bot never joins voice: skip discord.py's "voice will NOT be supported" warnings.
+discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
 SAFE_MENTIONS = discord.AllowedMentions(everyone=False, users=False, roles=False, replied_user=False)
 
 
