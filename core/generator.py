@@ -19,8 +19,9 @@ import torch
 from core.device import pick_device, pick_dtype
 from core.errors import ModelMissing
 from core.persona import GenerationSettings
-from core.prompt import END, build_prompt_ids, ensure_special_tokens, special_ids
+from core.prompt import END, build_prompt_ids, ensure_special_tokens, mask_request, special_ids
 from core.protocols import GenerationRequest
+from core.slots import unmask_references
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,8 @@ class Generator:
 
     def _generate_batch(self, requests: list[GenerationRequest], settings: GenerationSettings) -> list[str]:
         max_new = min(settings.max_new_tokens, self.context_window - MIN_PROMPT_TOKENS)
-        prompts = [build_prompt_ids(self.tokenizer, r, self.context_window, max_new) for r in requests]
+        masked = [mask_request(r) for r in requests]  # the model sees {{Reference N}}, not digits
+        prompts = [build_prompt_ids(self.tokenizer, r, self.context_window, max_new) for r, _ in masked]
         width = max(len(p) for p in prompts)
         # Left padding: every prompt ends at the same column, so new tokens line up.
         input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)  # (B, T)
@@ -145,7 +147,8 @@ class Generator:
             input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device), **kwargs
         )  # (B, T + new)
         new_tokens = result[:, width:].tolist()
-        return [self._decode(row, max_new) for row in new_tokens]
+        return [unmask_references(self._decode(row, max_new), values)
+                for row, (_, values) in zip(new_tokens, masked)]
 
     def _decode(self, tokens: list[int], max_new: int) -> str:
         stops = [k for k, t in enumerate(tokens) if t in self.stop_ids]

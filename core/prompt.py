@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from core.errors import ConfigError
 from core.history import Turn
 from core.protocols import GenerationRequest
+from core.slots import mask_like, mask_references
 
 SYSTEM = "<|system|>"
 INTENT = "<|intent|>"
@@ -52,6 +53,22 @@ class Dialogue:
 
     def request(self) -> GenerationRequest:
         return GenerationRequest(text=self.text, intent=self.intent, style=self.system, history=self.history)
+
+
+def mask_request(request: GenerationRequest) -> tuple[GenerationRequest, list[str]]:
+    """The request with the customer's reference numbers as ``{{Reference N}}`` (see
+    :mod:`core.slots`), and the numbers to put back into the reply."""
+    texts, values = mask_references([t.text for t in request.history] + [request.text])
+    history = tuple(replace(t, text=x) for t, x in zip(request.history, texts))
+    return replace(request, text=texts[-1], history=history), values
+
+
+def mask_dialogue(dialogue: Dialogue) -> Dialogue:
+    """A training example masked the way :func:`mask_request` masks prompts: the reply's
+    copies of the customer's numbers become the same placeholders."""
+    texts, values = mask_references([t.text for t in dialogue.history] + [dialogue.text])
+    history = tuple(replace(t, text=x) for t, x in zip(dialogue.history, texts))
+    return replace(dialogue, text=texts[-1], reply=mask_like(dialogue.reply, values), history=history)
 
 
 def ensure_special_tokens(tokenizer: Any) -> int:

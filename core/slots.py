@@ -4,6 +4,11 @@ The bundled replies say things like "call {{Customer Support Phone Number}}". A 
 persona supplies facts for the slots it knows; any other slot is replaced by a generic
 phrase so a customer never sees raw braces. Slot names are matched loosely (case,
 spaces and punctuation ignored), so "customer_support_phone_number" matches too.
+
+Reference numbers a customer writes (order, invoice, tracking numbers) are swapped for
+``{{Reference 1}}``, ``{{Reference 2}}``... in both training data and prompts, and the
+reply's placeholders are swapped back: a small model learns to refer to "the number
+you gave" instead of copying digits it would get wrong or invent.
 """
 
 from __future__ import annotations
@@ -36,6 +41,46 @@ _GENERIC: dict[str, str] = {
 _ANONYMISED = re.compile(r"(order|purchase|invoice|bill|account|refund|tracking)\w*(number|id)?anonymi[sz]ed", re.I)
 
 
+# 4+ characters of digits (dashes inside allowed), not part of a word, an amount
+# ("$1499", "12.50") or a placeholder.
+_REFERENCE = re.compile(r"(?<![\w$€£.,{-])\d[\d-]{2,}\d(?![\w}]|[.,]\d)")
+_REFERENCE_SLOT = re.compile(r"\{\{\s*Reference (\d{1,2})\s*\}\}")
+
+
+def mask_references(texts: list[str]) -> tuple[list[str], list[str]]:
+    """Replace each distinct reference number in ``texts`` (a conversation, oldest
+    first) by ``{{Reference N}}``, numbered in order of appearance; return the masked
+    texts and the numbers (``values[N-1]``)."""
+    values: list[str] = []
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) not in values:
+            values.append(match.group(0))
+        return "{{Reference %d}}" % (values.index(match.group(0)) + 1)
+
+    return [_REFERENCE.sub(replace, t) for t in texts], values
+
+
+def mask_like(text: str, values: list[str]) -> str:
+    """Mask in ``text`` only the numbers already in ``values`` (a reply that repeats
+    the customer's numbers); other numbers stay as they are."""
+    def replace(match: re.Match[str]) -> str:
+        number = match.group(0)
+        return "{{Reference %d}}" % (values.index(number) + 1) if number in values else number
+
+    return _REFERENCE.sub(replace, text)
+
+
+def unmask_references(text: str, values: list[str]) -> str:
+    """Put the customer's numbers back; an unknown ``{{Reference N}}`` is left for
+    :func:`fill_slots` (which says "your reference number")."""
+    def replace(match: re.Match[str]) -> str:
+        n = int(match.group(1))
+        return values[n - 1] if 1 <= n <= len(values) else match.group(0)
+
+    return _REFERENCE_SLOT.sub(replace, text)
+
+
 def normalise(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
@@ -51,6 +96,8 @@ def fill_slots(text: str, facts: Mapping[str, str]) -> str:
             return known[key].strip()
         if key in _GENERIC:
             return _GENERIC[key]
+        if re.fullmatch(r"reference\d*", key):
+            return "your reference number"
         anonymised = _ANONYMISED.match(key)
         if anonymised:
             return f"your {anonymised.group(1).lower()} number"

@@ -125,3 +125,18 @@ def test_context_window_comes_from_config(gen):
     assert gen.context_window == gen.model.config.n_positions == 96
     assert gen.end_id == gen.tokenizer.convert_tokens_to_ids(END)
     assert Path(gen.path).name == "tiny"
+
+
+def test_the_customers_reference_numbers_are_put_back_into_the_reply(gen, monkeypatch):
+    seen: list[str] = []
+    real_build = build_prompt_ids
+
+    def spy(tokenizer, request, window, max_new):
+        seen.append(request.text)
+        return real_build(tokenizer, request, window, max_new)
+
+    monkeypatch.setattr("core.generator.build_prompt_ids", spy)
+    monkeypatch.setattr(gen, "_decode", lambda tokens, max_new: "Order {{Reference 1}} is on its way.")
+    [reply] = gen.generate([GenerationRequest(text="where is order 00123842?", settings=GREEDY)])
+    assert seen == ["where is order {{Reference 1}}?"]  # the model never sees the digits
+    assert reply == "Order 00123842 is on its way."

@@ -133,3 +133,17 @@ def test_ensure_special_tokens_adds_missing(tok):
     assert len(plain) == before + 6 and plain.pad_token == "<|pad|>"
     assert ensure_special_tokens(plain) == 0
     assert ensure_special_tokens(tok) == 0
+
+
+def test_masking_covers_history_text_and_the_replys_copies():
+    from core.prompt import Dialogue, mask_dialogue, mask_request
+    from core.protocols import GenerationRequest
+
+    history = (Turn("user", "order 4455667 never came"), Turn("bot", "Sorry about order 4455667."))
+    request, values = mask_request(GenerationRequest(text="and invoice 99-1234 too?", history=history))
+    assert values == ["4455667", "99-1234"]
+    assert [t.text for t in request.history] == ["order {{Reference 1}} never came", "Sorry about order {{Reference 1}}."]
+    assert request.text == "and invoice {{Reference 2}} too?" and request.history[0].role == "user"
+    example = mask_dialogue(Dialogue(text="cancel 3707955617", reply="Order 3707955617 cancelled; ticket 8888888."))
+    assert example.text == "cancel {{Reference 1}}"
+    assert example.reply == "Order {{Reference 1}} cancelled; ticket 8888888."  # invented numbers are not copies

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from core.errors import ConfigError
-from core.prompt import IGNORE_INDEX, Dialogue, build_training_ids, dialogues_from_messages
+from core.prompt import IGNORE_INDEX, Dialogue, build_training_ids, dialogues_from_messages, mask_dialogue
 from core.training.data import load_examples
 
 # Persona styles put in the system slot of examples that have none, composed at random
@@ -58,7 +58,8 @@ def load_dialogues(path: Path | str, seed: int = 13) -> list[Dialogue]:
     if not out:
         raise ConfigError(f"{path}: no replies to learn (needs a response column or assistant messages)")
     rng = random.Random(seed)  # a persona style for examples without one
-    return [d if d.system else Dialogue(d.text, d.reply, d.intent, training_style(rng), d.history) for d in out]
+    styled = [d if d.system else Dialogue(d.text, d.reply, d.intent, training_style(rng), d.history) for d in out]
+    return [mask_dialogue(d) for d in styled]
 
 
 def _jsonl_row(line: str, where: str) -> list[Dialogue]:
