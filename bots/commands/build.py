@@ -21,11 +21,14 @@ def build_default_models(models_dir: Path, *, force: bool = False, console: Cons
     plan = [(INTENT_NAME, "intent", _train_intent), (LM_NAME, "lm", _train_lm)]
     for name, kind, train in plan:
         folder = models_dir / name
-        if not force and model_kind(folder) == kind:
+        # metrics.json is written last: without it the folder is an interrupted build.
+        complete = model_kind(folder) == kind and (folder / "metrics.json").is_file()
+        if not force and complete:
             console.print(f"[green]✓[/] {kind} model {name} present ({folder})")
             continue
         console.print(f"[bold]building the default {kind} model[/] {name} from the bundled data…")
         start = time.monotonic()
+        (folder / "metrics.json").unlink(missing_ok=True)  # an interrupted rebuild stays incomplete
         train(folder)
         console.print(f"[green]✓[/] {name} built in {time.monotonic() - start:.0f}s ({folder})")
         built.append(name)
