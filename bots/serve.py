@@ -63,16 +63,8 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None] | None = 
         await web.start()
         platforms = configured_adapters(settings, rt.bus, rt.personas, serves=list(persona.platforms))
         adapters = platforms.adapters
-        for adapter in adapters:
-            try:
-                await adapter.start()
-                log.info("%s adapter running", adapter.platform)
-            except ChatbotError as exc:
-                adapter.error = str(exc)
-                log.error("%s adapter not started: %s", adapter.platform, exc)
-            except Exception as exc:  # a bug or an SDK surprise: keep the others running
-                adapter.error = f"{type(exc).__name__}: {exc}"
-                log.error("%s adapter crashed at start: %s", adapter.platform, adapter.error)
+        # Side by side: a platform that is slow to answer does not hold up the others.
+        await asyncio.gather(*(_start(adapter) for adapter in adapters))
 
         app = build_app(web, adapters, failed=platforms.failed)
         server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
@@ -98,3 +90,16 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None] | None = 
                     await adapter.stop()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(engine_task, timeout=10)
+
+
+async def _start(adapter: Adapter) -> None:
+    """Start one adapter; a failure is its one-line ``error``, never the process's."""
+    try:
+        await adapter.start()
+        log.info("%s adapter running", adapter.platform)
+    except ChatbotError as exc:
+        adapter.error = str(exc)
+        log.error("%s adapter not started: %s", adapter.platform, exc)
+    except Exception as exc:  # a bug or an SDK surprise: keep the others running
+        adapter.error = f"{type(exc).__name__}: {exc}"
+        log.error("%s adapter crashed at start: %s", adapter.platform, adapter.error)
