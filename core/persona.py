@@ -37,13 +37,22 @@ class GenerationSettings(_Strict):
     history_turns: int = Field(8, ge=0, le=200, description="recent turns put in the prompt")
 
 
+# Answers to the small-talk intents of the default intent model (greeting, thanks, goodbye).
+SMALL_TALK_ANSWERS = {
+    "greeting": "Hello! How can I help you today?",
+    "thanks": "You're welcome! Is there anything else I can help you with?",
+    "goodbye": "Thanks for getting in touch. Have a great day!",
+}
+
+
 class RoutingRules(_Strict):
     """Which intents the bot answers, answers with a fixed text, or hands to a human."""
 
     routes: dict[str, Literal["generate", "canned", "escalate"]] = Field(
-        default_factory=lambda: {"contact_human_agent": "escalate", "complaint": "escalate"}
+        default_factory=lambda: {"contact_human_agent": "escalate", "complaint": "escalate",
+                                 "greeting": "canned", "thanks": "canned", "goodbye": "canned"}
     )
-    canned: dict[str, str] = Field(default_factory=dict)
+    canned: dict[str, str] = Field(default_factory=lambda: dict(SMALL_TALK_ANSWERS))
     default_route: Literal["generate", "canned", "escalate"] = "generate"
     confidence_threshold: float = Field(0.35, ge=0.0, le=1.0)
     escalate_after_low_confidence: int = Field(3, ge=1, le=100)

@@ -203,3 +203,10 @@ async def test_two_bots_use_the_models_their_personas_name(redis, keys: Keys) ->
     assert [r.route for r in replies] == [Route.GENERATE, Route.GENERATE]
     asked = {name: [req.text for batch in m.batches for req in batch] for name, m in provider.replies.items()}
     assert asked == {"lm-a": ["where is my parcel"], "lm-b": ["where is my card"]}
+
+
+async def test_small_talk_gets_the_personas_canned_answers(setup) -> None:
+    engine, _p, _h, bus = setup
+    hello, thanks = await run_once(engine, bus, msg("[greeting:0.95] hi"), msg("[thanks:0.9] thanks", user="bob"))
+    assert hello.route is Route.CANNED and hello.text == "Hello! How can I help you today?"
+    assert thanks.route is Route.CANNED and thanks.text.startswith("You're welcome")

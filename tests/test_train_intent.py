@@ -161,6 +161,23 @@ def test_default_config_is_the_bitext_recipe(tmp_path: Path) -> None:
     cfg = default_intent_config(tmp_path / "x")
     cfg.validate()
     assert cfg.train_file == BITEXT_CSV and cfg.output_dir == tmp_path / "x" and cfg.oos_examples == "auto"
+    assert cfg.small_talk
+
+
+def test_small_talk_examples_are_varied_deterministic_and_not_out_of_scope() -> None:
+    from core.training.intent import _load_data
+    from core.training.small_talk import SMALL_TALK_INTENTS, generate_small_talk
+
+    chat = generate_small_talk(per_intent=60)
+    assert chat == generate_small_talk(per_intent=60) and len({e.text for e in chat}) == 180
+    assert {e.intent for e in chat} == set(SMALL_TALK_INTENTS)
+    greetings = {e.text.lower().strip("!?.:) 🙂") for e in chat if e.intent == "greeting"}
+    assert "hi" in greetings and "hello" in greetings
+    # the generated out-of-scope text no longer says hello, so the two cannot disagree
+    assert not [t for t in generate_oos() if t.lower().startswith(("hi", "hello", "good morning"))]
+    train, val = _load_data(IntentTrainConfig(small_talk=True, validation_split=0.1))
+    for intent in SMALL_TALK_INTENTS:
+        assert sum(e.intent == intent for e in train) > 80 and sum(e.intent == intent for e in val) > 5
 
 
 def _app(fn: Any) -> typer.Typer:

@@ -52,6 +52,7 @@ def train_intent(
     limit: int = typer.Option(0, "--limit", help="use at most N training examples (0 = all)"),
     oos_examples: str = typer.Option(None, "--oos-examples", help="out-of-scope text: FILE or 'auto'"),
     oos_method: str = typer.Option("class", "--oos-method", help="class | threshold | both"),
+    small_talk: bool = typer.Option(False, "--small-talk/--no-small-talk", help="add generated greeting/thanks/goodbye intents"),
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1 (default: auto)"),
     default: bool = typer.Option(False, "--default", help="the `models build` recipe (Bitext, ~4 min on CPU); other options ignored except --output"),
 ) -> None:
@@ -72,7 +73,7 @@ def train_intent(
                 warmup_ratio=warmup_ratio, lr_scheduler=lr_scheduler, weight_decay=weight_decay,
                 patience=patience, seed=seed, freeze_layers=freeze_layers, class_weights=class_weights,
                 mixed_precision=mixed_precision, max_steps=max_steps, limit=limit,
-                oos_examples=oos_examples, oos_method=oos_method, device=device,
+                oos_examples=oos_examples, oos_method=oos_method, small_talk=small_talk, device=device,
             )
             if data is not None:
                 cfg.train_file = data

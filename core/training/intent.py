@@ -34,6 +34,7 @@ from core.intents import OOS_FILE, decide
 from core.protocols import OUT_OF_SCOPE
 from core.registry import write_metrics, write_model_card
 from core.training.data import BITEXT_CSV, REPO_DATA, Example, load_examples, stratified_split
+from core.training.small_talk import generate_small_talk
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class IntentTrainConfig:
     limit: int = 0  # >0 keeps at most this many training examples (stratified)
     oos_examples: str | None = None  # "auto" | path to CSV/JSONL/TXT | None
     oos_method: str = "class"  # class | threshold | both
+    small_talk: bool = False  # add generated greeting / thanks / goodbye intents
     device: str | None = None
     log_every: int = 20
     extra: dict[str, Any] = field(default_factory=dict)  # free-form, copied to the model card
@@ -106,15 +108,16 @@ def default_intent_config(output_dir: Path | str) -> IntentTrainConfig:
     return IntentTrainConfig(
         train_file=BITEXT_CSV, output_dir=Path(output_dir), max_length=48, epochs=3,
         batch_size=32, learning_rate=2e-4, warmup_ratio=0.1, patience=0,
-        oos_examples="auto", oos_method="both",
+        oos_examples="auto", oos_method="both", small_talk=True,
     )
 
 
 # ---------------------------------------------------------------- out-of-scope text
 
 _OOS_TEMPLATES = {
-    "small talk": ["hi there, how is your {day} going?", "do you {like} {thing}?", "tell me a joke about {thing}",
-                   "what is your favourite {thing}?", "i'm feeling {mood} today", "good {part}, nice to meet you"],
+    # (greetings are not here: they are the small-talk intents, core/training/small_talk.py)
+    "small talk": ["how is your {day} going?", "do you {like} {thing}?", "tell me a joke about {thing}",
+                   "what is your favourite {thing}?", "i'm feeling {mood} today", "are you a robot or a {thing}?"],
     "trivia": ["who wrote {book}?", "what is the capital of {country}?", "how tall is {landmark}?",
                "when was {landmark} built?", "what language do they speak in {country}?"],
     "weather": ["will it rain in {city} {when}?", "what's the weather like in {city}?",
@@ -258,6 +261,12 @@ def _load_data(cfg: IntentTrainConfig) -> tuple[list[Example], list[Example]]:
         train, val = stratified_split(examples, cfg.validation_split, seed=cfg.seed)
     if cfg.limit and cfg.limit < len(train):  # stratified subsample, same seed same rows
         train = stratified_split(train, 1 - cfg.limit / len(train), seed=cfg.seed)[0][: cfg.limit]
+    if cfg.small_talk:
+        chat = generate_small_talk(seed=cfg.seed)
+        chat_train, chat_val = stratified_split(chat, cfg.validation_split if cfg.validation_file is None else 0.2,
+                                                seed=cfg.seed)
+        train += chat_train[: max(cfg.limit // 8, 3) if cfg.limit else None]
+        val += chat_val
     if cfg.oos_examples:
         oos = load_oos(cfg.oos_examples, {e.intent for e in train}, cfg.seed)
         random.Random(cfg.seed).shuffle(oos)
