@@ -178,6 +178,9 @@ def test_small_talk_examples_are_varied_deterministic_and_not_out_of_scope() -> 
     train, val = _load_data(IntentTrainConfig(small_talk=True, validation_split=0.1))
     for intent in SMALL_TALK_INTENTS:
         assert sum(e.intent == intent for e in train) > 80 and sum(e.intent == intent for e in val) > 5
+    # "hi, where is my order?" keeps the request's intent
+    opened = [e for e in train if e.text.lower().startswith(("hi, ", "hello! ")) and e.intent not in SMALL_TALK_INTENTS]
+    assert len(opened) > 50 and {e.intent for e in opened} <= {e.intent for e in load_examples(BITEXT_CSV)}
 
 
 def _app(fn: Any) -> typer.Typer:

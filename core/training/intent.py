@@ -34,7 +34,7 @@ from core.intents import OOS_FILE, decide
 from core.protocols import OUT_OF_SCOPE
 from core.registry import write_metrics, write_model_card
 from core.training.data import BITEXT_CSV, REPO_DATA, Example, load_examples, stratified_split
-from core.training.small_talk import generate_small_talk
+from core.training.small_talk import generate_small_talk, with_openers
 
 log = logging.getLogger(__name__)
 
@@ -265,8 +265,8 @@ def _load_data(cfg: IntentTrainConfig) -> tuple[list[Example], list[Example]]:
         chat = generate_small_talk(seed=cfg.seed)
         chat_train, chat_val = stratified_split(chat, cfg.validation_split if cfg.validation_file is None else 0.2,
                                                 seed=cfg.seed)
-        train += chat_train[: max(cfg.limit // 8, 3) if cfg.limit else None]
-        val += chat_val
+        train += with_openers(train, seed=cfg.seed) + chat_train[: max(cfg.limit // 8, 3) if cfg.limit else None]
+        val += with_openers(val, seed=cfg.seed + 1) + chat_val
     if cfg.oos_examples:
         oos = load_oos(cfg.oos_examples, {e.intent for e in train}, cfg.seed)
         random.Random(cfg.seed).shuffle(oos)

@@ -40,6 +40,19 @@ _PREFIXES = ("", "", "", "ok ", "oh ", "well ")
 _SUFFIXES = ("", "", "!", ".", "!!", " :)", " 🙂", "?")
 
 
+_OPENERS = ("hi, ", "hello! ", "hey there, ", "good morning, ", "hi there. ", "hello, ", "hey ", "thanks, ",
+            "thank you. ", "hi! ")
+
+
+def with_openers(examples: list[Example], share: float = 0.15, seed: int = 13) -> list[Example]:
+    """Copies of a ``share`` of ``examples`` opened with a greeting or thanks
+    ("hi, where is my order?") that keep their intent: the request decides, the
+    pleasantry does not."""
+    rng = random.Random(seed)
+    picked = rng.sample(examples, round(len(examples) * share))
+    return [Example(text=rng.choice(_OPENERS) + e.text, intent=e.intent) for e in picked]
+
+
 def generate_small_talk(per_intent: int = 120, seed: int = 13) -> list[Example]:
     """Varied, deterministic examples of each small-talk intent (case, punctuation,
     fillers), at most ``per_intent`` each."""
