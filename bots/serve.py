@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Callable
 
 import uvicorn
@@ -50,7 +51,28 @@ def build_app(
     return Starlette(routes=routes)
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind the web app's socket first: a busy port fails in one line (OSError) before
+    models load, not as a uvicorn SystemExit after everything started."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
 async def serve(settings: Settings, *, on_ready: Callable[[str], None] | None = None) -> None:
+    """Run everything until SIGINT/SIGTERM; raises OSError when the port is taken."""
+    with _listen(settings.host, settings.port) as sock:
+        await _serve(settings, sock, on_ready)
+
+
+async def _serve(settings: Settings, sock: socket.socket, on_ready: Callable[[str], None] | None) -> None:
     async with Runtime(settings) as rt:
         persona = await rt.personas.get(settings.default_bot)
         # Load the models before accepting traffic: the first customer should not wait.
@@ -73,12 +95,12 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None] | None = 
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-        server_task = asyncio.create_task(server.serve(), name="web")
+        server_task = asyncio.create_task(server.serve(sockets=[sock]), name="web")
         while not server.started and not server_task.done():
             await asyncio.sleep(0.05)
         if server_task.done():
             server_task.result()  # raises the bind error
-        url = f"http://{settings.host}:{settings.port}"
+        url = f"http://{settings.host}:{sock.getsockname()[1]}"
         if on_ready:
             on_ready(url)
         try:

@@ -102,3 +102,15 @@ def test_escalations_empty_and_unknown(env, redis) -> None:
     assert "no open escalations" in cli("escalations", "list")[1]
     code, out = cli("escalations", "resolve", "nope")
     assert code == 2 and "no escalation 'nope'" in out
+
+
+def test_busy_port_is_one_line_before_anything_loads(env, redis) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        code, out = cli("run", "--port", str(port))
+    assert code == 2 and f"cannot serve on 127.0.0.1:{port}" in out and "CHATBOT_PORT" in out
+    assert "Traceback" not in out
