@@ -65,7 +65,7 @@ async def connect(url: str | None, data_dir: Path) -> aioredis.Redis:
     except (RedisError, OSError, ValueError) as exc:
         where = f"REDIS_URL={redact(target)}" if url else "the embedded Redis"
         raise RedisUnavailable(
-            f"cannot reach Redis at {where}: {exc.__class__.__name__}: {exc}. "
+            f"cannot reach Redis at {where}: {exc.__class__.__name__}: {str(exc).rstrip('.')}. "
             "Start that server, fix REDIS_URL, or unset it to use the embedded Redis."
         ) from exc
     log.info("connected to Redis at %s", redact(target) if url else "embedded server")
