@@ -15,7 +15,6 @@ Every user error is one red line and exit code 2, never a traceback.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import sys
@@ -25,14 +24,12 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 import yaml
-from rich.console import Console
 
 from bots.config import Settings, load_settings
-from core.errors import ChatbotError, ConfigError
+from bots.console import console, fail, friendly, out
+from core.errors import ConfigError
 
 T = TypeVar("T")
-console = Console(stderr=True)
-out = Console()
 
 app = typer.Typer(help="Chat-bot framework: one engine behind Discord, Telegram, Slack and web chat.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -45,27 +42,6 @@ escalations_app = typer.Typer(help="Conversations handed to the support team.", 
 for sub, name in ((train_app, "train"), (eval_app, "eval"), (models_app, "models"), (persona_app, "persona"),
                   (history_app, "history"), (escalations_app, "escalations")):
     app.add_typer(sub, name=name)
-
-
-def fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def friendly(fn: Callable[..., T]) -> Callable[..., T]:
-    """Turn ChatbotError into one red line; Ctrl-C into a quiet exit."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> T:
-        try:
-            return fn(*args, **kwargs)
-        except ChatbotError as exc:
-            fail(str(exc))
-        except KeyboardInterrupt:
-            raise typer.Exit(130) from None
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    return wrapper
 
 
 def _run(coro: Awaitable[T]) -> T:

@@ -69,3 +69,11 @@ def load_settings(**overrides: object) -> Settings:
         info = Settings.model_fields.get(field)
         env = (info.alias if info and info.alias else field).upper()
         raise ConfigError(f"invalid setting {env}: {first['msg']} (got {first.get('input')!r})") from None
+
+
+def model_folder(name_or_path: str) -> Path:
+    """A model folder given as a path, or a model name under ``MODELS_DIR``."""
+    folder = Path(name_or_path)
+    if folder.exists() or folder.is_absolute():
+        return folder
+    return load_settings().models_dir / name_or_path

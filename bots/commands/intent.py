@@ -2,33 +2,22 @@
 
 Both are plain functions with typer options so the lead can do
 ``train_app.command("intent")(train_intent)``. User mistakes (ChatbotError) print one
-red line and exit with code 2; no traceback.
+red line and exit with code 2 (``bots.console.friendly``); no traceback.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import typer
-from rich.console import Console
 
-from core.errors import ChatbotError, ConfigError
+from bots.config import model_folder
+from bots.console import friendly, out
+from core.errors import ConfigError
 
-console = Console(stderr=True)
-
-
-def _run(fn: Callable[[], Any]) -> Any:
-    try:
-        return fn()
-    except ChatbotError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=2) from None
-
-
+@friendly
 def train_intent(
     data: Path = typer.Option(None, "--data", help="training CSV (text,label or Bitext columns) or JSONL; default data/bitext/train.csv"),
     output: Path = typer.Option(Path("models/intent-default"), "--output", "-o", help="model folder to write (models/NAME)"),
@@ -62,25 +51,21 @@ def train_intent(
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    def go() -> dict[str, Any]:
-        if default:
-            cfg = default_intent_config(output)
-        else:
-            cfg = IntentTrainConfig(
-                output_dir=output, base=base, validation_file=validation_file,
-                validation_split=validation_split, max_length=max_length, epochs=epochs,
-                batch_size=batch_size, grad_accum=grad_accum, learning_rate=learning_rate,
-                warmup_ratio=warmup_ratio, lr_scheduler=lr_scheduler, weight_decay=weight_decay,
-                patience=patience, seed=seed, freeze_layers=freeze_layers, class_weights=class_weights,
-                mixed_precision=mixed_precision, max_steps=max_steps, limit=limit,
-                oos_examples=oos_examples, oos_method=oos_method, small_talk=small_talk, device=device,
-            )
-            if data is not None:
-                cfg.train_file = data
-        return run_training(cfg)
-
-    metrics = _run(go)
-    out = Console()
+    if default:
+        cfg = default_intent_config(output)
+    else:
+        cfg = IntentTrainConfig(
+            output_dir=output, base=base, validation_file=validation_file,
+            validation_split=validation_split, max_length=max_length, epochs=epochs,
+            batch_size=batch_size, grad_accum=grad_accum, learning_rate=learning_rate,
+            warmup_ratio=warmup_ratio, lr_scheduler=lr_scheduler, weight_decay=weight_decay,
+            patience=patience, seed=seed, freeze_layers=freeze_layers, class_weights=class_weights,
+            mixed_precision=mixed_precision, max_steps=max_steps, limit=limit,
+            oos_examples=oos_examples, oos_method=oos_method, small_talk=small_talk, device=device,
+        )
+        if data is not None:
+            cfg.train_file = data
+    metrics = run_training(cfg)
     out.print(f"[green]saved[/green] {output}  val accuracy {metrics['val_accuracy']:.4f}  "
               f"macro-F1 {metrics['val_macro_f1']:.4f}  ({metrics['train_time_s']}s)")
     if metrics.get("val_oos_recall") is not None:
@@ -88,10 +73,11 @@ def train_intent(
                   f"val OOS recall {metrics['val_oos_recall']:.3f}")
 
 
+@friendly
 def eval_intent(
     model: str = typer.Argument(..., help="model folder, or a name under models/"),
     data: Path = typer.Argument(..., help="labelled CSV/JSONL; label out_of_scope marks OOS examples"),
-    out: Path = typer.Option(None, "--out", help="report folder (default MODEL/eval)"),
+    report_dir: Path = typer.Option(None, "--out", help="report folder (default MODEL/eval)"),
     batch_size: int = typer.Option(32, "--batch-size"),
     device: str = typer.Option(None, "--device"),
     no_oos: bool = typer.Option(False, "--no-oos", help="turn the OOS threshold off (classifier accuracy only)"),
@@ -101,22 +87,16 @@ def eval_intent(
     from core.intents import IntentClassifier
     from core.training.data import load_examples
 
-    def go() -> tuple[dict[str, Any], Path]:
-        folder = Path(model)
-        if not folder.exists() and not folder.is_absolute():
-            folder = Path("models") / model
-        classifier = IntentClassifier.from_pretrained(folder, device=device)
-        if no_oos:
-            classifier.threshold = 0.0
-        if batch_size < 1:
-            raise ConfigError("--batch-size must be >= 1")
-        where = out or folder / "eval"
-        return evaluate_intent(classifier, load_examples(data), where, batch_size=batch_size), where
-
-    report, where = _run(go)
-    con = Console()
-    con.print(f"accuracy {report.get('accuracy', float('nan')):.4f}  macro-F1 {report.get('macro_f1', float('nan')):.4f}")
+    folder = model_folder(model)
+    classifier = IntentClassifier.from_pretrained(folder, device=device)
+    if no_oos:
+        classifier.threshold = 0.0
+    if batch_size < 1:
+        raise ConfigError("--batch-size must be >= 1")
+    where = report_dir or folder / "eval"
+    report = evaluate_intent(classifier, load_examples(data), where, batch_size=batch_size)
+    out.print(f"accuracy {report.get('accuracy', float('nan')):.4f}  macro-F1 {report.get('macro_f1', float('nan')):.4f}")
     if "oos_recall" in report:
-        con.print(f"OOS recall {report['oos_recall']:.4f}  OOS precision {report['oos_precision']:.4f}")
-    con.print(f"report: {where / 'intent-report.md'}")
-    con.print_json(json.dumps(report.get("most_confused", [])[:5]))
+        out.print(f"OOS recall {report['oos_recall']:.4f}  OOS precision {report['oos_precision']:.4f}")
+    out.print(f"report: {where / 'intent-report.md'}")
+    out.print_json(json.dumps(report.get("most_confused", [])[:5]))

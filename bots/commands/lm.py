@@ -1,32 +1,21 @@
 """`chatbot train lm` and `chatbot eval lm MODEL DATA` (registered in bots/cli.py).
 
 Plain functions with typer options, so ``train_app.command("lm")(train_lm)`` works.
-User mistakes (ChatbotError) print one red line and exit with code 2; no traceback.
+User mistakes (ChatbotError) print one red line and exit with code 2 (``bots.console.friendly``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import typer
-from rich.console import Console
 
-from core.errors import ChatbotError, ConfigError
+from bots.config import model_folder
+from bots.console import friendly, out
+from core.errors import ConfigError
 
-console = Console(stderr=True)
-
-
-def _run(fn: Callable[[], Any]) -> Any:
-    try:
-        return fn()
-    except ChatbotError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=2) from None
-
-
+@friendly
 def train_lm(
     data: Path = typer.Option(None, "--data", help="Bitext-style CSV (instruction,intent,response) or JSONL conversations; default data/bitext/train.csv"),
     output: Path = typer.Option(Path("models/lm-default"), "--output", "-o", help="model folder to write (models/NAME)"),
@@ -70,26 +59,23 @@ def train_lm(
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    def go() -> dict[str, Any]:
-        if default:
-            return run_training(default_lm_config(output))
+    if default:
+        cfg = default_lm_config(output)
+    else:
         cfg = LMTrainConfig(
             output_dir=output, base=base, preset=preset, validation_file=validation_file,
             validation_split=validation_split, max_length=max_length, vocab_size=vocab_size, epochs=epochs,
             max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, learning_rate=learning_rate,
             warmup_ratio=warmup_ratio, lr_scheduler=lr_scheduler, weight_decay=weight_decay, dropout=dropout,
-            time_budget_s=time_budget, eval_every=eval_every, patience=patience, freeze_embeddings=freeze_embeddings,
-            freeze_layers=freeze_layers, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-            lora_targets=lora_targets, mixed_precision=mixed_precision, resume=resume,
-            keep_checkpoint=keep_checkpoint, seed=seed, limit=limit, threads=threads,
-            eval_samples=eval_samples, device=device,
+            time_budget_s=time_budget, eval_every=eval_every, patience=patience,
+            freeze_embeddings=freeze_embeddings, freeze_layers=freeze_layers, lora_r=lora_r,
+            lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_targets=lora_targets,
+            mixed_precision=mixed_precision, resume=resume, keep_checkpoint=keep_checkpoint, seed=seed,
+            limit=limit, threads=threads, eval_samples=eval_samples, device=device,
         )
         if data is not None:
             cfg.train_file = data
-        return run_training(cfg)
-
-    metrics = _run(go)
-    out = Console()
+    metrics = run_training(cfg)
     out.print(f"[green]saved[/green] {output}  val loss {metrics['val_loss']:.4f}  perplexity "
               f"{metrics['val_perplexity']:.2f}  ({metrics['steps']} steps, {metrics['train_time_s']}s)")
     if "sample_rouge_l" in metrics:
@@ -97,10 +83,11 @@ def train_lm(
                   f"(see {output / 'eval' / 'lm-samples.md'})")
 
 
+@friendly
 def eval_lm(
     model: str = typer.Argument(..., help="model folder, or a name under models/"),
     data: Path = typer.Argument(..., help="CSV (instruction,intent,response) or JSONL conversations with reference replies"),
-    out: Path = typer.Option(None, "--out", help="report folder (default MODEL/eval)"),
+    report_dir: Path = typer.Option(None, "--out", help="report folder (default MODEL/eval)"),
     held_out: float = typer.Option(0.05, "--held-out", help="evaluate the stratified held-out split of DATA that training used (same seed); 0 = every row"),
     seed: int = typer.Option(13, "--seed", help="split seed (training's --seed)"),
     limit: int = typer.Option(64, "--limit", help="replies to generate for ROUGE/BLEU/distinct-n (perplexity uses every example)"),
@@ -114,26 +101,19 @@ def eval_lm(
     from core.training.data import stratified_split
     from core.training.dialogues import load_dialogues
 
-    def go() -> tuple[dict[str, Any], Path]:
-        folder = Path(model)
-        if not folder.exists() and not folder.is_absolute():
-            folder = Path("models") / model
-        if not 0 <= held_out < 1:
-            raise ConfigError("--held-out must be in [0, 1)")
-        if max_new_tokens < 1:
-            raise ConfigError("--max-new-tokens must be >= 1")
-        generator = Generator.from_pretrained(folder, device=device)
-        dialogues = load_dialogues(data, seed)
-        if held_out:
-            dialogues = stratified_split(dialogues, held_out, seed=seed)[1]  # type: ignore[arg-type]
-        where = out or folder / "eval"
-        settings = EVAL_SETTINGS.model_copy(update={"max_new_tokens": max_new_tokens})
-        report = evaluate_lm(generator, dialogues, where, limit=limit, batch_size=batch_size, settings=settings)
-        return report, where
-
-    report, where = _run(go)
-    con = Console()
-    con.print(f"perplexity {report['perplexity']:.2f}  ROUGE-L {report['rouge_l']:.3f}  BLEU {report['bleu']:.1f}  "
+    folder = model_folder(model)
+    if not 0 <= held_out < 1:
+        raise ConfigError("--held-out must be in [0, 1)")
+    if max_new_tokens < 1:
+        raise ConfigError("--max-new-tokens must be >= 1")
+    generator = Generator.from_pretrained(folder, device=device)
+    dialogues = load_dialogues(data, seed)
+    if held_out:
+        dialogues = stratified_split(dialogues, held_out, seed=seed)[1]  # type: ignore[arg-type]
+    where = report_dir or folder / "eval"
+    settings = EVAL_SETTINGS.model_copy(update={"max_new_tokens": max_new_tokens})
+    report = evaluate_lm(generator, dialogues, where, limit=limit, batch_size=batch_size, settings=settings)
+    out.print(f"perplexity {report['perplexity']:.2f}  ROUGE-L {report['rouge_l']:.3f}  BLEU {report['bleu']:.1f}  "
               f"distinct-1/2 {report['distinct_1']:.3f}/{report['distinct_2']:.3f}  "
               f"mean reply {report['mean_reply_words']} words ({report['n_generated']} generated)")
-    con.print(f"report: {where / 'lm-report.json'}, samples: {where / 'lm-samples.md'}")
+    out.print(f"report: {where / 'lm-report.json'}, samples: {where / 'lm-samples.md'}")
