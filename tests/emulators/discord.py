@@ -21,6 +21,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.emulators import serve_locally
+
 MESSAGE_CONTENT = 1 << 15  # the privileged intent bit
 HELLO, HEARTBEAT, IDENTIFY, RESUME, RECONNECT, HEARTBEAT_ACK, DISPATCH = 10, 1, 2, 6, 7, 11, 0
 
@@ -90,11 +92,7 @@ class DiscordEmulator:
         app.router.add_post(f"{api}/channels/{{channel_id}}/messages", self._create_message)
         app.router.add_post(f"{api}/channels/{{channel_id}}/typing", self._typing)
         app.router.add_get("/ws", self._gateway)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_locally(app)
         return self
 
     async def stop(self) -> None:

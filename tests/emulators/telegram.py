@@ -23,6 +23,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.emulators import serve_locally
+
 # parameters PTB JSON-encodes in the form; everything else is a plain string
 _JSON_PARAMS = {"chat_id", "offset", "limit", "timeout", "allowed_updates", "reply_parameters",
                 "message_thread_id", "drop_pending_updates", "max_connections", "link_preview_options"}
@@ -137,11 +139,7 @@ class TelegramEmulator:
     async def __aenter__(self) -> TelegramEmulator:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_locally(app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
