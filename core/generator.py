@@ -89,6 +89,9 @@ class Generator:
         self.end_id = ids[END]
         self.stop_ids = sorted({self.end_id} | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()))
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.end_id
+        # Customers' reference numbers become {{Reference N}} in the prompt (core.slots);
+        # off only to measure a model trained before masking existed.
+        self.mask_references = True
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | None = None) -> Generator:
@@ -128,7 +131,7 @@ class Generator:
 
     def _generate_batch(self, requests: list[GenerationRequest], settings: GenerationSettings) -> list[str]:
         max_new = min(settings.max_new_tokens, self.context_window - MIN_PROMPT_TOKENS)
-        masked = [mask_request(r) for r in requests]  # the model sees {{Reference N}}, not digits
+        masked = [mask_request(r) if self.mask_references else (r, []) for r in requests]
         prompts = [build_prompt_ids(self.tokenizer, r, self.context_window, max_new) for r, _ in masked]
         width = max(len(p) for p in prompts)
         # Left padding: every prompt ends at the same column, so new tokens line up.
