@@ -51,7 +51,12 @@ class Adapter(ABC):
         self.bot_id = bot_id
         self.personas = personas
         self.outbox = Outbox(
-            bus, self.platform, bot_id, self._deliver_reply, consumer=consumer or f"{self.platform}-1", retry=retry
+            bus,
+            self.platform,
+            bot_id,
+            self._deliver_reply,
+            consumer=consumer or f"{self.platform}-1",
+            retry=retry,
         )
         self.error: str | None = None  # one line saying why the adapter stopped
         self._stop = asyncio.Event()

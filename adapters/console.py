@@ -17,8 +17,14 @@ from core.messages import IncomingMessage
 class ConsoleAdapter(LocalAdapter):
     platform: ClassVar[str] = "console"
 
-    async def chat(self, user: str, stdin: TextIO | None = None, stdout: TextIO | None = None,
-                   greeting: str = "", bot_name: str = "bot") -> int:
+    async def chat(
+        self,
+        user: str,
+        stdin: TextIO | None = None,
+        stdout: TextIO | None = None,
+        greeting: str = "",
+        bot_name: str = "bot",
+    ) -> int:
         """Read lines until end of input; returns how many messages were answered."""
         stdin = stdin or sys.stdin  # looked up now: a caller may have swapped sys.stdin
         stdout = stdout or sys.stdout
@@ -34,8 +40,12 @@ class ConsoleAdapter(LocalAdapter):
             if not line:
                 break
             message = IncomingMessage(
-                bot_id=self.bot_id, platform=self.platform, chat_id=user, user_id=user,
-                text=line.rstrip("\n"), display_name=user,
+                bot_id=self.bot_id,
+                platform=self.platform,
+                chat_id=user,
+                user_id=user,
+                text=line.rstrip("\n"),
+                display_name=user,
             )
             reply = await self.ask(message)
             text = reply.text if interactive else " ".join(reply.text.split())

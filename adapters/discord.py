@@ -71,7 +71,7 @@ class RoutedHTTPClient(HTTPClient):
 
     async def request(self, route: DiscordRoute, **kwargs: Any) -> Any:
         if self.api_base_url and route.url.startswith(DiscordRoute.BASE):
-            route.url = self.api_base_url + route.url[len(DiscordRoute.BASE):]
+            route.url = self.api_base_url + route.url[len(DiscordRoute.BASE) :]
         return await super().request(route, **kwargs)
 
     async def ws_connect(self, url: str, *, compress: int = 0) -> aiohttp.ClientWebSocketResponse:
@@ -89,8 +89,12 @@ class _Client(discord.Client):
         intents.messages = True  # guild_messages + dm_messages
         intents.dm_messages = True
         super().__init__(intents=intents, allowed_mentions=SAFE_MENTIONS, chunk_guilds_at_startup=False)
-        routed = RoutedHTTPClient(self.loop, api_base_url=config.api_base_url, gateway_url=config.gateway_url,
-                                  max_ratelimit_timeout=config.max_ratelimit_timeout)
+        routed = RoutedHTTPClient(
+            self.loop,
+            api_base_url=config.api_base_url,
+            gateway_url=config.gateway_url,
+            max_ratelimit_timeout=config.max_ratelimit_timeout,
+        )
         self.http = self._connection.http = routed  # the state sends through our client too
         self.connected = asyncio.Event()
         self._handle = on_message
@@ -158,15 +162,19 @@ class DiscordAdapter(Adapter):
         try:
             await client.connect(reconnect=True)
         except discord.PrivilegedIntentsRequired:
-            self._fail(AdapterAuthError(
-                "Discord refused the MESSAGE CONTENT intent; enable it in the Developer Portal "
-                "(Applications > your app > Bot > Privileged Gateway Intents)"
-            ))
+            self._fail(
+                AdapterAuthError(
+                    "Discord refused the MESSAGE CONTENT intent; enable it in the Developer Portal "
+                    "(Applications > your app > Bot > Privileged Gateway Intents)"
+                )
+            )
         except discord.ConnectionClosed as exc:
             if exc.code == 4004:
                 self._fail(AdapterAuthError(f"{REJECTED} at the gateway (4004); {TOKEN_HELP}"))
             else:
-                self._fail(DeliveryError(f"the Discord gateway closed the connection ({exc.code} {exc.reason})"))
+                self._fail(
+                    DeliveryError(f"the Discord gateway closed the connection ({exc.code} {exc.reason})")
+                )
         except Exception as exc:  # one line for the operator, not a traceback
             self._fail(DeliveryError(f"the Discord gateway stopped: {type(exc).__name__}: {exc}"))
         if self._failure is not None:
@@ -209,9 +217,14 @@ class DiscordAdapter(Adapter):
         if guild_id:
             meta["guild_id"] = str(guild_id)
         incoming = IncomingMessage(
-            self.bot_id, self.platform, chat_id=str(message.channel.id), user_id=str(message.author.id),
-            text=strip_mention(message.content, me.id), display_name=message.author.display_name,
-            message_id=str(message.id), meta=meta,
+            self.bot_id,
+            self.platform,
+            chat_id=str(message.channel.id),
+            user_id=str(message.author.id),
+            text=strip_mention(message.content, me.id),
+            display_name=message.author.display_name,
+            message_id=str(message.id),
+            meta=meta,
         )
         event_id = str(message.id)  # a resumed session may redeliver: the id keys intake
         if not incoming.text and (message.attachments or message.stickers):
@@ -232,7 +245,9 @@ class DiscordAdapter(Adapter):
         reference = None
         if reply.meta.get("message_id"):
             reference = discord.MessageReference(  # fail_if_not_exists=False: deleted? still answer
-                message_id=int(reply.meta["message_id"]), channel_id=int(reply.chat_id), guild_id=guild_id,
+                message_id=int(reply.meta["message_id"]),
+                channel_id=int(reply.chat_id),
+                guild_id=guild_id,
                 fail_if_not_exists=False,
             )
         mentions = discord.AllowedMentions(everyone=False, users=False, roles=False, replied_user=part == 0)
@@ -243,7 +258,7 @@ class DiscordAdapter(Adapter):
             raise RateLimited(exc.retry_after) from None
         except discord.HTTPException as exc:
             _raise_for_http_error(exc, reply)
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise DeliveryError(f"Discord unreachable: {type(exc).__name__}: {exc}") from None
 
     async def send_typing(self, chat_id: str, meta: dict[str, str]) -> None:
@@ -281,5 +296,9 @@ def _raise_for_http_error(exc: discord.HTTPException, reply: Reply) -> None:
         raise DeliveryError(f"Discord answered {status}: {exc.text or 'server error'}") from None
     log.error(
         "discord: reply %s to channel %s dropped: %s %s (code %s); retrying cannot help",
-        reply.reply_id, reply.chat_id, status, exc.text, exc.code,
+        reply.reply_id,
+        reply.chat_id,
+        status,
+        exc.text,
+        exc.code,
     )

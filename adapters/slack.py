@@ -41,9 +41,18 @@ log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://slack.com/api/"
 AUTH_ERRORS = frozenset(
-    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired", "not_allowed_token_type"}
+    {
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "not_allowed_token_type",
+    }
 )
-TRANSIENT_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"})
+TRANSIENT_ERRORS = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
 # Message subtypes written by a person; everything else (bot_message, message_changed,
 # message_deleted, channel_join, ...) is not a customer talking to the bot.
 USER_SUBTYPES = frozenset({None, "file_share", "thread_broadcast", "me_message"})
@@ -159,7 +168,9 @@ class SlackAdapter(Adapter):
             return  # bots (ourselves included), edits, deletions, joins
         channel = str(event.get("channel") or "")
         bot_user = str(context.get("bot_user_id") or self.bot_user_id)
-        is_dm = event.get("channel_type") == "im" or (not event.get("channel_type") and channel.startswith("D"))
+        is_dm = event.get("channel_type") == "im" or (
+            not event.get("channel_type") and channel.startswith("D")
+        )
         raw_text = str(event.get("text") or "")
         if mention and is_dm:
             return  # the DM's own "message" event answers it
@@ -216,15 +227,23 @@ class SlackAdapter(Adapter):
             error = _error_code(response)
             if status == 429 or error == "ratelimited":
                 retry_after = float(response.headers.get("Retry-After", "1") or 1)
-                raise RateLimited(retry_after, f"Slack {method} rate limited; retry after {retry_after:g}s") from None
+                raise RateLimited(
+                    retry_after, f"Slack {method} rate limited; retry after {retry_after:g}s"
+                ) from None
             if error in AUTH_ERRORS:
                 raise AdapterAuthError(
                     f"{env_var} was rejected by Slack ({error}); copy a valid token from your app's page "
-                    "at api.slack.com/apps" + (" (OAuth & Permissions, xoxb-...)" if env_var == "SLACK_BOT_TOKEN"
-                                                 else " (Basic Information > App-Level Tokens, xapp-...)")
+                    "at api.slack.com/apps"
+                    + (
+                        " (OAuth & Permissions, xoxb-...)"
+                        if env_var == "SLACK_BOT_TOKEN"
+                        else " (Basic Information > App-Level Tokens, xapp-...)"
+                    )
                 ) from None
             if status >= 500 or error in TRANSIENT_ERRORS or not error:
-                raise DeliveryError(f"Slack {method} failed (HTTP {status}, {error or 'no error code'})") from None
+                raise DeliveryError(
+                    f"Slack {method} failed (HTTP {status}, {error or 'no error code'})"
+                ) from None
             raise _Permanent(error) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise DeliveryError(

@@ -44,8 +44,15 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_UPDATE_BYTES = 1024 * 1024
 _TOKEN = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
 _SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what setWebhook accepts
-_PTB_LOGGERS = ("httpx", "telegram", "telegram.Bot", "telegram.ext", "telegram.ext.ExtBot",
-                "telegram.ext.Updater", "telegram.ext.Application")
+_PTB_LOGGERS = (
+    "httpx",
+    "telegram",
+    "telegram.Bot",
+    "telegram.ext",
+    "telegram.ext.ExtBot",
+    "telegram.ext.Updater",
+    "telegram.ext.Application",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,19 +67,26 @@ class TelegramConfig:
 
     def __post_init__(self) -> None:
         if not _TOKEN.match(self.token or ""):
-            raise ConfigError("TELEGRAM_BOT_TOKEN does not look like a bot token (123456:ABC-...); "
-                              "copy it from @BotFather")
+            raise ConfigError(
+                "TELEGRAM_BOT_TOKEN does not look like a bot token (123456:ABC-...); copy it from @BotFather"
+            )
         if urlparse(self.api_base_url).scheme not in ("http", "https"):
-            raise ConfigError(f"TELEGRAM_API_BASE_URL must be an http(s) URL such as "
-                              f"https://api.telegram.org/bot (got {self.api_base_url!r})")
+            raise ConfigError(
+                f"TELEGRAM_API_BASE_URL must be an http(s) URL such as "
+                f"https://api.telegram.org/bot (got {self.api_base_url!r})"
+            )
         if self.webhook_url is not None:
             url = urlparse(self.webhook_url)
             if url.scheme not in ("http", "https") or not url.netloc or url.path in ("", "/"):
-                raise ConfigError("TELEGRAM_WEBHOOK_URL must be a full URL with a path, e.g. "
-                                  f"https://bot.example.com/telegram/webhook (got {self.webhook_url!r})")
+                raise ConfigError(
+                    "TELEGRAM_WEBHOOK_URL must be a full URL with a path, e.g. "
+                    f"https://bot.example.com/telegram/webhook (got {self.webhook_url!r})"
+                )
             if not _SECRET.match(self.webhook_secret or ""):
-                raise ConfigError("TELEGRAM_WEBHOOK_SECRET is required in webhook mode: 1-256 "
-                                  "characters from A-Z, a-z, 0-9, _ and -")
+                raise ConfigError(
+                    "TELEGRAM_WEBHOOK_SECRET is required in webhook mode: 1-256 "
+                    "characters from A-Z, a-z, 0-9, _ and -"
+                )
 
     @property
     def webhook_path(self) -> str:
@@ -84,8 +98,15 @@ class TelegramAdapter(Adapter):
     max_message_chars: ClassVar[int] = 4096
     typing_interval: ClassVar[float] = 4.0  # Telegram shows "typing…" for ~5 s per call
 
-    def __init__(self, bus: Bus, config: TelegramConfig, *, bot_id: str,
-                 personas: PersonaStore | None = None, retry: RetryPolicy = RetryPolicy()) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        config: TelegramConfig,
+        *,
+        bot_id: str,
+        personas: PersonaStore | None = None,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
         super().__init__(bus, bot_id=bot_id, personas=personas, retry=retry)
         self.config = config
         self._app: Application | None = None
@@ -98,10 +119,17 @@ class TelegramAdapter(Adapter):
         cfg = self.config
         for name in _PTB_LOGGERS:  # httpx logs request URLs, and the token is in the URL
             logging.getLogger(name).addFilter(self._redact)
-        builder = (Application.builder().token(cfg.token).base_url(cfg.api_base_url)
-                   .connect_timeout(cfg.connect_timeout).read_timeout(cfg.read_timeout)
-                   .write_timeout(cfg.read_timeout).get_updates_connect_timeout(cfg.connect_timeout)
-                   .get_updates_read_timeout(cfg.read_timeout).job_queue(None))
+        builder = (
+            Application.builder()
+            .token(cfg.token)
+            .base_url(cfg.api_base_url)
+            .connect_timeout(cfg.connect_timeout)
+            .read_timeout(cfg.read_timeout)
+            .write_timeout(cfg.read_timeout)
+            .get_updates_connect_timeout(cfg.connect_timeout)
+            .get_updates_read_timeout(cfg.read_timeout)
+            .job_queue(None)
+        )
         app = builder.updater(None).build() if cfg.webhook_url else builder.build()
         app.add_handler(TypeHandler(Update, self._on_polled_update))
         self._app = app  # before polling starts, so the first update finds us connected
@@ -112,25 +140,34 @@ class TelegramAdapter(Adapter):
             self._mention = re.compile(rf"@{re.escape(me.username or '')}\b", re.IGNORECASE)
             updates = [Update.MESSAGE]
             if cfg.webhook_url:
-                await app.bot.set_webhook(cfg.webhook_url, secret_token=cfg.webhook_secret,
-                                          allowed_updates=updates)
+                await app.bot.set_webhook(
+                    cfg.webhook_url, secret_token=cfg.webhook_secret, allowed_updates=updates
+                )
             else:
                 await app.start()
-                await app.updater.start_polling(timeout=dt.timedelta(seconds=cfg.poll_timeout),
-                                                allowed_updates=updates)
+                await app.updater.start_polling(
+                    timeout=dt.timedelta(seconds=cfg.poll_timeout), allowed_updates=updates
+                )
         except InvalidToken:
             await self.disconnect()
             raise self._auth_error() from None
         except BadRequest as exc:
             await self.disconnect()
-            raise ConfigError(f"Telegram refused TELEGRAM_WEBHOOK_URL: {self._redact.text(str(exc))}") from None
+            raise ConfigError(
+                f"Telegram refused TELEGRAM_WEBHOOK_URL: {self._redact.text(str(exc))}"
+            ) from None
         except TelegramError as exc:
             await self.disconnect()
-            raise DeliveryError(f"cannot reach the Telegram Bot API at {_host(cfg.api_base_url)} "
-                                f"({self._redact.text(str(exc))}); check TELEGRAM_API_BASE_URL "
-                                "and the network") from None
-        log.info("telegram: logged in as @%s (%s)", me.username,
-                 "webhook " + cfg.webhook_path if cfg.webhook_url else "long polling")
+            raise DeliveryError(
+                f"cannot reach the Telegram Bot API at {_host(cfg.api_base_url)} "
+                f"({self._redact.text(str(exc))}); check TELEGRAM_API_BASE_URL "
+                "and the network"
+            ) from None
+        log.info(
+            "telegram: logged in as @%s (%s)",
+            me.username,
+            "webhook " + cfg.webhook_path if cfg.webhook_url else "long polling",
+        )
 
     async def disconnect(self) -> None:
         app, self._app = self._app, None
@@ -167,8 +204,7 @@ class TelegramAdapter(Adapter):
         try:
             await self.on_update(update)
         except (RedisError, OSError) as exc:
-            log.warning("telegram: update %s not queued (%s); Telegram will resend it",
-                        update.update_id, exc)
+            log.warning("telegram: update %s not queued (%s); Telegram will resend it", update.update_id, exc)
             return JSONResponse({"error": "queue unavailable"}, status_code=503)
         return JSONResponse({"ok": True})
 
@@ -198,9 +234,15 @@ class TelegramAdapter(Adapter):
             meta["thread_id"] = str(message.message_thread_id)
         text = " ".join(self._mention.sub(" ", message.text or "").split())
         incoming = IncomingMessage(
-            bot_id=self.bot_id, platform=self.platform, chat_id=str(message.chat.id),
-            user_id=str(user.id), text=text, display_name=user.full_name,
-            message_id=f"{message.chat.id}:{message.message_id}", meta=meta)
+            bot_id=self.bot_id,
+            platform=self.platform,
+            chat_id=str(message.chat.id),
+            user_id=str(user.id),
+            text=text,
+            display_name=user.full_name,
+            message_id=f"{message.chat.id}:{message.message_id}",
+            meta=meta,
+        )
         event_id = f"{self._me_id}:{update.update_id}"  # update ids are per bot
         if message.text is None:  # sticker, photo, voice, file...
             await self.reply_text_only(incoming, event_id)
@@ -216,7 +258,8 @@ class TelegramAdapter(Adapter):
         found = {**message.parse_entities(kinds), **message.parse_caption_entities(kinds)}
         return any(
             (entity.user is not None and entity.user.id == self._me_id)
-            or self._mention.search(text) is not None for entity, text in found.items()
+            or self._mention.search(text) is not None
+            for entity, text in found.items()
         )
 
     # -- delivery ------------------------------------------------------------------------
@@ -227,20 +270,25 @@ class TelegramAdapter(Adapter):
             options["message_thread_id"] = int(reply.meta["thread_id"])
         if part == 0 and reply.meta.get("chat_type", ChatType.PRIVATE) != ChatType.PRIVATE:
             options["reply_parameters"] = ReplyParameters(
-                int(reply.meta["message_id"]), allow_sending_without_reply=True)
+                int(reply.meta["message_id"]), allow_sending_without_reply=True
+            )
         bot = self._bot()
         try:
             try:
                 await bot.send_message(chat_id, to_telegram_html(text), parse_mode=ParseMode.HTML, **options)
             except ChatMigrated as exc:  # the group became a supergroup: same chat, new id
-                await bot.send_message(exc.new_chat_id, to_telegram_html(text), parse_mode=ParseMode.HTML, **options)
+                await bot.send_message(
+                    exc.new_chat_id, to_telegram_html(text), parse_mode=ParseMode.HTML, **options
+                )
             except BadRequest as exc:
                 if "parse entities" not in str(exc).lower():
                     raise
                 await bot.send_message(chat_id, text, **options)
         except RetryAfter as exc:
             wait = exc.retry_after
-            raise RateLimited(wait.total_seconds() if isinstance(wait, dt.timedelta) else float(wait)) from None
+            raise RateLimited(
+                wait.total_seconds() if isinstance(wait, dt.timedelta) else float(wait)
+            ) from None
         except InvalidToken:
             raise self._auth_error() from None
         except (Forbidden, BadRequest) as exc:  # blocked by the user, removed from the group...
@@ -260,7 +308,8 @@ class TelegramAdapter(Adapter):
     def _auth_error(self) -> AdapterAuthError:
         return AdapterAuthError(
             f"TELEGRAM_BOT_TOKEN was rejected by the Bot API at {_host(self.config.api_base_url)} "
-            "(401 Unauthorized); check the token from @BotFather")
+            "(401 Unauthorized); check the token from @BotFather"
+        )
 
 
 # -- formatting ------------------------------------------------------------------------------
@@ -274,7 +323,7 @@ def to_telegram_html(text: str) -> str:
     other character escaped, so nothing a customer or the model wrote can break markup."""
     out, pos = [], 0
     for match in _CODE.finditer(text):
-        out.append(_inline(text[pos:match.start()]))
+        out.append(_inline(text[pos : match.start()]))
         block = match.group(1) is not None
         code = html.escape(match.group(1) if block else match.group(2), quote=False)
         out.append(f"<pre>{code}</pre>" if block else f"<code>{code}</code>")

@@ -44,14 +44,16 @@ class WebChatAdapter(LocalAdapter):
             persona = await self.personas.get(self.bot_id)
         except ChatbotError as exc:
             return _error(404, str(exc))
-        return JSONResponse({"bot_id": persona.bot_id, "display_name": persona.display_name,
-                             "greeting": persona.greeting})
+        return JSONResponse(
+            {"bot_id": persona.bot_id, "display_name": persona.display_name, "greeting": persona.greeting}
+        )
 
     async def page(self, request: Request) -> Response:
         response = HTMLResponse(PAGE.read_text(encoding="utf-8"))
         if COOKIE not in request.cookies:
-            response.set_cookie(COOKIE, "web-" + secrets.token_hex(8), max_age=365 * 24 * 3600,
-                                httponly=True, samesite="lax")
+            response.set_cookie(
+                COOKIE, "web-" + secrets.token_hex(8), max_age=365 * 24 * 3600, httponly=True, samesite="lax"
+            )
         return response
 
     async def chat(self, request: Request) -> Response:
@@ -68,8 +70,12 @@ class WebChatAdapter(LocalAdapter):
         if not isinstance(user, str) or not user.strip() or len(user) > 128:
             return _error(400, 'give "user" (1-128 characters) or open / first to get a browser id')
         message = IncomingMessage(
-            bot_id=str(data.get("bot") or self.bot_id), platform=self.platform,
-            chat_id=user, user_id=user, text=data.get("text", ""), display_name=str(data.get("name") or user)[:80],
+            bot_id=str(data.get("bot") or self.bot_id),
+            platform=self.platform,
+            chat_id=user,
+            user_id=user,
+            text=data.get("text", ""),
+            display_name=str(data.get("name") or user)[:80],
         )
         try:
             reply = await self.ask(message)

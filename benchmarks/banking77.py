@@ -52,9 +52,12 @@ def tfidf_baseline() -> dict[str, Any]:
     lat32 = _median_ms(lambda: pipe.predict(texts[:32]), 20) / 32
     n_params = int(pipe[-1].coef_.size + pipe[-1].intercept_.size)
     return {
-        "accuracy": float(accuracy_score(gold, pred)), "macro_f1": float(f1_score(gold, pred, average="macro")),
-        "train_time_s": round(train_time, 1), "params": n_params,
-        "latency_ms_batch1": round(lat1, 3), "latency_ms_per_msg_batch32": round(lat32, 3),
+        "accuracy": float(accuracy_score(gold, pred)),
+        "macro_f1": float(f1_score(gold, pred, average="macro")),
+        "train_time_s": round(train_time, 1),
+        "params": n_params,
+        "latency_ms_batch1": round(lat1, 3),
+        "latency_ms_per_msg_batch32": round(lat32, 3),
     }
 
 
@@ -74,10 +77,21 @@ def minilm(out: Path, args: argparse.Namespace) -> dict[str, Any]:
     from core.training.intent import IntentTrainConfig, train_intent
 
     cfg = IntentTrainConfig(
-        train_file=TRAIN, output_dir=out / "model", validation_split=0.05, max_length=64,
-        epochs=args.epochs, batch_size=32, learning_rate=args.lr, warmup_ratio=0.1,
-        lr_scheduler="linear", weight_decay=0.01, patience=3, seed=13,
-        oos_examples="auto", oos_method="threshold", max_steps=args.max_steps,
+        train_file=TRAIN,
+        output_dir=out / "model",
+        validation_split=0.05,
+        max_length=64,
+        epochs=args.epochs,
+        batch_size=32,
+        learning_rate=args.lr,
+        warmup_ratio=0.1,
+        lr_scheduler="linear",
+        weight_decay=0.01,
+        patience=3,
+        seed=13,
+        oos_examples="auto",
+        oos_method="threshold",
+        max_steps=args.max_steps,
     )
     metrics = train_intent(cfg)
     model = IntentClassifier.from_pretrained(cfg.output_dir, device="cpu")
@@ -91,12 +105,18 @@ def minilm(out: Path, args: argparse.Namespace) -> dict[str, Any]:
     lat1 = _median_ms(lambda: model.predict(texts[:1], batch_size=1), 50)
     lat32 = _median_ms(lambda: model.predict(texts[:32], batch_size=32), 10) / 32
     return {
-        "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
-        "train_time_s": metrics["train_time_s"], "params": metrics["params"],
-        "epochs_run": metrics["epochs_run"], "best_epoch": metrics["best_epoch"],
-        "val_macro_f1": metrics["val_macro_f1"], "oos_threshold": metrics["oos_threshold"],
-        "val_oos_recall_bitext": metrics["val_oos_recall"], "val_in_scope_accuracy_with_threshold": metrics["val_in_scope_accuracy"],
-        "latency_ms_batch1": round(lat1, 2), "latency_ms_per_msg_batch32": round(lat32, 2),
+        "accuracy": report["accuracy"],
+        "macro_f1": report["macro_f1"],
+        "train_time_s": metrics["train_time_s"],
+        "params": metrics["params"],
+        "epochs_run": metrics["epochs_run"],
+        "best_epoch": metrics["best_epoch"],
+        "val_macro_f1": metrics["val_macro_f1"],
+        "oos_threshold": metrics["oos_threshold"],
+        "val_oos_recall_bitext": metrics["val_oos_recall"],
+        "val_in_scope_accuracy_with_threshold": metrics["val_in_scope_accuracy"],
+        "latency_ms_batch1": round(lat1, 2),
+        "latency_ms_per_msg_batch32": round(lat32, 2),
         "config": {k: str(v) for k, v in vars(cfg).items()},
     }
 
@@ -117,14 +137,20 @@ def main() -> None:
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     if not args.skip_minilm:
         results["minilm"] = minilm(args.out, args)
-        results["minilm"]["gap_to_bert_base_points"] = round(100 * (PAPER_BERT_BASE["accuracy"] - results["minilm"]["accuracy"]), 2)
+        results["minilm"]["gap_to_bert_base_points"] = round(
+            100 * (PAPER_BERT_BASE["accuracy"] - results["minilm"]["accuracy"]), 2
+        )
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     for name in ("tfidf_lr", "minilm"):
         if name in results:
             r = results[name]
-            print(f"{name:9s} acc {r['accuracy']:.4f} macro-F1 {r['macro_f1']:.4f} train {r['train_time_s']}s "
-                  f"params {r['params']:,} latency b1 {r['latency_ms_batch1']}ms b32 {r['latency_ms_per_msg_batch32']}ms/msg")
-    print(f"paper BERT-base acc {PAPER_BERT_BASE['accuracy']} params 110M; results in {args.out / 'results.json'}")
+            print(
+                f"{name:9s} acc {r['accuracy']:.4f} macro-F1 {r['macro_f1']:.4f} train {r['train_time_s']}s "
+                f"params {r['params']:,} latency b1 {r['latency_ms_batch1']}ms b32 {r['latency_ms_per_msg_batch32']}ms/msg"
+            )
+    print(
+        f"paper BERT-base acc {PAPER_BERT_BASE['accuracy']} params 110M; results in {args.out / 'results.json'}"
+    )
 
 
 if __name__ == "__main__":

@@ -64,10 +64,14 @@ async def main(turns: int, out: Path | None) -> dict[str, dict[int, float]]:
         results["list"][size] = await per_turn_ms(history, redis, keys, size, turns, blob=False)
         results["blob"][size] = await per_turn_ms(history, redis, keys, size, max(20, turns // 10), blob=True)
     await redis.aclose()
-    print(f"{'stored turns':>12} | {'this project (ms)':>17} | {'ratio':>5} | {'whole-blob (ms)':>15} | {'ratio':>6}")
+    print(
+        f"{'stored turns':>12} | {'this project (ms)':>17} | {'ratio':>5} | {'whole-blob (ms)':>15} | {'ratio':>6}"
+    )
     for size in SIZES:
         l, b = results["list"][size], results["blob"][size]
-        print(f"{size:>12,} | {l:>17.3f} | {l / results['list'][10]:>5.2f} | {b:>15.3f} | {b / results['blob'][10]:>6.1f}")
+        print(
+            f"{size:>12,} | {l:>17.3f} | {l / results['list'][10]:>5.2f} | {b:>15.3f} | {b / results['blob'][10]:>6.1f}"
+        )
     if out:
         import matplotlib
 
@@ -75,7 +79,10 @@ async def main(turns: int, out: Path | None) -> dict[str, dict[int, float]]:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(6, 3.6))
-        for name, label in (("list", "append + window (this project)"), ("blob", "whole-history blob rewrite")):
+        for name, label in (
+            ("list", "append + window (this project)"),
+            ("blob", "whole-history blob rewrite"),
+        ):
             ax.plot(SIZES, [results[name][s] for s in SIZES], marker="o", label=label)
         ax.set_xscale("log")
         ax.set_yscale("log")

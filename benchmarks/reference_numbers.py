@@ -32,7 +32,7 @@ def score(model: Path, unmasked: bool = False) -> dict[str, int]:
     settings = GenerationSettings(do_sample=False, max_new_tokens=80)
     replies = gen.generate([GenerationRequest(text=e.text, intent=e.intent, settings=settings) for e in rows])
     counts = {"messages": len(rows), "repeats_theirs": 0, "invents_another": 0, "no_number": 0}
-    for row, reply in zip(rows, replies):
+    for row, reply in zip(rows, replies, strict=False):
         theirs, said = set(NUMBER.findall(row.text)), set(NUMBER.findall(reply))
         if said - theirs:
             counts["invents_another"] += 1

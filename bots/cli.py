@@ -31,16 +31,25 @@ from core.errors import ConfigError
 
 T = TypeVar("T")
 
-app = typer.Typer(help="Chat-bot framework: one engine behind Discord, Telegram, Slack and web chat.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Chat-bot framework: one engine behind Discord, Telegram, Slack and web chat.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 train_app = typer.Typer(help="Train the dialogue LM or the intent classifier.", no_args_is_help=True)
 eval_app = typer.Typer(help="Evaluate a trained model and write a report.", no_args_is_help=True)
 models_app = typer.Typer(help="The model registry under models/.", no_args_is_help=True)
 persona_app = typer.Typer(help="Edit bot personas live (no restart needed).", no_args_is_help=True)
 history_app = typer.Typer(help="A user's conversation history: show, export, forget.", no_args_is_help=True)
 escalations_app = typer.Typer(help="Conversations handed to the support team.", no_args_is_help=True)
-for sub, name in ((train_app, "train"), (eval_app, "eval"), (models_app, "models"), (persona_app, "persona"),
-                  (history_app, "history"), (escalations_app, "escalations")):
+for sub, name in (
+    (train_app, "train"),
+    (eval_app, "eval"),
+    (models_app, "models"),
+    (persona_app, "persona"),
+    (history_app, "history"),
+    (escalations_app, "escalations"),
+):
     app.add_typer(sub, name=name)
 
 
@@ -53,8 +62,10 @@ def _settings() -> Settings:
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     # Serving loads models, it does not train them: no weight-loading bars or load reports
     # between the replies.
     from transformers.utils import logging as hf_logging
@@ -88,8 +99,10 @@ def run(
     try:
         _run(serve(settings, on_ready=ready))
     except OSError as exc:
-        fail(f"cannot serve on {settings.host}:{settings.port} ({exc.strerror or exc}); "
-             "set CHATBOT_PORT or --port to a free port")
+        fail(
+            f"cannot serve on {settings.host}:{settings.port} ({exc.strerror or exc}); "
+            "set CHATBOT_PORT or --port to a free port"
+        )
 
 
 @app.command()
@@ -145,7 +158,9 @@ def persona_show(bot: Annotated[str, typer.Argument(help="bot id")] = "support")
 @friendly
 def persona_export(
     bot: Annotated[str, typer.Argument(help="bot id")] = "support",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write (default stdout)")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="file to write (default stdout)")
+    ] = None,
 ) -> None:
     """Write the live persona to a YAML file (or stdout)."""
     from bots.personas import dump_persona
@@ -173,12 +188,15 @@ def persona_import(file: Annotated[Path, typer.Argument(help="persona YAML file"
 @friendly
 def persona_set(
     bot: Annotated[str, typer.Argument(help="bot id")],
-    field: Annotated[str, typer.Argument(help="dotted field, e.g. facts.Website Name or generation.temperature")],
+    field: Annotated[
+        str, typer.Argument(help="dotted field, e.g. facts.Website Name or generation.temperature")
+    ],
     value: Annotated[str, typer.Argument(help="new value (YAML: numbers, true/false, lists work)")],
 ) -> None:
     """Change one field of the live persona; the next message uses it."""
-    from core.persona import Persona
     from pydantic import ValidationError
+
+    from core.persona import Persona
 
     async def change(rt: Any) -> int:
         current = (await rt.personas.get(bot)).model_dump(mode="json")
@@ -229,16 +247,24 @@ def history_show(user: UserOpt, platform: PlatformOpt = "console") -> None:
     for key, turns in data.items():
         out.print(f"[bold]{key}[/]")
         for t in turns:
-            out.print(f"  [{'cyan' if t['role'] == 'user' else 'green'}]{t['role']:>5}[/]: {t['text']}", highlight=False)
+            out.print(
+                f"  [{'cyan' if t['role'] == 'user' else 'green'}]{t['role']:>5}[/]: {t['text']}",
+                highlight=False,
+            )
 
 
 @history_app.command("export")
 @friendly
-def history_export(user: UserOpt, platform: PlatformOpt = "console",
-                   output: Annotated[Path | None, typer.Option("--output", "-o")] = None) -> None:
+def history_export(
+    user: UserOpt,
+    platform: PlatformOpt = "console",
+    output: Annotated[Path | None, typer.Option("--output", "-o")] = None,
+) -> None:
     """Everything stored about a user as JSON (a data-access request)."""
     data = _with_runtime(lambda rt: rt.history.export_user(platform, user))
-    text = json.dumps({"platform": platform, "user": user, "conversations": data}, indent=2, ensure_ascii=False)
+    text = json.dumps(
+        {"platform": platform, "user": user, "conversations": data}, indent=2, ensure_ascii=False
+    )
     if output:
         output.write_text(text, encoding="utf-8")
         console.print(f"wrote {output}")
@@ -248,8 +274,11 @@ def history_export(user: UserOpt, platform: PlatformOpt = "console",
 
 @history_app.command("forget")
 @friendly
-def history_forget(user: UserOpt, platform: PlatformOpt = "console",
-                   yes: Annotated[bool, typer.Option("--yes", help="do not ask")] = False) -> None:
+def history_forget(
+    user: UserOpt,
+    platform: PlatformOpt = "console",
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask")] = False,
+) -> None:
     """Delete everything stored about a user (right to erasure)."""
     if not yes and sys.stdin.isatty():
         typer.confirm(f"Delete all data about {platform} user {user!r}?", abort=True)
@@ -262,6 +291,7 @@ def history_forget(user: UserOpt, platform: PlatformOpt = "console",
 @friendly
 def escalations_list() -> None:
     """Open escalations, oldest first."""
+
     async def main(rt: Any) -> list[Any]:
         return [await rt.escalations.get(i) for i in await rt.escalations.open_ids()]
 
@@ -307,7 +337,9 @@ def models_list() -> None:
         out.print(f"no models in {settings.models_dir}; build the defaults with `chatbot models build`")
     for info in infos:
         keys = ("accuracy", "macro_f1", "val_perplexity", "perplexity", "best_val_loss")
-        headline = ", ".join(f"{k}={info.metrics[k]:.4g}" for k in keys if isinstance(info.metrics.get(k), (int, float)))
+        headline = ", ".join(
+            f"{k}={info.metrics[k]:.4g}" for k in keys if isinstance(info.metrics.get(k), (int, float))
+        )
         out.print(f"{info.name:<24} {info.kind:<7} {headline}")
 
 

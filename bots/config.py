@@ -19,7 +19,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     # storage
-    redis_url: str | None = Field(None, description="redis://, rediss:// or unix:// URL; unset = embedded Redis")
+    redis_url: str | None = Field(
+        None, description="redis://, rediss:// or unix:// URL; unset = embedded Redis"
+    )
     data_dir: Path = Field(Path("var"), description="embedded Redis data (append-only file)")
     models_dir: Path = Field(Path("models"), description="where trained models live")
     namespace: str = Field("chatbot", alias="CHATBOT_NAMESPACE", pattern=r"^[A-Za-z0-9_.-]{1,32}$")

@@ -87,8 +87,12 @@ def configured_adapters(
     result = Platforms()
     for platform, build in _configured(settings).items():
         if serves is not None and platform not in serves:
-            log.warning("%s credentials are set but bot %r does not serve %s (persona `platforms`)",
-                        platform, settings.default_bot, platform)
+            log.warning(
+                "%s credentials are set but bot %r does not serve %s (persona `platforms`)",
+                platform,
+                settings.default_bot,
+                platform,
+            )
             continue
         try:
             result.adapters.append(build(settings, bus, personas))

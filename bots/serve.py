@@ -89,8 +89,9 @@ async def _serve(settings: Settings, sock: socket.socket, on_ready: Callable[[st
         await asyncio.gather(*(_start(adapter) for adapter in adapters))
 
         app = build_app(web, adapters, failed=platforms.failed)
-        server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
-                                               log_level="warning", lifespan="off"))
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="off")
+        )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):

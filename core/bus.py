@@ -153,9 +153,7 @@ class Bus:
                 self._pending_cursor[cursor_key] = entries[-1][0]
                 return [(eid, data) for eid, data in entries if data is not None]
             self._pending_cursor[cursor_key] = ">"
-        response = await self.redis.xreadgroup(
-            group, consumer, {stream: ">"}, count=count, block=block_ms
-        )
+        response = await self.redis.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block_ms)
         return [(eid, data) for eid, data in _entries(response) if data is not None]
 
 

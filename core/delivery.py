@@ -116,7 +116,7 @@ class Outbox:
                 self.retries += 1
                 log.warning("%s: rate limited, retrying in %.1fs", self.platform, exc.retry_after)
                 await asyncio.sleep(exc.retry_after)
-            except (DeliveryError, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, DeliveryError, OSError) as exc:
                 self.retries += 1
                 log.warning("%s: delivery failed (%s), retrying in %.1fs", self.platform, exc, backoff)
                 await asyncio.sleep(backoff)

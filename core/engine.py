@@ -31,8 +31,8 @@ from core.errors import ChatbotError
 from core.escalation import Escalations
 from core.history import History, Turn
 from core.keys import Keys
-from core.metrics import BATCH_SECONDS, MESSAGES
 from core.messages import ConversationKey, IncomingMessage, Reply, Route
+from core.metrics import BATCH_SECONDS, MESSAGES
 from core.persona import Persona, PersonaStore
 from core.protocols import GenerationRequest, IntentModel, IntentPrediction, ReplyModel
 from core.router import decide
@@ -128,7 +128,7 @@ class Engine:
         replies: dict[str, Reply] = {}
         with BATCH_SECONDS.time():
             for wave in waves:
-                for reply, (entry_id, _m) in zip(await self._handle_wave(wave, personas), wave):
+                for reply, (entry_id, _m) in zip(await self._handle_wave(wave, personas), wave, strict=False):
                     replies[entry_id] = reply
                     MESSAGES.labels(reply.platform, reply.route.value).inc()
         self.processed += len(batch)
@@ -168,7 +168,11 @@ class Engine:
             results = await pipe.execute()
         for i, w in enumerate(works):
             raw_history, handoff, streak = results[3 * i : 3 * i + 3]
-            w.history = [Turn.from_json(r) for r in raw_history][-w.persona.generation.history_turns :] if w.persona.generation.history_turns else []
+            w.history = (
+                [Turn.from_json(r) for r in raw_history][-w.persona.generation.history_turns :]
+                if w.persona.generation.history_turns
+                else []
+            )
             w.handed_off = bool(handoff)
             w.streak = int(streak or 0)
 
@@ -185,7 +189,7 @@ class Engine:
                 for w in group:
                     w.route, w.reason = Route.UNAVAILABLE, str(exc)
                 continue
-            for w, prediction in zip(group, predictions):
+            for w, prediction in zip(group, predictions, strict=False):
                 w.prediction = prediction
 
     def _route(self, w: _Work) -> None:
@@ -223,7 +227,7 @@ class Engine:
                 for w in group:
                     w.route, w.reason = Route.UNAVAILABLE, str(exc)
                 continue
-            for w, text in zip(group, texts):
+            for w, text in zip(group, texts, strict=False):
                 w.reply_text = text.strip()
 
     def _reply(self, w: _Work) -> Reply:
@@ -253,7 +257,7 @@ class Engine:
 
     async def _commit(self, works: list[_Work], replies: list[Reply]) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
-            for w, reply in zip(works, replies):
+            for w, reply in zip(works, replies, strict=False):
                 conv = w.message.conversation
                 user_turn = Turn(
                     role="user",
@@ -287,6 +291,4 @@ def _missing_persona(bot_id: str) -> Persona:
     return Persona(bot_id="unknown", display_name="Assistant")
 
 
-__all__ = ["Engine", "EngineConfig", "ModelProvider", "ENGINE_GROUP"]
-
-
+__all__ = ["ENGINE_GROUP", "Engine", "EngineConfig", "ModelProvider"]

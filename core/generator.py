@@ -48,7 +48,9 @@ def clean_reply(text: str, *, hit_limit: bool) -> str:
     text = _SPECIAL_LEFT.sub("", text).replace("\r\n", "\n").rstrip()
     text = _DANGLING_SLOT.sub("", text)
     # stray braces inside the text ("the {{Termination option") lose their braces
-    text = "".join(p if i % 2 else p.replace("{{", "").replace("}}", "") for i, p in enumerate(_SLOT.split(text)))
+    text = "".join(
+        p if i % 2 else p.replace("{{", "").replace("}}", "") for i, p in enumerate(_SLOT.split(text))
+    )
     lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
     text = _MANY_BREAKS.sub("\n\n", "\n".join(lines)).strip()
     if hit_limit and text:
@@ -84,10 +86,14 @@ class Generator:
         self.device = device
         self.path = path
         cfg = model.config
-        self.context_window = int(getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", 1024))
+        self.context_window = int(
+            getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", 1024)
+        )
         ids = special_ids(tokenizer)
         self.end_id = ids[END]
-        self.stop_ids = sorted({self.end_id} | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()))
+        self.stop_ids = sorted(
+            {self.end_id} | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
+        )
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.end_id
         # Customers' reference numbers become {{Reference N}} in the prompt (core.slots);
         # off only to measure a model trained before masking existed.
@@ -100,7 +106,9 @@ class Generator:
 
         folder = Path(path)
         if not (folder / "config.json").is_file():
-            raise ModelMissing(f"no language model at {folder} (config.json missing); build it with `chatbot train lm --output {folder}`")
+            raise ModelMissing(
+                f"no language model at {folder} (config.json missing); build it with `chatbot train lm --output {folder}`"
+            )
         dev = pick_device(device)
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
@@ -112,7 +120,10 @@ class Generator:
                 f"rebuild it with `chatbot train lm --output {folder}`"
             ) from exc
         if ensure_special_tokens(tokenizer):  # a plain LM that never saw our format
-            log.warning("%s lacks the prompt tokens; added them untrained (fine-tune with `chatbot train lm --base`)", folder)
+            log.warning(
+                "%s lacks the prompt tokens; added them untrained (fine-tune with `chatbot train lm --base`)",
+                folder,
+            )
             model.resize_token_embeddings(len(tokenizer))
         return cls(model.to(dev), tokenizer, dev, folder)
 
@@ -125,7 +136,7 @@ class Generator:
         out = [""] * len(requests)
         for members in groups.values():
             texts = self._generate_batch([requests[i] for i in members], requests[members[0]].settings)
-            for i, text in zip(members, texts):
+            for i, text in zip(members, texts, strict=False):
                 out[i] = text
         return out
 
@@ -138,11 +149,14 @@ class Generator:
         input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)  # (B, T)
         attention = torch.zeros((len(prompts), width), dtype=torch.long)  # (B, T)
         for row, ids in enumerate(prompts):
-            input_ids[row, width - len(ids):] = torch.tensor(ids)
-            attention[row, width - len(ids):] = 1
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            attention[row, width - len(ids) :] = 1
         kwargs: dict[str, Any] = dict(
-            max_new_tokens=max_new, eos_token_id=self.stop_ids, pad_token_id=self.pad_id,
-            repetition_penalty=settings.repetition_penalty, do_sample=settings.do_sample,
+            max_new_tokens=max_new,
+            eos_token_id=self.stop_ids,
+            pad_token_id=self.pad_id,
+            repetition_penalty=settings.repetition_penalty,
+            do_sample=settings.do_sample,
         )
         if settings.do_sample:  # greedy takes no sampling flags (transformers warns about them)
             kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k)
@@ -150,8 +164,10 @@ class Generator:
             input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device), **kwargs
         )  # (B, T + new)
         new_tokens = result[:, width:].tolist()
-        return [unmask_references(self._decode(row, max_new), values)
-                for row, (_, values) in zip(new_tokens, masked)]
+        return [
+            unmask_references(self._decode(row, max_new), values)
+            for row, (_, values) in zip(new_tokens, masked, strict=False)
+        ]
 
     def _decode(self, tokens: list[int], max_new: int) -> str:
         stops = [k for k, t in enumerate(tokens) if t in self.stop_ids]

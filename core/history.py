@@ -96,7 +96,7 @@ class History:
             for conv in convs:
                 pipe.lrange(self.keys.history(conv), -limit, -1)
             results = await pipe.execute()
-        return {c: [Turn.from_json(r) for r in raw] for c, raw in zip(convs, results)}
+        return {c: [Turn.from_json(r) for r in raw] for c, raw in zip(convs, results, strict=False)}
 
     async def all_turns(self, conv: ConversationKey) -> list[Turn]:
         return await self.recent(conv, self.max_turns)
@@ -113,7 +113,7 @@ class History:
             for key in keys:
                 pipe.lrange(key, 0, -1)
             results = await pipe.execute()
-        return {k: [json.loads(r) for r in raw] for k, raw in zip(keys, results)}
+        return {k: [json.loads(r) for r in raw] for k, raw in zip(keys, results, strict=False)}
 
     async def forget_user(self, platform: str, user_id: str) -> int:
         """Delete everything stored about a user (the right-to-erasure path).

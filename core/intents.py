@@ -107,7 +107,13 @@ class IntentClassifier:
                 f"intent model at {folder} does not load ({exc.__class__.__name__}: {first}); {how}"
             ) from exc
         model.to(dev).eval()
-        log.info("intent model %s loaded on %s (%d labels, oos=%s)", folder, dev, model.config.num_labels, oos.get("oos_method"))
+        log.info(
+            "intent model %s loaded on %s (%d labels, oos=%s)",
+            folder,
+            dev,
+            model.config.num_labels,
+            oos.get("oos_method"),
+        )
         return cls(model, tokenizer, oos, dev)
 
     @torch.inference_mode()
@@ -118,8 +124,11 @@ class IntentClassifier:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             enc = self.tokenizer(
-                [texts[i] for i in idx], padding=True, truncation=True,
-                max_length=self.max_length, return_tensors="pt",
+                [texts[i] for i in idx],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
             ).to(self.device)
             logits = self.model(**enc).logits  # (b, C)
             out[idx] = logits.float().softmax(dim=-1).cpu()

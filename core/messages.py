@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-
 # Lone UTF-16 surrogates (from broken clients) cannot be encoded as UTF-8 for Redis.
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
 

@@ -49,8 +49,13 @@ class RoutingRules(_Strict):
     """Which intents the bot answers, answers with a fixed text, or hands to a human."""
 
     routes: dict[str, Literal["generate", "canned", "escalate"]] = Field(
-        default_factory=lambda: {"contact_human_agent": "escalate", "complaint": "escalate",
-                                 "greeting": "canned", "thanks": "canned", "goodbye": "canned"}
+        default_factory=lambda: {
+            "contact_human_agent": "escalate",
+            "complaint": "escalate",
+            "greeting": "canned",
+            "thanks": "canned",
+            "goodbye": "canned",
+        }
     )
     canned: dict[str, str] = Field(default_factory=lambda: dict(SMALL_TALK_ANSWERS))
     default_route: Literal["generate", "canned", "escalate"] = "generate"
@@ -132,9 +137,7 @@ class PersonaStore:
     async def get(self, bot_id: str) -> Persona:
         raw = await self.redis.get(self.keys.persona(bot_id))
         if raw is None:
-            raise ConfigError(
-                f"no persona for bot {bot_id!r}; load one with `chatbot persona import FILE`"
-            )
+            raise ConfigError(f"no persona for bot {bot_id!r}; load one with `chatbot persona import FILE`")
         return Persona.model_validate_json(raw)
 
     async def get_many(self, bot_ids: list[str]) -> dict[str, Persona]:
@@ -142,7 +145,7 @@ class PersonaStore:
         ids = list(dict.fromkeys(bot_ids))
         values = await self.redis.mget([self.keys.persona(b) for b in ids]) if ids else []
         out: dict[str, Persona] = {}
-        for bot_id, raw in zip(ids, values):
+        for bot_id, raw in zip(ids, values, strict=False):
             if raw is not None:
                 out[bot_id] = Persona.model_validate_json(raw)
         return out
@@ -172,4 +175,4 @@ class PersonaStore:
 
     async def bot_ids(self) -> list[str]:
         prefix = self.keys.persona("")
-        return sorted([k[len(prefix):] async for k in self.redis.scan_iter(match=prefix + "*")])
+        return sorted([k[len(prefix) :] async for k in self.redis.scan_iter(match=prefix + "*")])

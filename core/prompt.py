@@ -59,7 +59,7 @@ def mask_request(request: GenerationRequest) -> tuple[GenerationRequest, list[st
     """The request with the customer's reference numbers as ``{{Reference N}}`` (see
     :mod:`core.slots`), and the numbers to put back into the reply."""
     texts, values = mask_references([t.text for t in request.history] + [request.text])
-    history = tuple(replace(t, text=x) for t, x in zip(request.history, texts))
+    history = tuple(replace(t, text=x) for t, x in zip(request.history, texts, strict=False))
     return replace(request, text=texts[-1], history=history), values
 
 
@@ -67,7 +67,7 @@ def mask_dialogue(dialogue: Dialogue) -> Dialogue:
     """A training example masked the way :func:`mask_request` masks prompts: the reply's
     copies of the customer's numbers become the same placeholders."""
     texts, values = mask_references([t.text for t in dialogue.history] + [dialogue.text])
-    history = tuple(replace(t, text=x) for t, x in zip(dialogue.history, texts))
+    history = tuple(replace(t, text=x) for t, x in zip(dialogue.history, texts, strict=False))
     return replace(dialogue, text=texts[-1], reply=mask_like(dialogue.reply, values), history=history)
 
 
@@ -77,7 +77,9 @@ def ensure_special_tokens(tokenizer: Any) -> int:
     added = 0
     missing = [t for t in ROLE_TOKENS if tokenizer.convert_tokens_to_ids(t) in (None, tokenizer.unk_token_id)]
     if missing:
-        added += tokenizer.add_special_tokens({"additional_special_tokens": missing}, False)  # extend, not replace
+        added += tokenizer.add_special_tokens(
+            {"additional_special_tokens": missing}, False
+        )  # extend, not replace
     if tokenizer.pad_token is None:
         added += tokenizer.add_special_tokens({"pad_token": PAD})
     if tokenizer.eos_token is None:
@@ -90,7 +92,9 @@ def special_ids(tokenizer: Any) -> dict[str, int]:
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ROLE_TOKENS}
     bad = [t for t, i in ids.items() if i is None or i == tokenizer.unk_token_id]
     if bad:
-        raise ConfigError(f"tokenizer lacks the prompt tokens {', '.join(bad)}; retrain with `chatbot train lm`")
+        raise ConfigError(
+            f"tokenizer lacks the prompt tokens {', '.join(bad)}; retrain with `chatbot train lm`"
+        )
     return ids
 
 
@@ -156,7 +160,7 @@ def build_prompt_ids(
     with_intent = len(head([])) + minimal <= budget
     prefix = head([], with_intent)
     keep = budget - len(prefix) - 1 - len(tail)
-    return prefix + [ids[USER], *message[-keep:], *tail]
+    return [*prefix, ids[USER], *message[-keep:], *tail]
 
 
 def build_training_ids(tokenizer: Any, dialogue: Dialogue, max_length: int) -> tuple[list[int], list[int]]:
@@ -171,7 +175,10 @@ def build_training_ids(tokenizer: Any, dialogue: Dialogue, max_length: int) -> t
     room = max(max_length - len(reply), min_prompt)
     request = dialogue.request()
     request = GenerationRequest(
-        text=request.text, intent=request.intent, style=request.style, history=request.history,
+        text=request.text,
+        intent=request.intent,
+        style=request.style,
+        history=request.history,
         settings=request.settings.model_copy(update={"history_turns": 200}),
     )
     prompt = build_prompt_ids(tokenizer, request, room, 0)
@@ -184,13 +191,15 @@ def render_prompt(request: GenerationRequest) -> str:
     parts = [f"{SYSTEM}{clean_text(request.style)}"] if clean_text(request.style) else []
     if clean_text(request.intent):
         parts.append(f"{INTENT}{clean_text(request.intent)}")
-    turns = list(request.history)[-request.settings.history_turns:] if request.settings.history_turns else []
+    turns = list(request.history)[-request.settings.history_turns :] if request.settings.history_turns else []
     parts += [f"{ROLES.get(t.role, USER)}{clean_text(t.text)}{END}" for t in turns]
     parts.append(f"{USER}{clean_text(request.text)}{END}{BOT}")
     return "".join(parts)
 
 
-def dialogues_from_messages(messages: Sequence[dict[str, Any]], *, intent: str = "", system: str = "") -> list[Dialogue]:
+def dialogues_from_messages(
+    messages: Sequence[dict[str, Any]], *, intent: str = "", system: str = ""
+) -> list[Dialogue]:
     """One example per assistant/bot message that answers a user message; the turns
     before that user message are its history. A ``system`` message sets the style."""
     out: list[Dialogue] = []
@@ -202,9 +211,18 @@ def dialogues_from_messages(messages: Sequence[dict[str, Any]], *, intent: str =
             system = content
             continue
         if role not in ROLES:
-            raise ConfigError(f"message {i + 1}: role {role!r} is not one of system, user, assistant, bot, agent")
+            raise ConfigError(
+                f"message {i + 1}: role {role!r} is not one of system, user, assistant, bot, agent"
+            )
         if role != "user" and turns and turns[-1].role == "user":
-            out.append(Dialogue(text=turns[-1].text, reply=content, intent=str(msg.get("intent") or intent),
-                                system=system, history=tuple(turns[:-1])))
+            out.append(
+                Dialogue(
+                    text=turns[-1].text,
+                    reply=content,
+                    intent=str(msg.get("intent") or intent),
+                    system=system,
+                    history=tuple(turns[:-1]),
+                )
+            )
         turns.append(Turn(role="user" if role == "user" else "bot", text=content, timestamp=0.0))
     return out

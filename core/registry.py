@@ -31,7 +31,13 @@ class ModelInfo:
 def write_model_card(folder: Path, *, kind: str, title: str, sections: dict[str, Any]) -> Path:
     """Write ``model-card.md``: data, base, options, metrics, date. ``sections`` maps a
     heading to a dict (rendered as a table) or text."""
-    lines = [f"# {title}", "", f"- kind: {kind}", f"- written: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", ""]
+    lines = [
+        f"# {title}",
+        "",
+        f"- kind: {kind}",
+        f"- written: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        "",
+    ]
     for heading, body in sections.items():
         lines += [f"## {heading}", ""]
         if isinstance(body, dict):

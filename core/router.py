@@ -28,8 +28,10 @@ def decide(prediction: IntentPrediction, rules: RoutingRules, low_confidence_str
     if unsure:
         if low_confidence_streak + 1 >= rules.escalate_after_low_confidence:
             return Decision(Route.ESCALATE, f"{low_confidence_streak + 1} unsure turns in a row", True)
-        why = "out of scope" if prediction.label == OUT_OF_SCOPE else (
-            f"confidence {prediction.confidence:.2f} < {rules.confidence_threshold:.2f}"
+        why = (
+            "out of scope"
+            if prediction.label == OUT_OF_SCOPE
+            else (f"confidence {prediction.confidence:.2f} < {rules.confidence_threshold:.2f}")
         )
         return Decision(Route.REPHRASE, why, True)
     route = rules.route_for(prediction.label)

@@ -38,7 +38,9 @@ _GENERIC: dict[str, str] = {
 }
 
 # Slots the data anonymised (order numbers, invoice ids): refer to them, don't invent.
-_ANONYMISED = re.compile(r"(order|purchase|invoice|bill|account|refund|tracking)\w*(number|id)?anonymi[sz]ed", re.I)
+_ANONYMISED = re.compile(
+    r"(order|purchase|invoice|bill|account|refund|tracking)\w*(number|id)?anonymi[sz]ed", re.I
+)
 
 
 # 4+ characters of digits (dashes inside allowed), not part of a word, an amount
@@ -64,6 +66,7 @@ def mask_references(texts: list[str]) -> tuple[list[str], list[str]]:
 def mask_like(text: str, values: list[str]) -> str:
     """Mask in ``text`` only the numbers already in ``values`` (a reply that repeats
     the customer's numbers); other numbers stay as they are."""
+
     def replace(match: re.Match[str]) -> str:
         number = match.group(0)
         return "{{Reference %d}}" % (values.index(number) + 1) if number in values else number
@@ -74,6 +77,7 @@ def mask_like(text: str, values: list[str]) -> str:
 def unmask_references(text: str, values: list[str]) -> str:
     """Put the customer's numbers back; an unknown ``{{Reference N}}`` is left for
     :func:`fill_slots` (which says "your reference number")."""
+
     def replace(match: re.Match[str]) -> str:
         n = int(match.group(1))
         return values[n - 1] if 1 <= n <= len(values) else match.group(0)

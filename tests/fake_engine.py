@@ -40,7 +40,13 @@ class FakeEngine:
         while not stop.is_set():
             for entry_id, message in await self.bus.read_intake("fake-engine", block_ms=200):
                 self.seen.append(message)
-                reply = Reply.to(message, reply_text(message, self.long_chars), Route.GENERATE, intent="echo", confidence=1.0)
+                reply = Reply.to(
+                    message,
+                    reply_text(message, self.long_chars),
+                    Route.GENERATE,
+                    intent="echo",
+                    confidence=1.0,
+                )
                 await self.bus.publish_reply(reply)
                 await self.bus.ack_intake([entry_id])
 

@@ -6,7 +6,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 
-async def wait_for(condition: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, what: str = "condition") -> None:
+async def wait_for(
+    condition: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, what: str = "condition"
+) -> None:
     """Poll ``condition`` until true; fail after ``timeout`` (a bound, not a measurement)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -42,8 +42,10 @@ class ScriptedReplies:
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
         self.batches.append(list(requests))
-        return [f"answer to {r.text} (history {len(r.history)}) call {{{{Customer Support Phone Number}}}}"
-                for r in requests]
+        return [
+            f"answer to {r.text} (history {len(r.history)}) call {{{{Customer Support Phone Number}}}}"
+            for r in requests
+        ]
 
 
 @dataclass

@@ -36,13 +36,15 @@ FAST = RetryPolicy(first_backoff=0.05)
 
 
 def config_for(emulator: DiscordEmulator, token: str | None = None) -> DiscordConfig:
-    return DiscordConfig(token=token or emulator.token, api_base_url=emulator.api_base_url,
-                         gateway_url=emulator.gateway_url)
+    return DiscordConfig(
+        token=token or emulator.token, api_base_url=emulator.api_base_url, gateway_url=emulator.gateway_url
+    )
 
 
 @contextlib.asynccontextmanager
-async def running(bus: Bus, emulator: DiscordEmulator, personas: PersonaStore | None = None
-                  ) -> AsyncIterator[tuple[DiscordAdapter, FakeEngine]]:
+async def running(
+    bus: Bus, emulator: DiscordEmulator, personas: PersonaStore | None = None
+) -> AsyncIterator[tuple[DiscordAdapter, FakeEngine]]:
     adapter = DiscordAdapter(bus, config_for(emulator), bot_id="support", personas=personas, retry=FAST)
     async with running_fake_engine(bus) as engine:
         await adapter.start()
@@ -62,8 +64,9 @@ async def emulator() -> AsyncIterator[DiscordEmulator]:
 
 
 @pytest.fixture
-async def discord_bot(redis: aioredis.Redis, keys: Keys, emulator: DiscordEmulator
-                      ) -> AsyncIterator[tuple[DiscordAdapter, FakeEngine]]:
+async def discord_bot(
+    redis: aioredis.Redis, keys: Keys, emulator: DiscordEmulator
+) -> AsyncIterator[tuple[DiscordAdapter, FakeEngine]]:
     async with running(Bus(redis, keys), emulator) as pair:
         yield pair
 
@@ -88,7 +91,7 @@ def test_strip_mention_both_forms() -> None:
 
 
 async def test_direct_message_answered_as_a_reply(discord_bot, emulator: DiscordEmulator) -> None:
-    adapter, engine = discord_bot
+    _adapter, engine = discord_bot
     message_id = await emulator.message_create("where is my order?")
     await wait_for(lambda: emulator.replies_to(message_id), what="reply to the DM")
     (reply,) = emulator.replies_to(message_id)
@@ -101,7 +104,7 @@ async def test_direct_message_answered_as_a_reply(discord_bot, emulator: Discord
 
 
 async def test_mention_in_guild_answered_without_the_mention(discord_bot, emulator: DiscordEmulator) -> None:
-    adapter, engine = discord_bot
+    _adapter, engine = discord_bot
     first = await emulator.message_create(f"<@{BOT_ID}> can I get a refund?", guild=True, mention_bot=True)
     second = await emulator.message_create(f"<@!{BOT_ID}> and my invoice?", guild=True, mention_bot=True)
     await wait_for(lambda: emulator.replies_to(first) and emulator.replies_to(second), what="guild replies")
@@ -129,7 +132,9 @@ async def test_persona_answering_every_group_message(redis, keys, emulator: Disc
         assert emulator.replies_to(message_id)[0].content == "echo: anyone know the opening hours?"
 
 
-async def test_long_reply_split_under_2000_never_inside_a_word(discord_bot, emulator: DiscordEmulator) -> None:
+async def test_long_reply_split_under_2000_never_inside_a_word(
+    discord_bot, emulator: DiscordEmulator
+) -> None:
     message_id = await emulator.message_create("LONG answer please")
     expected = reply_text(IncomingMessage("support", "discord", "c", "u", "LONG answer please"))
     done = lambda: " ".join(m.content for m in emulator.replies_to(message_id)).split() == expected.split()  # noqa: E731
@@ -154,7 +159,9 @@ async def test_429_then_success_nothing_lost(discord_bot, emulator: DiscordEmula
     assert [m.content for m in emulator.replies_to(second)] == ["echo: second question"]
 
 
-async def test_429_the_sdk_gives_up_on_is_retried_by_the_outbox(discord_bot, emulator: DiscordEmulator) -> None:
+async def test_429_the_sdk_gives_up_on_is_retried_by_the_outbox(
+    discord_bot, emulator: DiscordEmulator
+) -> None:
     adapter, _ = discord_bot
     emulator.rate_limit_next(1, via=False)  # no Via header: discord.py raises HTTPException(429)
     message_id = await emulator.message_create("are you there?")
@@ -194,7 +201,9 @@ async def test_invalid_token_reported_in_one_line(redis, keys, emulator: Discord
     assert "not-the-token" not in line and "not-the-token" not in repr(adapter.config)
 
 
-async def test_message_content_intent_requested_and_refusal_explained(redis, keys, emulator: DiscordEmulator) -> None:
+async def test_message_content_intent_requested_and_refusal_explained(
+    redis, keys, emulator: DiscordEmulator
+) -> None:
     emulator.message_content_enabled = False  # the privileged switch is off in the portal
     adapter = DiscordAdapter(Bus(redis, keys), config_for(emulator), bot_id="support")
     with pytest.raises(AdapterAuthError) as caught:
@@ -205,8 +214,10 @@ async def test_message_content_intent_requested_and_refusal_explained(redis, key
 
 
 async def test_messages_from_bots_edits_and_self_ignored(discord_bot, emulator: DiscordEmulator) -> None:
-    adapter, engine = discord_bot
-    other_bot = await emulator.message_create(f"<@{BOT_ID}> ping", author=OTHER_BOT, guild=True, mention_bot=True)
+    adapter, _engine = discord_bot
+    other_bot = await emulator.message_create(
+        f"<@{BOT_ID}> ping", author=OTHER_BOT, guild=True, mention_bot=True
+    )
     itself = await emulator.message_create("echo: hello", author=emulator.bot_user)
     edited = await emulator.message_create("hello")
     await wait_for(lambda: emulator.replies_to(edited), what="reply to the original")
@@ -217,11 +228,15 @@ async def test_messages_from_bots_edits_and_self_ignored(discord_bot, emulator: 
     assert adapter.stats["ignored"] == 2
 
 
-async def test_attachment_or_sticker_without_text_gets_text_only_reply(discord_bot, emulator: DiscordEmulator) -> None:
-    adapter, engine = discord_bot
+async def test_attachment_or_sticker_without_text_gets_text_only_reply(
+    discord_bot, emulator: DiscordEmulator
+) -> None:
+    _adapter, engine = discord_bot
     photo = await emulator.message_create("", attachments=1)
     sticker = await emulator.message_create(f"<@{BOT_ID}>", guild=True, mention_bot=True, stickers=1)
-    await wait_for(lambda: emulator.replies_to(photo) and emulator.replies_to(sticker), what="text-only replies")
+    await wait_for(
+        lambda: emulator.replies_to(photo) and emulator.replies_to(sticker), what="text-only replies"
+    )
     assert [m.content for m in emulator.replies_to(photo)] == [Messages().text_only]
     assert [m.content for m in emulator.replies_to(sticker)] == [Messages().text_only]
     assert engine.seen == []  # the engine never saw them

@@ -87,8 +87,15 @@ async def slack(redis: aioredis.Redis, keys: Keys) -> AsyncIterator[Harness]:
 
 
 def dm(text: str, *, ts: str | None = None, **extra: Any) -> dict[str, Any]:
-    return {"type": "message", "channel": "D0001", "channel_type": "im", "user": "U0001",
-            "text": text, "ts": ts or f"{time.time():.6f}", **extra}
+    return {
+        "type": "message",
+        "channel": "D0001",
+        "channel_type": "im",
+        "user": "U0001",
+        "text": text,
+        "ts": ts or f"{time.time():.6f}",
+        **extra,
+    }
 
 
 def channel_message(text: str, ts: str, event_type: str = "message", **extra: Any) -> dict[str, Any]:
@@ -137,13 +144,17 @@ async def test_mention_is_answered_in_its_thread_and_plain_channel_talk_ignored(
 
 
 async def test_mention_inside_a_thread_replies_to_that_thread(slack: Harness) -> None:
-    event = channel_message("<@UBOT> and this?", "1700000000.000900", "app_mention", thread_ts="1700000000.000100")
+    event = channel_message(
+        "<@UBOT> and this?", "1700000000.000900", "app_mention", thread_ts="1700000000.000100"
+    )
     await slack.post(event_body(event))
     await wait_for(lambda: len(slack.emulator.posted) == 1)
     assert slack.emulator.posted[0].thread_ts == "1700000000.000100"
 
 
-async def test_every_channel_message_answered_when_the_persona_says_so(redis: aioredis.Redis, keys: Keys) -> None:
+async def test_every_channel_message_answered_when_the_persona_says_so(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
     personas = PersonaStore(redis, keys)
     await personas.put(Persona(bot_id="support", display_name="Support", group_replies="all"))
     async with harness(redis, keys, personas=personas) as h:
@@ -159,7 +170,9 @@ async def test_every_channel_message_answered_when_the_persona_says_so(redis: ai
 async def test_long_reply_is_split_under_the_limit_between_words(slack: Harness) -> None:
     await slack.post(event_body(dm("LONG answer please")))
     expected = reply_text(IncomingMessage("support", "slack", "D0001", "U0001", "LONG answer please"))
-    await wait_for(lambda: len(slack.emulator.posted) == len(split_message(expected, SlackAdapter.max_message_chars)))
+    await wait_for(
+        lambda: len(slack.emulator.posted) == len(split_message(expected, SlackAdapter.max_message_chars))
+    )
     parts = [p.text for p in slack.emulator.posted]
     assert len(parts) >= 2
     assert all(len(p) <= SlackAdapter.max_message_chars for p in parts)

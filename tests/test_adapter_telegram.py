@@ -56,11 +56,15 @@ def bus(redis: Any, keys: Keys) -> Bus:
     return Bus(redis, keys)
 
 
-def make_adapter(bus: Bus, tg: TelegramEmulator, token: str = TOKEN, personas: PersonaStore | None = None,
-                 **config: Any) -> TelegramAdapter:
-    cfg = TelegramConfig(token=token, api_base_url=tg.base_url, poll_timeout=1, connect_timeout=2,
-                         read_timeout=5, **config)
-    return TelegramAdapter(bus, cfg, bot_id="support", personas=personas, retry=RetryPolicy(first_backoff=0.05))
+def make_adapter(
+    bus: Bus, tg: TelegramEmulator, token: str = TOKEN, personas: PersonaStore | None = None, **config: Any
+) -> TelegramAdapter:
+    cfg = TelegramConfig(
+        token=token, api_base_url=tg.base_url, poll_timeout=1, connect_timeout=2, read_timeout=5, **config
+    )
+    return TelegramAdapter(
+        bus, cfg, bot_id="support", personas=personas, retry=RetryPolicy(first_backoff=0.05)
+    )
 
 
 @contextlib.asynccontextmanager
@@ -86,14 +90,18 @@ async def test_dm_answered_with_escaped_html_and_no_token_in_logs(
     assert TOKEN not in caplog.text and "<redacted>" in caplog.text
 
 
-async def test_typing_indicator_while_the_engine_works(bus: Bus, tg: TelegramEmulator, bot: EmulatedBot) -> None:
+async def test_typing_indicator_while_the_engine_works(
+    bus: Bus, tg: TelegramEmulator, bot: EmulatedBot
+) -> None:
     async with running(bus, tg):  # no engine: the customer waits, the bot shows "typing"
         bot.dm("hello?")
         actions = await eventually(lambda: bot.actions)
     assert actions[0]["chat_id"] == 42 and actions[0]["action"] == "typing"
 
 
-async def test_group_answers_mentions_and_replies_only(bus: Bus, tg: TelegramEmulator, bot: EmulatedBot) -> None:
+async def test_group_answers_mentions_and_replies_only(
+    bus: Bus, tg: TelegramEmulator, bot: EmulatedBot
+) -> None:
     async with running_fake_engine(bus) as engine, running(bus, tg):
         bot.group("thanks everyone")  # no mention: ignored
         bot.group("@other_bot hi")  # someone else's bot: ignored
@@ -108,8 +116,9 @@ async def test_group_answers_mentions_and_replies_only(bus: Bus, tg: TelegramEmu
     assert engine.seen[0].meta["chat_type"] == "supergroup"
 
 
-async def test_group_persona_answering_every_message(bus: Bus, tg: TelegramEmulator, bot: EmulatedBot,
-                                                     redis: Any, keys: Keys) -> None:
+async def test_group_persona_answering_every_message(
+    bus: Bus, tg: TelegramEmulator, bot: EmulatedBot, redis: Any, keys: Keys
+) -> None:
     personas = PersonaStore(redis, keys)
     await personas.put(Persona(bot_id="support", display_name="Shop", group_replies="all"))
     async with running_fake_engine(bus), running(bus, tg, personas=personas):
@@ -178,8 +187,18 @@ async def test_bad_settings_and_unreachable_api_are_one_line_errors(bus: Bus) ->
 
 async def test_sticker_gets_text_only_prompt(bus: Bus, tg: TelegramEmulator, bot: EmulatedBot) -> None:
     async with running_fake_engine(bus) as engine, running(bus, tg):
-        bot.group(None, sticker={"file_id": "x", "file_unique_id": "y", "type": "regular", "width": 1,
-                                 "height": 1, "is_animated": False, "is_video": False})  # ignored
+        bot.group(
+            None,
+            sticker={
+                "file_id": "x",
+                "file_unique_id": "y",
+                "type": "regular",
+                "width": 1,
+                "height": 1,
+                "is_animated": False,
+                "is_video": False,
+            },
+        )  # ignored
         bot.sticker()
         bot.group("@shop_bot hi")  # answered after the sticker, were that wrongly accepted
         await eventually(lambda: len(bot.sent) >= 2)
@@ -227,7 +246,10 @@ async def test_webhook_checks_secret_and_answers(bus: Bus, tg: TelegramEmulator,
     def update(update_id: int, text: str) -> dict[str, Any]:
         return {"update_id": update_id, "message": bot.message(chat, text)}
 
-    async with running_fake_engine(bus) as engine, running(bus, tg, webhook_url=url, webhook_secret=SECRET) as adapter:
+    async with (
+        running_fake_engine(bus) as engine,
+        running(bus, tg, webhook_url=url, webhook_secret=SECRET) as adapter,
+    ):
         assert bot.webhook["url"] == url and bot.webhook["secret_token"] == SECRET
         assert bot.webhook["allowed_updates"] == ["message"]
         app = Starlette(routes=adapter.routes())

@@ -25,6 +25,7 @@ def trained(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         def train(folder: Path) -> None:
             calls.append(kind)
             _fake_model(folder, arch, complete=True)
+
         return train
 
     monkeypatch.setattr(build, "_train_intent", fake("intent", "BertForSequenceClassification"))

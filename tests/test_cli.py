@@ -69,7 +69,9 @@ async def test_history_forget_removes_data(env, redis, keys: Keys) -> None:
     await History(redis, keys).append_turns(conv, [Turn("user", "my parcel?"), Turn("bot", "on its way")])
     code, out = await asyncio.to_thread(cli, "history", "export", "--user", "alice", "--platform", "telegram")
     assert code == 0 and "my parcel?" in out
-    code, out = await asyncio.to_thread(cli, "history", "forget", "--user", "alice", "--platform", "telegram", "--yes")
+    code, out = await asyncio.to_thread(
+        cli, "history", "forget", "--user", "alice", "--platform", "telegram", "--yes"
+    )
     assert code == 0 and "1 keys deleted" in out
     assert await redis.exists(keys.history(conv)) == 0
 

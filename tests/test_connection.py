@@ -30,8 +30,13 @@ asyncio.run(main(sys.argv[1]))
 
 
 def _run(mode: str, data_dir: Path) -> str:
-    done = subprocess.run([sys.executable, "-c", SCRIPT, mode, str(data_dir)], capture_output=True, text=True,
-                          timeout=120, cwd=Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, mode, str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
@@ -39,7 +44,7 @@ def _run(mode: str, data_dir: Path) -> str:
 def test_embedded_redis_keeps_data_across_a_restart(tmp_path: Path) -> None:
     _run("write", tmp_path)  # the process exits, and the embedded server with it
     assert (tmp_path / "appendonly.aof").is_file()  # append-only persistence is on
-    assert _run("read", tmp_path) == "turn 1|turn 2 \U0001F600"
+    assert _run("read", tmp_path) == "turn 1|turn 2 \U0001f600"
 
 
 async def test_unreachable_server_is_one_line_naming_redis_url_without_the_password(tmp_path: Path) -> None:

@@ -75,7 +75,7 @@ async def test_auth_error_stops_the_outbox_and_keeps_the_reply(redis, keys) -> N
         raise AdapterAuthError("SLACK_BOT_TOKEN was rejected")
 
     await bus.publish_reply(reply("A", "kept"))
-    stop, task = await run_outbox(Outbox(bus, "slack", "support", deliver, retry=FAST))
+    _stop, task = await run_outbox(Outbox(bus, "slack", "support", deliver, retry=FAST))
     with pytest.raises(AdapterAuthError, match="SLACK_BOT_TOKEN"):
         await asyncio.wait_for(task, timeout=5)
     assert await bus.pending_count(keys.outbound("slack", "support"), "delivery") == 1
@@ -90,7 +90,9 @@ async def test_unacked_reply_is_resent_after_restart(redis, keys) -> None:
     async def deliver(r: Reply) -> None:
         sent.append(r.text)
 
-    stop, task = await run_outbox(Outbox(Bus(redis, keys), "slack", "support", deliver, consumer="slack-1", retry=FAST))
+    stop, task = await run_outbox(
+        Outbox(Bus(redis, keys), "slack", "support", deliver, consumer="slack-1", retry=FAST)
+    )
     await wait_for(lambda: sent == ["survives"], what="redelivery")
     stop.set()
     await task

@@ -39,18 +39,28 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (a tiny GPT-2 trained for a few seconds): the names the default persona uses."""
     root = tmp_path_factory.mktemp("models")
     labels = sorted({e.intent for e in load_examples(BITEXT_CSV)})
-    make_model_folder(root / "intent-default", labels, {"oos_method": "none", "threshold": 0.0, "max_length": 32})
+    make_model_folder(
+        root / "intent-default", labels, {"oos_method": "none", "threshold": 0.0, "max_length": 32}
+    )
     train_lm(tiny_config(root / "lm-default"))
     return root
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, redis_url: str, keys: Keys, models_dir: Path, tmp_path: Path) -> Keys:
+def env(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str, keys: Keys, models_dir: Path, tmp_path: Path
+) -> Keys:
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("CHATBOT_NAMESPACE", keys.namespace)
     monkeypatch.setenv("MODELS_DIR", str(models_dir))
     monkeypatch.chdir(tmp_path)
-    for var in ("TELEGRAM_BOT_TOKEN", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "DISCORD_BOT_TOKEN"):
+    for var in (
+        "TELEGRAM_BOT_TOKEN",
+        "SLACK_BOT_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "SLACK_APP_TOKEN",
+        "DISCORD_BOT_TOKEN",
+    ):
         monkeypatch.delenv(var, raising=False)
     return keys
 
@@ -101,8 +111,16 @@ async def test_run_serves_web_chat_and_telegram_while_a_broken_adapter_is_report
                 health = (await client.get("/healthz")).json()["adapters"]
                 assert health["telegram"] == "running" and health["web"] == "running"
                 assert "SLACK_SIGNING_SECRET" in health["slack"] and "discord" not in health
-                reply = (await client.post("/api/chat", json={"user": "bob", "text": "I want a refund"})).json()
-                assert reply["text"].strip() and reply["route"] in {"generate", "canned", "escalate", "rephrase", "prompt"}
+                reply = (
+                    await client.post("/api/chat", json={"user": "bob", "text": "I want a refund"})
+                ).json()
+                assert reply["text"].strip() and reply["route"] in {
+                    "generate",
+                    "canned",
+                    "escalate",
+                    "rephrase",
+                    "prompt",
+                }
                 assert "{{" not in reply["text"]
             bot.dm("where is my order?")
             sent = await eventually(lambda: bot.sent, timeout=60)
@@ -120,28 +138,48 @@ async def test_run_serves_every_platform_in_one_process(env: Keys, monkeypatch: 
             bot = tg.add_bot(TOKEN, "shop_bot")
             port = _free_port()
             for name, value in {
-                "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE_URL": tg.base_url,
-                "SLACK_BOT_TOKEN": slack.token, "SLACK_SIGNING_SECRET": "e2e-secret", "SLACK_API_URL": slack.url,
-                "DISCORD_BOT_TOKEN": discord.token, "DISCORD_API_BASE_URL": discord.api_base_url,
+                "TELEGRAM_BOT_TOKEN": TOKEN,
+                "TELEGRAM_API_BASE_URL": tg.base_url,
+                "SLACK_BOT_TOKEN": slack.token,
+                "SLACK_SIGNING_SECRET": "e2e-secret",
+                "SLACK_API_URL": slack.url,
+                "DISCORD_BOT_TOKEN": discord.token,
+                "DISCORD_API_BASE_URL": discord.api_base_url,
                 "DISCORD_GATEWAY_URL": discord.gateway_url,
             }.items():
                 monkeypatch.setenv(name, value)
             ready = asyncio.Event()
-            server = asyncio.create_task(serve(load_settings(CHATBOT_PORT=port), on_ready=lambda url: ready.set()))
+            server = asyncio.create_task(
+                serve(load_settings(CHATBOT_PORT=port), on_ready=lambda url: ready.set())
+            )
             try:
                 await asyncio.wait_for(ready.wait(), 120)
                 async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
                     health = (await client.get("/healthz")).json()["adapters"]
-                    assert health == {"web": "running", "telegram": "running", "slack": "running",
-                                      "discord": "running"}
-                    raw, headers = signed_event_request(event_body(slack_dm("how do I cancel my order?")),
-                                                        "e2e-secret")
-                    assert (await client.post("/slack/events", content=raw, headers=headers)).status_code == 200
+                    assert health == {
+                        "web": "running",
+                        "telegram": "running",
+                        "slack": "running",
+                        "discord": "running",
+                    }
+                    raw, headers = signed_event_request(
+                        event_body(slack_dm("how do I cancel my order?")), "e2e-secret"
+                    )
+                    assert (
+                        await client.post("/slack/events", content=raw, headers=headers)
+                    ).status_code == 200
                 bot.dm("where is my order?")
                 message_id = await discord.message_create("I need a refund")
-                await wait_for(lambda: bool(bot.sent and slack.posted and discord.replies_to(message_id)),
-                               timeout=90, what="a reply on each platform")
-                replies = [bot.sent[0]["text"], slack.posted[0].text, discord.replies_to(message_id)[0].content]
+                await wait_for(
+                    lambda: bool(bot.sent and slack.posted and discord.replies_to(message_id)),
+                    timeout=90,
+                    what="a reply on each platform",
+                )
+                replies = [
+                    bot.sent[0]["text"],
+                    slack.posted[0].text,
+                    discord.replies_to(message_id)[0].content,
+                ]
                 assert all(text.strip() and "{{" not in text for text in replies)
                 assert slack.posted[0].channel == "D0001"
             finally:

@@ -17,7 +17,9 @@ from tests.scripted_models import ScriptedProvider
 
 
 def persona(**changes: object) -> Persona:
-    base = Persona(bot_id="support", display_name="Ava", facts={"Customer Support Phone Number": "+1 555 0100"})
+    base = Persona(
+        bot_id="support", display_name="Ava", facts={"Customer Support Phone Number": "+1 555 0100"}
+    )
     return base.model_copy(update=changes) if changes else base
 
 
@@ -30,7 +32,9 @@ async def setup(redis, keys: Keys):
     history = History(redis, keys, max_turns=50, ttl_seconds=3600)
     await PersonaStore(redis, keys).put(persona())
     provider = ScriptedProvider()
-    engine = Engine(redis, keys, provider, history=history, config=EngineConfig(max_message_chars=100, block_ms=50))
+    engine = Engine(
+        redis, keys, provider, history=history, config=EngineConfig(max_message_chars=100, block_ms=50)
+    )
     return engine, provider, history, Bus(redis, keys)
 
 
@@ -65,7 +69,11 @@ async def test_round_trip_through_streams(setup) -> None:
 async def test_two_quick_messages_answered_in_order_with_history(setup) -> None:
     engine, provider, history, bus = setup
     replies = await run_once(engine, bus, msg("first"), msg("second"), msg("other user", user="bob"))
-    assert [r.text.split(" (")[0] for r in replies] == ["answer to first", "answer to second", "answer to other user"]
+    assert [r.text.split(" (")[0] for r in replies] == [
+        "answer to first",
+        "answer to second",
+        "answer to other user",
+    ]
     # wave 1 batched alice's first and bob's message together; wave 2 saw alice's first turn
     assert [len(b) for b in provider.replies.batches] == [2, 1]
     assert "(history 2)" in replies[1].text and "(history 0)" in replies[0].text
@@ -75,7 +83,9 @@ async def test_two_quick_messages_answered_in_order_with_history(setup) -> None:
 
 async def test_history_isolated_between_users_and_chats(setup) -> None:
     engine, _p, history, bus = setup
-    await run_once(engine, bus, msg("alice in c1"), msg("bob in c1", user="bob"), msg("alice in c2", chat="c2"))
+    await run_once(
+        engine, bus, msg("alice in c1"), msg("bob in c1", user="bob"), msg("alice in c2", chat="c2")
+    )
     a1 = await history.recent(msg("", user="alice", chat="c1").conversation, 10)
     b1 = await history.recent(msg("", user="bob", chat="c1").conversation, 10)
     a2 = await history.recent(msg("", user="alice", chat="c2").conversation, 10)
@@ -102,9 +112,14 @@ async def test_escalation_records_transcript_and_mutes_bot(setup, redis, keys) -
 
 async def test_low_confidence_asks_to_rephrase_then_escalates(setup) -> None:
     engine, _p, _h, bus = setup
-    routes = [r.route for r in [*(await run_once(engine, bus, msg("hmm [track_order:0.1]"))),
-                                *(await run_once(engine, bus, msg("what [oos:0.9]"))),
-                                *(await run_once(engine, bus, msg("eh [complaint:0.2]")))]]
+    routes = [
+        r.route
+        for r in [
+            *(await run_once(engine, bus, msg("hmm [track_order:0.1]"))),
+            *(await run_once(engine, bus, msg("what [oos:0.9]"))),
+            *(await run_once(engine, bus, msg("eh [complaint:0.2]"))),
+        ]
+    ]
     assert routes == [Route.REPHRASE, Route.REPHRASE, Route.ESCALATE]
 
 
@@ -123,8 +138,11 @@ async def test_persona_change_applies_to_next_message(setup, redis, keys) -> Non
     await store.put(persona(facts={"Customer Support Phone Number": "0800 123 456"}))
     [after] = await run_once(engine, bus, msg("call?"))
     assert "0800 123 456" in after.text
-    canned = persona(routing=persona().routing.model_copy(update={"routes": {"track_order": "canned"},
-                                                               "canned": {"track_order": "It ships in 2 days."}}))
+    canned = persona(
+        routing=persona().routing.model_copy(
+            update={"routes": {"track_order": "canned"}, "canned": {"track_order": "It ships in 2 days."}}
+        )
+    )
     await store.put(canned)
     [third] = await run_once(engine, bus, msg("where?"))
     assert third.route is Route.CANNED and third.text == "It ships in 2 days."
@@ -165,7 +183,7 @@ async def test_missing_model_answers_unavailable_without_losing_the_turn(redis, 
     bus = Bus(redis, keys)
     [reply] = await run_once(engine, bus, msg("hello"))
     assert reply.route is Route.UNAVAILABLE
-    assert [t.text for t in await history.recent(msg("").conversation, 10)][0] == "hello"
+    assert next(t.text for t in await history.recent(msg("").conversation, 10)) == "hello"
 
 
 async def test_unknown_bot_is_answered_politely(setup) -> None:
@@ -192,8 +210,12 @@ async def test_two_bots_use_the_models_their_personas_name(redis, keys: Keys) ->
             return self.replies[name]
 
     store = PersonaStore(redis, keys)
-    await store.put(Persona(bot_id="shop", display_name="A", models=ModelChoice(intent="intent-a", lm="lm-a")))
-    await store.put(Persona(bot_id="bank", display_name="B", models=ModelChoice(intent="intent-b", lm="lm-b")))
+    await store.put(
+        Persona(bot_id="shop", display_name="A", models=ModelChoice(intent="intent-a", lm="lm-a"))
+    )
+    await store.put(
+        Persona(bot_id="bank", display_name="B", models=ModelChoice(intent="intent-b", lm="lm-b"))
+    )
     provider = TwoModels()
     engine = Engine(redis, keys, provider, history=History(redis, keys), config=EngineConfig(block_ms=50))
     bus = Bus(redis, keys)
@@ -207,6 +229,8 @@ async def test_two_bots_use_the_models_their_personas_name(redis, keys: Keys) ->
 
 async def test_small_talk_gets_the_personas_canned_answers(setup) -> None:
     engine, _p, _h, bus = setup
-    hello, thanks = await run_once(engine, bus, msg("[greeting:0.95] hi"), msg("[thanks:0.9] thanks", user="bob"))
+    hello, thanks = await run_once(
+        engine, bus, msg("[greeting:0.95] hi"), msg("[thanks:0.9] thanks", user="bob")
+    )
     assert hello.route is Route.CANNED and hello.text == "Hello! How can I help you today?"
     assert thanks.route is Route.CANNED and thanks.text.startswith("You're welcome")

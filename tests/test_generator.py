@@ -28,16 +28,22 @@ def gen(tmp_path_factory) -> Generator:
 def _requests(settings: GenerationSettings = GREEDY) -> list[GenerationRequest]:
     return [
         GenerationRequest(text="I want to cancel my order", intent="cancel_order", settings=settings),
-        GenerationRequest(text="how do I get a refund for the shoes I bought last week, they do not fit",
-                          intent="get_refund", style="Be friendly.", settings=settings,
-                          history=(Turn("user", "hello"), Turn("bot", "Hi! How can I help?"))),
+        GenerationRequest(
+            text="how do I get a refund for the shoes I bought last week, they do not fit",
+            intent="get_refund",
+            style="Be friendly.",
+            settings=settings,
+            history=(Turn("user", "hello"), Turn("bot", "Hi! How can I help?")),
+        ),
         GenerationRequest(text="invoice", intent="check_invoice", settings=settings),
     ]
 
 
 def test_left_padded_batch_equals_one_by_one(gen):
     reqs = _requests()
-    lengths = {len(build_prompt_ids(gen.tokenizer, r, gen.context_window, GREEDY.max_new_tokens)) for r in reqs}
+    lengths = {
+        len(build_prompt_ids(gen.tokenizer, r, gen.context_window, GREEDY.max_new_tokens)) for r in reqs
+    }
     assert len(lengths) == 3  # the batch really needs padding
     batch = gen.generate(reqs)
     single = [gen.generate([r])[0] for r in reqs]
@@ -56,18 +62,31 @@ def test_groups_by_settings_and_keeps_order(gen):
 
 def test_sampling_runs_and_never_echoes_the_prompt(gen):
     marker = "zebra quartz seventy seven"
-    sampled = GenerationSettings(max_new_tokens=30, temperature=0.9, top_p=0.9, top_k=20, repetition_penalty=1.2)
-    out = gen.generate([GenerationRequest(text=f"my code is {marker}", intent="track_order", style="Be kind.",
-                                          settings=sampled)] * 2)
+    sampled = GenerationSettings(
+        max_new_tokens=30, temperature=0.9, top_p=0.9, top_k=20, repetition_penalty=1.2
+    )
+    out = gen.generate(
+        [
+            GenerationRequest(
+                text=f"my code is {marker}", intent="track_order", style="Be kind.", settings=sampled
+            )
+        ]
+        * 2
+    )
     assert len(out) == 2
     for text in out:
         assert marker not in text and "<|" not in text and "Be kind." not in text
 
 
 def test_long_history_and_huge_max_new_tokens_fit_the_window(gen):
-    history = tuple(Turn("user" if i % 2 else "bot", "please tell me about my order and the refund " * 3) for i in range(40))
+    history = tuple(
+        Turn("user" if i % 2 else "bot", "please tell me about my order and the refund " * 3)
+        for i in range(40)
+    )
     settings = GenerationSettings(do_sample=False, max_new_tokens=1024, history_turns=200)
-    out = gen.generate([GenerationRequest(text="and now?", intent="track_order", history=history, settings=settings)])
+    out = gen.generate(
+        [GenerationRequest(text="and now?", intent="track_order", history=history, settings=settings)]
+    )
     assert isinstance(out[0], str)  # no position overflow, max_new_tokens capped to the window
 
 
@@ -75,21 +94,39 @@ def test_decode_stops_at_end_token_and_strips_specials(gen):
     tok = gen.tokenizer
     ids = tok.encode("Your order is on its way.", add_special_tokens=False)
     tail = tok.encode(" And then some junk", add_special_tokens=False)
-    assert gen._decode(ids + [gen.end_id] + tail, max_new=200) == "Your order is on its way."
-    assert gen._decode([tok.convert_tokens_to_ids("<|bot|>")] + ids, max_new=200) == "Your order is on its way."
+    assert gen._decode([*ids, gen.end_id, *tail], max_new=200) == "Your order is on its way."
+    assert (
+        gen._decode([tok.convert_tokens_to_ids("<|bot|>"), *ids], max_new=200) == "Your order is on its way."
+    )
     cut = tok.encode("Your order is on its way. Please check the page and", add_special_tokens=False)
-    assert gen._decode(cut, max_new=len(cut)) == "Your order is on its way."  # hit the limit: no half sentence
-    assert gen._decode(cut, max_new=len(cut) + 5).endswith("page and")  # under the limit: the model's own text stays
+    assert (
+        gen._decode(cut, max_new=len(cut)) == "Your order is on its way."
+    )  # hit the limit: no half sentence
+    assert gen._decode(cut, max_new=len(cut) + 5).endswith(
+        "page and"
+    )  # under the limit: the model's own text stays
 
 
 @pytest.mark.parametrize(
     ("raw", "hit_limit", "expected"),
     [
-        ("Sure.  Call   {{Customer Support Phone Number}} now.", False, "Sure. Call {{Customer Support Phone Number}} now."),
-        ("Steps:\n\n\n\n1.  Log in.\n2. Open   orders.\n3. Click", True, "Steps:\n\n1. Log in.\n2. Open orders."),
+        (
+            "Sure.  Call   {{Customer Support Phone Number}} now.",
+            False,
+            "Sure. Call {{Customer Support Phone Number}} now.",
+        ),
+        (
+            "Steps:\n\n\n\n1.  Log in.\n2. Open   orders.\n3. Click",
+            True,
+            "Steps:\n\n1. Log in.\n2. Open orders.",
+        ),
         ("Please call {{Cust", False, "Please call"),
         ("Please call {{Customer Support}", False, "Please call"),
-        ('Pick the {{Termination." option, then {{Live Chat}}.', False, 'Pick the Termination." option, then {{Live Chat}}.'),
+        (
+            'Pick the {{Termination." option, then {{Live Chat}}.',
+            False,
+            'Pick the Termination." option, then {{Live Chat}}.',
+        ),
         ("Done }} and {{A}} {{B}}", False, "Done and {{A}} {{B}}"),
         ("We can help. Visit {{Website URL}} and then", True, "We can help."),
         ("Steps:\n1. Log in.\n2.", True, "Steps:\n1. Log in."),

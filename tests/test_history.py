@@ -21,6 +21,7 @@ class CountingRedis:
     def __getattr__(self, name):
         attr = getattr(self.inner, name)
         if name == "pipeline":
+
             def pipeline(*a, **k):
                 pipe = attr(*a, **k)
                 execute = pipe.execute
@@ -31,11 +32,14 @@ class CountingRedis:
 
                 pipe.execute = counted
                 return pipe
+
             return pipeline
         if callable(attr):
+
             async def call(*a, **k):
                 self.round_trips += 1
                 return await attr(*a, **k)
+
             return call
         return attr
 

@@ -59,16 +59,22 @@ def test_reliability_bins_and_ece() -> None:
 
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory: pytest.TempPathFactory) -> IntentClassifier:
-    folder = make_model_folder(tmp_path_factory.mktemp("m"), LABELS, {"oos_method": "threshold", "threshold": 0.5, "max_length": 16})
+    folder = make_model_folder(
+        tmp_path_factory.mktemp("m"), LABELS, {"oos_method": "threshold", "threshold": 0.5, "max_length": 16}
+    )
     return IntentClassifier.from_pretrained(folder)
 
 
 def test_evaluate_intent_writes_consistent_report(classifier: IntentClassifier, tmp_path: Path) -> None:
     examples = [
-        Example("cancel my order now", "cancel_order"), Example("I no longer want the order", "cancel_order"),
-        Example("where is my package", "track_order"), Example("track my order please", "track_order"),
-        Example("I want my money back", "get_refund"), Example("refund for the broken item", "get_refund"),
-        Example("who won the football game yesterday?", OUT_OF_SCOPE), Example("give me a recipe for pasta", OUT_OF_SCOPE),
+        Example("cancel my order now", "cancel_order"),
+        Example("I no longer want the order", "cancel_order"),
+        Example("where is my package", "track_order"),
+        Example("track my order please", "track_order"),
+        Example("I want my money back", "get_refund"),
+        Example("refund for the broken item", "get_refund"),
+        Example("who won the football game yesterday?", OUT_OF_SCOPE),
+        Example("give me a recipe for pasta", OUT_OF_SCOPE),
     ]
     report = evaluate_intent(classifier, examples, tmp_path / "r")
     preds = classifier.predict([e.text for e in examples])

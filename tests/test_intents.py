@@ -37,7 +37,10 @@ def make_model_folder(folder: Path, labels: Sequence[str], oos: dict | None = No
     torch.manual_seed(seed)
     base = default_base()
     model = AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={lab: i for i, lab in enumerate(labels)}
+        base,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={lab: i for i, lab in enumerate(labels)},
     )
     with torch.no_grad():  # a head with large weights, so the probabilities spread out
         model.classifier.weight.normal_(0, 2.0)
@@ -50,7 +53,9 @@ def make_model_folder(folder: Path, labels: Sequence[str], oos: dict | None = No
 
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_model_folder(tmp_path_factory.mktemp("plain"), LABELS, {"oos_method": "none", "threshold": 0.0, "max_length": 16})
+    return make_model_folder(
+        tmp_path_factory.mktemp("plain"), LABELS, {"oos_method": "none", "threshold": 0.0, "max_length": 16}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +107,9 @@ def test_threshold_from_folder_rejects_low_confidence(plain: Path, tmp_path: Pat
     cut = sorted(p.confidence for p in base)[len(base) // 2]  # half the texts fall below
     folder = tmp_path / "m"
     shutil.copytree(plain, folder)
-    (folder / OOS_FILE).write_text(json.dumps({"oos_method": "threshold", "threshold": cut, "max_length": 16}))
+    (folder / OOS_FILE).write_text(
+        json.dumps({"oos_method": "threshold", "threshold": cut, "max_length": 16})
+    )
     got = IntentClassifier.from_pretrained(folder).predict(TEXTS)
     for b, g in zip(base, got, strict=True):
         assert g.top_label == b.top_label and g.confidence == pytest.approx(b.confidence)

@@ -48,8 +48,12 @@ def test_report_of_tiny_model(model_dir, tmp_path):
     report = evaluate_lm(gen, held, tmp_path / "eval", limit=5, batch_size=2)
     assert report["n_examples"] == 20 and report["n_generated"] == 5 and len(report["samples"]) == 5
     # perplexity is over every example's reply tokens, as in training
-    loss = reply_loss(gen.model, encode_dialogues(gen.tokenizer, held, gen.context_window),
-                      gen.tokenizer.pad_token_id, gen.device)
+    loss = reply_loss(
+        gen.model,
+        encode_dialogues(gen.tokenizer, held, gen.context_window),
+        gen.tokenizer.pad_token_id,
+        gen.device,
+    )
     assert report["perplexity"] == pytest.approx(math.exp(loss), rel=1e-3)
     assert 1.0 < report["perplexity"] < len(gen.tokenizer)
     assert 0.0 <= report["rouge_l"] <= 1.0 and 0.0 <= report["distinct_2"] <= 1.0
@@ -74,13 +78,40 @@ def test_eval_cli(model_dir, tmp_path):
     app.command("lm")(eval_lm)
     app.command("other")(lambda: None)
     data = tmp_path / "data.jsonl"
-    data.write_text("\n".join(json.dumps({"messages": [{"role": "user", "content": f"where is order {i}"},
-                                                       {"role": "assistant", "content": "It ships today."}],
-                                          "intent": "track_order"}) for i in range(6)))
+    data.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": f"where is order {i}"},
+                        {"role": "assistant", "content": "It ships today."},
+                    ],
+                    "intent": "track_order",
+                }
+            )
+            for i in range(6)
+        )
+    )
     out = tmp_path / "cli-eval"
-    result = CliRunner().invoke(app, ["lm", str(model_dir), str(data), "--out", str(out), "--held-out", "0",
-                                      "--limit", "2", "--max-new-tokens", "12"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "lm",
+            str(model_dir),
+            str(data),
+            "--out",
+            str(out),
+            "--held-out",
+            "0",
+            "--limit",
+            "2",
+            "--max-new-tokens",
+            "12",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "perplexity" in result.output and (out / "lm-samples.md").is_file()
     missing = CliRunner().invoke(app, ["lm", str(tmp_path / "no-model"), str(data)])
-    assert missing.exit_code == 2 and "chatbot train lm" in missing.output and "Traceback" not in missing.output
+    assert (
+        missing.exit_code == 2 and "chatbot train lm" in missing.output and "Traceback" not in missing.output
+    )

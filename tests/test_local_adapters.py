@@ -32,7 +32,7 @@ async def engine_running(redis, keys):
 
 
 async def test_web_chat_api_and_page(engine_running) -> None:
-    bus, personas, history = engine_running
+    bus, personas, _history = engine_running
     web = WebChatAdapter(bus, bot_id="support", personas=personas)
     async with web:
         app = build_app(web, [])
@@ -45,7 +45,9 @@ async def test_web_chat_api_and_page(engine_running) -> None:
             body = r.json()
             assert r.status_code == 200, body
             assert body["user"] == browser_id  # the cookie identifies the browser
-            assert body["route"] == "generate" and body["intent"] == "track_order" and body["confidence"] == 0.9
+            assert (
+                body["route"] == "generate" and body["intent"] == "track_order" and body["confidence"] == 0.9
+            )
             assert body["text"].startswith("answer to where is my order?")
             explicit = (await client.post("/api/chat", json={"user": "api-user", "text": "hi"})).json()
             assert explicit["user"] == "api-user"
@@ -60,7 +62,9 @@ async def test_web_chat_api_and_page(engine_running) -> None:
     ("body", "status"),
     [(b"not json", 400), (b'{"text": 5, "user": "u"}', 400), (b'{"text": "hi"}', 400), (b"x" * 70000, 413)],
 )
-async def test_web_chat_rejects_bad_requests_with_a_clear_error(engine_running, body: bytes, status: int) -> None:
+async def test_web_chat_rejects_bad_requests_with_a_clear_error(
+    engine_running, body: bytes, status: int
+) -> None:
     bus, personas, _h = engine_running
     async with WebChatAdapter(bus, bot_id="support", personas=personas) as web:
         transport = httpx.ASGITransport(app=build_app(web, []))

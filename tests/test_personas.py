@@ -27,9 +27,15 @@ def test_round_trip_through_yaml() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("bot_id: x\ndisplay_name: A\ngeneration:\n  temperature: -1\n", "f.yaml:4: field 'generation.temperature'"),
+        (
+            "bot_id: x\ndisplay_name: A\ngeneration:\n  temperature: -1\n",
+            "f.yaml:4: field 'generation.temperature'",
+        ),
         ("bot_id: x\ndisplay_name: A\nbogus: 1\n", "f.yaml:3: field 'bogus'"),
-        ("bot_id: x\ndisplay_name: A\nrouting:\n  routes:\n    foo: fly\n", "f.yaml:5: field 'routing.routes.foo'"),
+        (
+            "bot_id: x\ndisplay_name: A\nrouting:\n  routes:\n    foo: fly\n",
+            "f.yaml:5: field 'routing.routes.foo'",
+        ),
         ("bot_id: [x\n", "f.yaml:2: invalid YAML"),
         ("- a\n- b\n", "f.yaml:1: a persona must be a mapping"),
     ],

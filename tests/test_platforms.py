@@ -15,8 +15,15 @@ from core.bus import Bus
 from core.keys import Keys
 from core.persona import PersonaStore
 
-UNSET = dict(TELEGRAM_BOT_TOKEN=None, SLACK_BOT_TOKEN=None, SLACK_SIGNING_SECRET=None, SLACK_APP_TOKEN=None,
-             DISCORD_BOT_TOKEN=None, TELEGRAM_WEBHOOK_URL=None, TELEGRAM_WEBHOOK_SECRET=None)
+UNSET = dict(
+    TELEGRAM_BOT_TOKEN=None,
+    SLACK_BOT_TOKEN=None,
+    SLACK_SIGNING_SECRET=None,
+    SLACK_APP_TOKEN=None,
+    DISCORD_BOT_TOKEN=None,
+    TELEGRAM_WEBHOOK_URL=None,
+    TELEGRAM_WEBHOOK_SECRET=None,
+)
 
 
 def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Any, **env: str) -> Settings:
@@ -40,9 +47,15 @@ def test_nothing_configured_means_no_adapters(monkeypatch, tmp_path, parts) -> N
 
 
 def test_every_configured_platform_gets_its_adapter(monkeypatch, tmp_path, parts) -> None:
-    s = settings(monkeypatch, tmp_path, TELEGRAM_BOT_TOKEN="123:abc", SLACK_BOT_TOKEN="xoxb-1",
-                 SLACK_SIGNING_SECRET="shh", DISCORD_BOT_TOKEN="discord-token",
-                 DISCORD_API_BASE_URL="http://127.0.0.1:9/api/v10")
+    s = settings(
+        monkeypatch,
+        tmp_path,
+        TELEGRAM_BOT_TOKEN="123:abc",
+        SLACK_BOT_TOKEN="xoxb-1",
+        SLACK_SIGNING_SECRET="shh",
+        DISCORD_BOT_TOKEN="discord-token",
+        DISCORD_API_BASE_URL="http://127.0.0.1:9/api/v10",
+    )
     got = configured_adapters(s, *parts)
     kinds = {type(a) for a in got.adapters}
     assert kinds == {TelegramAdapter, SlackAdapter, DiscordAdapter} and got.failed == {}
@@ -54,8 +67,13 @@ def test_every_configured_platform_gets_its_adapter(monkeypatch, tmp_path, parts
 
 
 def test_a_bad_platform_is_one_line_and_the_others_still_build(monkeypatch, tmp_path, parts) -> None:
-    s = settings(monkeypatch, tmp_path, TELEGRAM_BOT_TOKEN="not a token", SLACK_APP_TOKEN="xapp-1",
-                 DISCORD_BOT_TOKEN="discord-token")
+    s = settings(
+        monkeypatch,
+        tmp_path,
+        TELEGRAM_BOT_TOKEN="not a token",
+        SLACK_APP_TOKEN="xapp-1",
+        DISCORD_BOT_TOKEN="discord-token",
+    )
     got = configured_adapters(s, *parts)
     assert [a.platform for a in got.adapters] == ["discord"]
     assert set(got.failed) == {"telegram", "slack"}
@@ -64,8 +82,14 @@ def test_a_bad_platform_is_one_line_and_the_others_still_build(monkeypatch, tmp_
 
 
 def test_webhook_mode_serves_its_path_and_empty_values_count_as_unset(monkeypatch, tmp_path, parts) -> None:
-    s = settings(monkeypatch, tmp_path, TELEGRAM_BOT_TOKEN="123:abc", DISCORD_BOT_TOKEN="",
-                 TELEGRAM_WEBHOOK_URL="https://bot.example.com/hooks/tg", TELEGRAM_WEBHOOK_SECRET="abc_123")
+    s = settings(
+        monkeypatch,
+        tmp_path,
+        TELEGRAM_BOT_TOKEN="123:abc",
+        DISCORD_BOT_TOKEN="",
+        TELEGRAM_WEBHOOK_URL="https://bot.example.com/hooks/tg",
+        TELEGRAM_WEBHOOK_SECRET="abc_123",
+    )
     got = configured_adapters(s, *parts)
     assert [a.platform for a in got.adapters] == ["telegram"]
     assert [r.path for r in got.adapters[0].routes()] == ["/hooks/tg"]

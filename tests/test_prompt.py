@@ -8,13 +8,23 @@ from core.errors import ConfigError
 from core.history import Turn
 from core.persona import GenerationSettings
 from core.prompt import (
-    BOT, END, IGNORE_INDEX, INTENT, SYSTEM, USER, Dialogue, build_prompt_ids, build_training_ids,
-    dialogues_from_messages, ensure_special_tokens, render_prompt,
+    BOT,
+    END,
+    IGNORE_INDEX,
+    INTENT,
+    SYSTEM,
+    USER,
+    Dialogue,
+    build_prompt_ids,
+    build_training_ids,
+    dialogues_from_messages,
+    ensure_special_tokens,
+    render_prompt,
 )
 from core.protocols import GenerationRequest
 from core.training.lm import train_tokenizer
 
-WORDS = "hello order refund account invoice delivery address password cancel help please thanks".split()
+WORDS = ["hello", "order", "refund", "account", "invoice", "delivery", "address", "password", "cancel", "help", "please", "thanks"]
 
 
 @pytest.fixture(scope="module")
@@ -24,22 +34,31 @@ def tok():
 
 
 def _req(text="where is my order", history=(), style="Be kind.", intent="track_order", turns=50):
-    return GenerationRequest(text=text, intent=intent, style=style, history=tuple(history),
-                             settings=GenerationSettings(history_turns=turns))
+    return GenerationRequest(
+        text=text,
+        intent=intent,
+        style=style,
+        history=tuple(history),
+        settings=GenerationSettings(history_turns=turns),
+    )
 
 
 def test_prompt_renders_segments_in_order_and_agent_as_bot(tok):
     history = [Turn("user", "hello"), Turn("agent", "thanks for waiting"), Turn("bot", "please")]
     ids = build_prompt_ids(tok, _req(history=history), 1024, 100)
     text = tok.decode(ids)
-    expected = (f"{SYSTEM}Be kind.{INTENT}track_order{USER}hello{END}{BOT}thanks for waiting{END}"
-                f"{BOT}please{END}{USER}where is my order{END}{BOT}")
+    expected = (
+        f"{SYSTEM}Be kind.{INTENT}track_order{USER}hello{END}{BOT}thanks for waiting{END}"
+        f"{BOT}please{END}{USER}where is my order{END}{BOT}"
+    )
     assert text == expected
     assert render_prompt(_req(history=history)) == expected
 
 
 def test_long_history_drops_oldest_whole_turns_and_fits(tok):
-    history = [Turn("user" if i % 2 == 0 else "bot", f"turn{i} " + " ".join(WORDS[: 3 + i % 5])) for i in range(40)]
+    history = [
+        Turn("user" if i % 2 == 0 else "bot", f"turn{i} " + " ".join(WORDS[: 3 + i % 5])) for i in range(40)
+    ]
     window, new = 120, 40
     ids = build_prompt_ids(tok, _req(history=history), window, new)
     assert len(ids) + new <= window
@@ -50,11 +69,11 @@ def test_long_history_drops_oldest_whole_turns_and_fits(tok):
     assert turns[-1] == BOT
     kept = [t for t in turns[:-1]]
     assert all(t.startswith((USER, BOT)) for t in kept)
-    kept_text = [t[len(USER):] if t.startswith(USER) else t[len(BOT):] for t in kept[:-1]]
-    assert kept_text == [h.text for h in history[-len(kept_text):]]
+    kept_text = [t[len(USER) :] if t.startswith(USER) else t[len(BOT) :] for t in kept[:-1]]
+    assert kept_text == [h.text for h in history[-len(kept_text) :]]
     assert len(kept_text) < len(history)
     # the next older turn would not have fitted
-    older = build_prompt_ids(tok, _req(history=history[-len(kept_text) - 1:]), 10_000, 0)
+    older = build_prompt_ids(tok, _req(history=history[-len(kept_text) - 1 :]), 10_000, 0)
     assert len(older) + new > window
 
 
@@ -93,14 +112,19 @@ def test_typed_special_tokens_cannot_forge_turns(tok):
 
 
 def test_training_labels_mask_everything_but_the_reply(tok):
-    d = Dialogue(text="where is my refund", reply="thanks please", intent="track_refund", system="Be kind.",
-                 history=(Turn("user", "hello"), Turn("bot", "help")))
+    d = Dialogue(
+        text="where is my refund",
+        reply="thanks please",
+        intent="track_refund",
+        system="Be kind.",
+        history=(Turn("user", "hello"), Turn("bot", "help")),
+    )
     ids, labels = build_training_ids(tok, d, 256)
     prompt = build_prompt_ids(tok, d.request(), 10_000, 0)
     assert ids[: len(prompt)] == prompt  # same ids as at generation time
     assert labels[: len(prompt)] == [IGNORE_INDEX] * len(prompt)
-    reply = labels[len(prompt):]
-    assert reply == ids[len(prompt):] and tok.decode(reply) == f"thanks please{END}"
+    reply = labels[len(prompt) :]
+    assert reply == ids[len(prompt) :] and tok.decode(reply) == f"thanks please{END}"
 
 
 def test_training_example_capped_at_max_length(tok):
@@ -111,12 +135,18 @@ def test_training_example_capped_at_max_length(tok):
 
 
 def test_dialogues_from_messages_builds_history():
-    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"},
-            {"role": "assistant", "content": "hello"}, {"role": "user", "content": "refund?"},
-            {"role": "bot", "content": "sure", "intent": "get_refund"}]
+    msgs = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "refund?"},
+        {"role": "bot", "content": "sure", "intent": "get_refund"},
+    ]
     out = dialogues_from_messages(msgs, intent="greet")
     assert [(d.text, d.reply, d.intent, d.system, len(d.history)) for d in out] == [
-        ("hi", "hello", "greet", "Be brief.", 0), ("refund?", "sure", "get_refund", "Be brief.", 2)]
+        ("hi", "hello", "greet", "Be brief.", 0),
+        ("refund?", "sure", "get_refund", "Be brief.", 2),
+    ]
     with pytest.raises(ConfigError, match="role"):
         dialogues_from_messages([{"role": "wizard", "content": "x"}])
 
@@ -142,8 +172,15 @@ def test_masking_covers_history_text_and_the_replys_copies():
     history = (Turn("user", "order 4455667 never came"), Turn("bot", "Sorry about order 4455667."))
     request, values = mask_request(GenerationRequest(text="and invoice 99-1234 too?", history=history))
     assert values == ["4455667", "99-1234"]
-    assert [t.text for t in request.history] == ["order {{Reference 1}} never came", "Sorry about order {{Reference 1}}."]
+    assert [t.text for t in request.history] == [
+        "order {{Reference 1}} never came",
+        "Sorry about order {{Reference 1}}.",
+    ]
     assert request.text == "and invoice {{Reference 2}} too?" and request.history[0].role == "user"
-    example = mask_dialogue(Dialogue(text="cancel 3707955617", reply="Order 3707955617 cancelled; ticket 8888888."))
+    example = mask_dialogue(
+        Dialogue(text="cancel 3707955617", reply="Order 3707955617 cancelled; ticket 8888888.")
+    )
     assert example.text == "cancel {{Reference 1}}"
-    assert example.reply == "Order {{Reference 1}} cancelled; ticket 8888888."  # invented numbers are not copies
+    assert (
+        example.reply == "Order {{Reference 1}} cancelled; ticket 8888888."
+    )  # invented numbers are not copies

@@ -56,12 +56,18 @@ def test_slots_use_facts_and_never_show_braces() -> None:
 
 def test_reference_numbers_become_numbered_placeholders_and_come_back() -> None:
     texts, values = mask_references(["my order 00123842 is late", "bill #37777 and order 00123842 again"])
-    assert texts == ["my order {{Reference 1}} is late", "bill #{{Reference 2}} and order {{Reference 1}} again"]
+    assert texts == [
+        "my order {{Reference 1}} is late",
+        "bill #{{Reference 2}} and order {{Reference 1}} again",
+    ]
     assert values == ["00123842", "37777"]
     # amounts, decimals, short numbers, words with digits and placeholders stay as they are
     kept = "refund $1499, 12.50 EUR, 3 items, model X2000, {{Order Number}} 12.3456"
     assert mask_references([kept]) == ([kept], [])
     assert mask_like("your order 00123842, not 55555", values) == "your order {{Reference 1}}, not 55555"
-    assert unmask_references("order {{Reference 1}}, bill {{ Reference 2 }}", values) == "order 00123842, bill 37777"
+    assert (
+        unmask_references("order {{Reference 1}}, bill {{ Reference 2 }}", values)
+        == "order 00123842, bill 37777"
+    )
     # a placeholder the customer never filled reads as a phrase, never as raw braces
     assert fill_slots(unmask_references("see {{Reference 3}}", values), {}) == "see your reference number"

@@ -15,14 +15,21 @@ import typer
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from bots.commands.intent import eval_intent, train_intent as train_cmd
+from bots.commands.intent import eval_intent
+from bots.commands.intent import train_intent as train_cmd
 from core.errors import ConfigError
 from core.intents import OOS_FILE, IntentClassifier
 from core.protocols import OUT_OF_SCOPE
 from core.training.data import BITEXT_CSV, load_examples
 from core.training.intent import (
-    BITEXT_BANKING_OVERLAP, IntentTrainConfig, choose_threshold, default_base, default_intent_config,
-    generate_oos, load_oos, train_intent,
+    BITEXT_BANKING_OVERLAP,
+    IntentTrainConfig,
+    choose_threshold,
+    default_base,
+    default_intent_config,
+    generate_oos,
+    load_oos,
+    train_intent,
 )
 
 INTENTS = ["cancel_order", "track_order", "get_refund", "create_account"]
@@ -37,13 +44,24 @@ def _write_data(folder: Path, per_intent: int, offset: int = 0) -> tuple[Path, P
         w = csv.writer(fh)
         w.writerow(["text", "label"])
         w.writerows([e.text, e.intent] for e in picked)
-    (folder / "data.jsonl").write_text("".join(json.dumps({"text": e.text, "label": e.intent}) + "\n" for e in picked))
+    (folder / "data.jsonl").write_text(
+        "".join(json.dumps({"text": e.text, "label": e.intent}) + "\n" for e in picked)
+    )
     return folder / "data.csv", folder / "data.jsonl"
 
 
 def tiny(tmp: Path, **kw: Any) -> IntentTrainConfig:
-    defaults: dict[str, Any] = dict(output_dir=tmp / "model", max_length=16, batch_size=8, epochs=1, max_steps=3,
-                                    learning_rate=5e-4, warmup_ratio=0.0, patience=0, log_every=1000)
+    defaults: dict[str, Any] = dict(
+        output_dir=tmp / "model",
+        max_length=16,
+        batch_size=8,
+        epochs=1,
+        max_steps=3,
+        learning_rate=5e-4,
+        warmup_ratio=0.0,
+        patience=0,
+        log_every=1000,
+    )
     return IntentTrainConfig(**(defaults | kw))
 
 
@@ -52,8 +70,18 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, A
     """One tiny model (class + threshold OOS from the generated sentences), trained once."""
     tmp = tmp_path_factory.mktemp("intent")
     csv_path, _ = _write_data(tmp / "data", 12)
-    cfg = tiny(tmp, train_file=csv_path, epochs=5, max_steps=24, validation_split=0.25,
-               oos_examples="auto", oos_method="both", limit=36, learning_rate=3e-4, warmup_ratio=0.1)
+    cfg = tiny(
+        tmp,
+        train_file=csv_path,
+        epochs=5,
+        max_steps=24,
+        validation_split=0.25,
+        oos_examples="auto",
+        oos_method="both",
+        limit=36,
+        learning_rate=3e-4,
+        warmup_ratio=0.1,
+    )
     return cfg.output_dir, train_intent(cfg)
 
 
@@ -62,7 +90,14 @@ def test_loss_falls_and_files_are_saved(trained: tuple[Path, dict[str, Any]]) ->
     losses = m["loss_history"]
     assert m["steps"] == len(losses) == 24
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4 - 0.2
-    for name in ("config.json", "model.safetensors", "tokenizer.json", OOS_FILE, "metrics.json", "model-card.md"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        OOS_FILE,
+        "metrics.json",
+        "model-card.md",
+    ):
         assert (folder / name).is_file(), name
     rule = json.loads((folder / OOS_FILE).read_text())
     assert rule["oos_method"] == "both" and rule["oos_label"] == OUT_OF_SCOPE and rule["max_length"] == 16
@@ -76,7 +111,13 @@ def test_loss_falls_and_files_are_saved(trained: tuple[Path, dict[str, Any]]) ->
 
 def test_saved_model_reloads_with_identical_predictions(trained: tuple[Path, dict[str, Any]]) -> None:
     folder, _ = trained
-    texts = ["please cancel my order", "where is my parcel", "I want a refund", "open a new account", "tell me a joke about cats"]
+    texts = [
+        "please cancel my order",
+        "where is my parcel",
+        "I want a refund",
+        "open a new account",
+        "tell me a joke about cats",
+    ]
     a = IntentClassifier.from_pretrained(folder).predict(texts)
     b = IntentClassifier.from_pretrained(folder).predict(texts)
     assert a == b
@@ -90,10 +131,26 @@ def test_every_other_option_in_one_tiny_run(tmp_path: Path) -> None:
     _, jsonl = _write_data(tmp_path / "train", 8)
     val_csv, _ = _write_data(tmp_path / "val", 3, offset=20)
     oos_file = tmp_path / "oos.txt"
-    oos_file.write_text("what is the weather in paris\nplay some jazz\nwho wrote hamlet?\nwhat is 7 times 8\n")
-    cfg = tiny(tmp_path, train_file=jsonl, validation_file=val_csv, lr_scheduler="cosine", weight_decay=0.1,
-               freeze_layers=2, class_weights=True, grad_accum=2, mixed_precision=True, limit=24, batch_size=4,
-               max_steps=0, oos_examples=str(oos_file), oos_method="threshold", seed=7)
+    oos_file.write_text(
+        "what is the weather in paris\nplay some jazz\nwho wrote hamlet?\nwhat is 7 times 8\n"
+    )
+    cfg = tiny(
+        tmp_path,
+        train_file=jsonl,
+        validation_file=val_csv,
+        lr_scheduler="cosine",
+        weight_decay=0.1,
+        freeze_layers=2,
+        class_weights=True,
+        grad_accum=2,
+        mixed_precision=True,
+        limit=24,
+        batch_size=4,
+        max_steps=0,
+        oos_examples=str(oos_file),
+        oos_method="threshold",
+        seed=7,
+    )
     m = train_intent(cfg)
     assert m["n_train"] == 24 and m["steps"] == 3  # 24 rows / batch 4 = 6 batches / accumulate 2
     assert m["n_validation"] == 12 + 4  # the separate file + all OOS lines (threshold: none trained)
@@ -115,8 +172,18 @@ def test_every_other_option_in_one_tiny_run(tmp_path: Path) -> None:
 def test_early_stopping_on_validation_macro_f1(tmp_path: Path) -> None:
     csv_path, _ = _write_data(tmp_path / "d", 6)
     # a learning rate too small to change any prediction: F1 never improves after epoch 1
-    m = train_intent(tiny(tmp_path, train_file=csv_path, epochs=6, max_steps=0, learning_rate=1e-12,
-                          patience=1, validation_split=0.34, batch_size=16))
+    m = train_intent(
+        tiny(
+            tmp_path,
+            train_file=csv_path,
+            epochs=6,
+            max_steps=0,
+            learning_rate=1e-12,
+            patience=1,
+            validation_split=0.34,
+            batch_size=16,
+        )
+    )
     assert m["epochs_run"] == 2 and m["best_epoch"] == 1 and len(m["history"]) == 2
 
 
@@ -144,8 +211,16 @@ def test_oos_sources() -> None:
         load_oos("/nonexistent/oos.txt", {"a"}, seed=1)
 
 
-@pytest.mark.parametrize("bad", [dict(lr_scheduler="step"), dict(oos_method="vote"), dict(learning_rate=0.0),
-                                 dict(validation_split=1.5), dict(max_length=2)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(lr_scheduler="step"),
+        dict(oos_method="vote"),
+        dict(learning_rate=0.0),
+        dict(validation_split=1.5),
+        dict(max_length=2),
+    ],
+)
 def test_bad_options_are_config_errors(tmp_path: Path, bad: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         train_intent(tiny(tmp_path, **bad))
@@ -179,7 +254,11 @@ def test_small_talk_examples_are_varied_deterministic_and_not_out_of_scope() -> 
     for intent in SMALL_TALK_INTENTS:
         assert sum(e.intent == intent for e in train) > 80 and sum(e.intent == intent for e in val) > 5
     # "hi, where is my order?" keeps the request's intent
-    opened = [e for e in train if e.text.lower().startswith(("hi, ", "hello! ")) and e.intent not in SMALL_TALK_INTENTS]
+    opened = [
+        e
+        for e in train
+        if e.text.lower().startswith(("hi, ", "hello! ")) and e.intent not in SMALL_TALK_INTENTS
+    ]
     assert len(opened) > 50 and {e.intent for e in opened} <= {e.intent for e in load_examples(BITEXT_CSV)}
 
 
@@ -193,7 +272,9 @@ def test_cli_user_errors_are_one_red_line(tmp_path: Path) -> None:
     runner = CliRunner()
     res = runner.invoke(_app(train_cmd), ["--oos-method", "vote", "--output", str(tmp_path / "m")])
     assert res.exit_code == 2 and "oos_method must be one of" in res.output and "Traceback" not in res.output
-    res = runner.invoke(_app(train_cmd), ["--data", str(tmp_path / "missing.csv"), "--output", str(tmp_path / "m")])
+    res = runner.invoke(
+        _app(train_cmd), ["--data", str(tmp_path / "missing.csv"), "--output", str(tmp_path / "m")]
+    )
     assert res.exit_code == 2 and "data file not found" in res.output
     res = runner.invoke(_app(eval_intent), [str(tmp_path / "nomodel"), str(BITEXT_CSV)])
     assert res.exit_code == 2 and "chatbot train intent" in res.output and "Traceback" not in res.output
@@ -207,7 +288,22 @@ def test_cli_train_and_eval(trained: tuple[Path, dict[str, Any]], tmp_path: Path
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "rep" / "intent-report.json").read_text())
     assert report["n_examples"] == 16 and "macro-F1" in res.output
-    res = runner.invoke(_app(train_cmd), ["--data", str(csv_path), "--output", str(tmp_path / "cli"), "--max-steps", "1",
-                                          "--max-length", "16", "--batch-size", "8", "--validation-split", "0.25"])
+    res = runner.invoke(
+        _app(train_cmd),
+        [
+            "--data",
+            str(csv_path),
+            "--output",
+            str(tmp_path / "cli"),
+            "--max-steps",
+            "1",
+            "--max-length",
+            "16",
+            "--batch-size",
+            "8",
+            "--validation-split",
+            "0.25",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert (tmp_path / "cli" / "config.json").is_file() and "saved" in res.output

@@ -21,9 +21,23 @@ from core.training.lm import PRESETS, LMTrainConfig, default_lm_config, preset_p
 
 def tiny_config(output: Path, **overrides) -> LMTrainConfig:
     """A few-second run on a slice of Bitext (shared by the LM test modules)."""
-    base = dict(output_dir=output, preset="tiny", limit=160, max_length=96, vocab_size=600, batch_size=8,
-                epochs=1.0, max_steps=20, learning_rate=3e-3, warmup_ratio=0.1, dropout=0.0, eval_samples=4,
-                log_every=2, validation_split=0.03, threads=1)
+    base = dict(
+        output_dir=output,
+        preset="tiny",
+        limit=160,
+        max_length=96,
+        vocab_size=600,
+        batch_size=8,
+        epochs=1.0,
+        max_steps=20,
+        learning_rate=3e-3,
+        warmup_ratio=0.1,
+        dropout=0.0,
+        eval_samples=4,
+        log_every=2,
+        validation_split=0.03,
+        threads=1,
+    )
     base.update(overrides)
     return LMTrainConfig(**base)
 
@@ -44,7 +58,9 @@ def plain_base(tmp_path_factory) -> Path:
     texts = [e.text + " " + e.reply for e in load_dialogues(BITEXT_CSV)[:300]]
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(texts, vocab_size=500, special_tokens=["<|endoftext|>"], show_progress=False)
-    tok = GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+    tok = GPT2TokenizerFast(
+        tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>"
+    )
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=96, n_embd=32, n_layer=2, n_head=2))
     model.save_pretrained(folder)
@@ -57,8 +73,17 @@ def test_loss_falls_and_files_are_written(trained):
     assert metrics["last_train_loss"] < metrics["first_train_loss"] - 0.5
     assert metrics["val_loss_curve"][-1][1] < 6.0  # below a uniform guess over ~600 tokens (6.4)
     assert metrics["steps"] == 20 and metrics["params"] > 0
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "metrics.json", "model-card.md",
-                 "loss-curve.png", "lm_training.json", "eval/lm-samples.md", "eval/lm-report.json"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "metrics.json",
+        "model-card.md",
+        "loss-curve.png",
+        "lm_training.json",
+        "eval/lm-samples.md",
+        "eval/lm-report.json",
+    ):
         assert (out / name).is_file(), name
     assert not (out / "checkpoint").exists()
     saved = json.loads((out / "metrics.json").read_text())
@@ -73,13 +98,17 @@ def test_reloaded_model_gives_identical_greedy_replies(trained):
     from core.evaluation.lm_report import EVAL_SETTINGS
     from core.protocols import GenerationRequest
 
-    reqs = [GenerationRequest(text=s["text"], intent=s["intent"], style=s["system"], settings=EVAL_SETTINGS)
-            for s in report["samples"]]
+    reqs = [
+        GenerationRequest(text=s["text"], intent=s["intent"], style=s["system"], settings=EVAL_SETTINGS)
+        for s in report["samples"]
+    ]
     assert gen.generate(reqs) == [s["generated"] for s in report["samples"]]
 
 
 def test_collate_masks_padding_and_prompt():
-    batch = collate([([5, 6, 7, 8], [IGNORE_INDEX, IGNORE_INDEX, 7, 8]), ([5, 9], [IGNORE_INDEX, 9])], pad_id=1)
+    batch = collate(
+        [([5, 6, 7, 8], [IGNORE_INDEX, IGNORE_INDEX, 7, 8]), ([5, 9], [IGNORE_INDEX, 9])], pad_id=1
+    )
     assert batch["input_ids"].tolist() == [[5, 6, 7, 8], [5, 9, 1, 1]]
     assert batch["labels"].tolist() == [[-100, -100, 7, 8], [-100, 9, -100, -100]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
@@ -113,7 +142,9 @@ def test_resume_continues_exactly(tmp_path):
     assert resumed["steps"] == 10
     assert [s for s, _ in resumed["train_loss_curve"]] == list(range(1, 11))
     assert resumed["val_loss_curve"][-1][1] == pytest.approx(full["val_loss_curve"][-1][1], abs=1e-4)
-    assert [v for _, v in resumed["train_loss_curve"]] == pytest.approx([v for _, v in full["train_loss_curve"]], abs=1e-4)
+    assert [v for _, v in resumed["train_loss_curve"]] == pytest.approx(
+        [v for _, v in full["train_loss_curve"]], abs=1e-4
+    )
     with pytest.raises(ConfigError, match="no checkpoint"):
         train_lm(tiny_config(tmp_path / "nowhere", resume=True))
 
@@ -121,9 +152,20 @@ def test_resume_continues_exactly(tmp_path):
 def test_early_stopping_on_validation_loss(tmp_path):
     # 8 training examples, high learning rate: the model memorises them and the
     # validation loss turns up; patience 2 stops before max_steps.
-    metrics = train_lm(tiny_config(tmp_path / "es", limit=8, batch_size=4, max_steps=300, epochs=200.0,
-                                   learning_rate=1e-2, eval_every=5, patience=2, eval_samples=0,
-                                   lr_scheduler="constant"))
+    metrics = train_lm(
+        tiny_config(
+            tmp_path / "es",
+            limit=8,
+            batch_size=4,
+            max_steps=300,
+            epochs=200.0,
+            learning_rate=1e-2,
+            eval_every=5,
+            patience=2,
+            eval_samples=0,
+            lr_scheduler="constant",
+        )
+    )
     assert metrics["stopped_early"] is True
     assert metrics["steps"] < 300
     curve = metrics["val_loss_curve"]
@@ -133,7 +175,9 @@ def test_early_stopping_on_validation_loss(tmp_path):
 
 
 def test_time_budget_stops_with_a_saved_model(tmp_path):
-    metrics = train_lm(tiny_config(tmp_path / "tb", max_steps=500, epochs=50.0, time_budget_s=0.01, eval_samples=0))
+    metrics = train_lm(
+        tiny_config(tmp_path / "tb", max_steps=500, epochs=50.0, time_budget_s=0.01, eval_samples=0)
+    )
     assert metrics["stopped_by_time_budget"] is True and metrics["steps"] == 1
     assert (tmp_path / "tb" / "model.safetensors").is_file()
 
@@ -142,15 +186,31 @@ def test_base_with_freezing_accumulation_and_linear_schedule(tmp_path, plain_bas
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "frozen"
-    metrics = train_lm(tiny_config(out, base=str(plain_base), freeze_embeddings=True, freeze_layers=1, grad_accum=2,
-                                   lr_scheduler="linear", max_steps=4, eval_samples=0))
+    metrics = train_lm(
+        tiny_config(
+            out,
+            base=str(plain_base),
+            freeze_embeddings=True,
+            freeze_layers=1,
+            grad_accum=2,
+            lr_scheduler="linear",
+            max_steps=4,
+            eval_samples=0,
+        )
+    )
     assert metrics["steps"] == 4 and metrics["trainable_params"] < metrics["params"]
     before = AutoModelForCausalLM.from_pretrained(plain_base).state_dict()
     after = AutoModelForCausalLM.from_pretrained(out).state_dict()
-    assert torch.equal(before["transformer.h.0.attn.c_attn.weight"], after["transformer.h.0.attn.c_attn.weight"])
-    assert not torch.equal(before["transformer.h.1.attn.c_attn.weight"], after["transformer.h.1.attn.c_attn.weight"])
+    assert torch.equal(
+        before["transformer.h.0.attn.c_attn.weight"], after["transformer.h.0.attn.c_attn.weight"]
+    )
+    assert not torch.equal(
+        before["transformer.h.1.attn.c_attn.weight"], after["transformer.h.1.attn.c_attn.weight"]
+    )
     assert torch.equal(before["transformer.wpe.weight"], after["transformer.wpe.weight"])
-    assert after["transformer.wte.weight"].shape[0] == before["transformer.wte.weight"].shape[0] + 6  # prompt tokens
+    assert (
+        after["transformer.wte.weight"].shape[0] == before["transformer.wte.weight"].shape[0] + 6
+    )  # prompt tokens
     with pytest.raises(ConfigError, match="only 2 layers"):
         train_lm(tiny_config(tmp_path / "bad", base=str(plain_base), freeze_layers=5))
 
@@ -159,18 +219,36 @@ def test_lora_on_jsonl_conversations(tmp_path, plain_base):
     convs = tmp_path / "convs.jsonl"
     rows = []
     for i in range(12):
-        rows.append({"intent": "track_order", "messages": [
-            {"role": "system", "content": "Be brief."},
-            {"role": "user", "content": f"hi, order {i} is late"},
-            {"role": "assistant", "content": "Sorry about that. What is the order number?"},
-            {"role": "user", "content": f"it is {1000 + i}"},
-            {"role": "assistant", "content": f"Order {1000 + i} ships tomorrow."}]})
+        rows.append(
+            {
+                "intent": "track_order",
+                "messages": [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": f"hi, order {i} is late"},
+                    {"role": "assistant", "content": "Sorry about that. What is the order number?"},
+                    {"role": "user", "content": f"it is {1000 + i}"},
+                    {"role": "assistant", "content": f"Order {1000 + i} ships tomorrow."},
+                ],
+            }
+        )
     convs.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     dialogues = load_dialogues(convs)
     assert len(dialogues) == 24 and len(dialogues[1].history) == 2 and dialogues[1].system == "Be brief."
     out = tmp_path / "lora"
-    metrics = train_lm(tiny_config(out, base=str(plain_base), train_file=convs, limit=0, lora_r=4, max_steps=6, epochs=5.0,
-                                   learning_rate=1e-2, validation_split=0.2, eval_samples=2))
+    metrics = train_lm(
+        tiny_config(
+            out,
+            base=str(plain_base),
+            train_file=convs,
+            limit=0,
+            lora_r=4,
+            max_steps=6,
+            epochs=5.0,
+            learning_rate=1e-2,
+            validation_split=0.2,
+            eval_samples=2,
+        )
+    )
     assert 0 < metrics["trainable_params"] < metrics["params"] / 2
     assert metrics["last_train_loss"] < metrics["first_train_loss"]
     gen = Generator.from_pretrained(out, device="cpu")  # merged: a plain GPT-2 folder
@@ -193,7 +271,9 @@ def test_cli_reports_user_errors_without_traceback(tmp_path):
     app = typer.Typer()
     app.command("lm")(train_cmd)
     app.command("other")(lambda: None)
-    result = CliRunner().invoke(app, ["lm", "--data", str(tmp_path / "missing.csv"), "--output", str(tmp_path / "m")])
+    result = CliRunner().invoke(
+        app, ["lm", "--data", str(tmp_path / "missing.csv"), "--output", str(tmp_path / "m")]
+    )
     assert result.exit_code == 2
     assert "data file not found" in result.output and "Traceback" not in result.output
 
@@ -205,9 +285,30 @@ def test_cli_trains_tiny_model(tmp_path):
     app.command("lm")(train_cmd)
     app.command("other")(lambda: None)
     out = tmp_path / "cli"
-    result = CliRunner().invoke(app, ["lm", "--output", str(out), "--preset", "tiny", "--limit", "40", "--max-steps", "2",
-                                      "--max-length", "64", "--vocab-size", "400", "--eval-samples", "0",
-                                      "--lr-scheduler", "linear", "--validation-split", "0.02"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "lm",
+            "--output",
+            str(out),
+            "--preset",
+            "tiny",
+            "--limit",
+            "40",
+            "--max-steps",
+            "2",
+            "--max-length",
+            "64",
+            "--vocab-size",
+            "400",
+            "--eval-samples",
+            "0",
+            "--lr-scheduler",
+            "linear",
+            "--validation-split",
+            "0.02",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "saved" in result.output and (out / "config.json").is_file()
     assert json.loads((out / "lm_training.json").read_text())["max_steps"] == 2

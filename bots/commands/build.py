@@ -14,7 +14,9 @@ INTENT_NAME = "intent-default"
 LM_NAME = "lm-default"
 
 
-def build_default_models(models_dir: Path, *, force: bool = False, console: Console | None = None) -> list[str]:
+def build_default_models(
+    models_dir: Path, *, force: bool = False, console: Console | None = None
+) -> list[str]:
     """Train whichever default model is missing; returns the names built."""
     console = console or Console()
     built: list[str] = []

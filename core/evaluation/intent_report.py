@@ -62,7 +62,15 @@ def reliability(confidence: Sequence[float], correct: Sequence[bool], bins: int 
             continue
         acc, mean_conf = float(ok[mask].mean()), float(conf[mask].mean())
         ece += mask.sum() / len(conf) * abs(acc - mean_conf)
-        rows.append({"low": float(edges[b]), "high": float(edges[b + 1]), "count": int(mask.sum()), "confidence": mean_conf, "accuracy": acc})
+        rows.append(
+            {
+                "low": float(edges[b]),
+                "high": float(edges[b + 1]),
+                "count": int(mask.sum()),
+                "confidence": mean_conf,
+                "accuracy": acc,
+            }
+        )
     return {"bins": rows, "ece": float(ece)}
 
 
@@ -96,7 +104,13 @@ def _plot_reliability(rel: dict[str, Any], path: Path) -> None:
     mids = [(b["low"] + b["high"]) / 2 for b in rel["bins"]]
     ax.bar(mids, [b["accuracy"] for b in rel["bins"]], width=0.09, alpha=0.7, label="accuracy")
     ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
-    ax.plot([b["confidence"] for b in rel["bins"]], [b["accuracy"] for b in rel["bins"]], "o-", color="C1", label="model")
+    ax.plot(
+        [b["confidence"] for b in rel["bins"]],
+        [b["accuracy"] for b in rel["bins"]],
+        "o-",
+        color="C1",
+        label="model",
+    )
     ax.set_xlabel("confidence (top in-scope probability)")
     ax.set_ylabel("accuracy")
     ax.set_title(f"Reliability (ECE {rel['ece']:.3f})")
@@ -106,7 +120,9 @@ def _plot_reliability(rel: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def evaluate_intent(model: IntentModel, examples: Sequence[Example], out_dir: Path | str, batch_size: int = 32) -> dict[str, Any]:
+def evaluate_intent(
+    model: IntentModel, examples: Sequence[Example], out_dir: Path | str, batch_size: int = 32
+) -> dict[str, Any]:
     """Run ``model`` on ``examples`` and write the report files; return the report dict."""
     if not examples:
         raise ConfigError("evaluation data has no examples")
@@ -119,7 +135,9 @@ def evaluate_intent(model: IntentModel, examples: Sequence[Example], out_dir: Pa
     gold = [e.intent for e in examples]
     unknown = sorted({g for g in gold if g != OUT_OF_SCOPE} - set(model.labels))
     if unknown and len(unknown) == len({g for g in gold if g != OUT_OF_SCOPE}):
-        raise ConfigError(f"none of the data's intents are known to the model (e.g. {unknown[0]!r}); wrong data or model?")
+        raise ConfigError(
+            f"none of the data's intents are known to the model (e.g. {unknown[0]!r}); wrong data or model?"
+        )
 
     ins = [i for i, g in enumerate(gold) if g != OUT_OF_SCOPE]
     oos = [i for i, g in enumerate(gold) if g == OUT_OF_SCOPE]
@@ -154,16 +172,44 @@ def evaluate_intent(model: IntentModel, examples: Sequence[Example], out_dir: Pa
 
 
 def _markdown(r: dict[str, Any]) -> str:
-    lines = ["# Intent evaluation", "", f"- examples: {r['n_examples']} ({r['n_in_scope']} in scope, {r['n_out_of_scope']} out of scope)"]
-    for key in ("accuracy", "macro_f1", "top_label_accuracy", "rejected_in_scope_rate", "oos_recall", "oos_precision", "overall_accuracy"):
+    lines = [
+        "# Intent evaluation",
+        "",
+        f"- examples: {r['n_examples']} ({r['n_in_scope']} in scope, {r['n_out_of_scope']} out of scope)",
+    ]
+    for key in (
+        "accuracy",
+        "macro_f1",
+        "top_label_accuracy",
+        "rejected_in_scope_rate",
+        "oos_recall",
+        "oos_precision",
+        "overall_accuracy",
+    ):
         if key in r:
             lines.append(f"- {key.replace('_', ' ')}: {r[key]:.4f}")
     if "calibration" in r:
         lines.append(f"- expected calibration error: {r['calibration']['ece']:.4f}")
-    lines += ["", "![confusion](confusion.png) ![reliability](reliability.png)", "", "## Most confused pairs", "",
-              "| gold | predicted | count |", "|---|---|---|"]
+    lines += [
+        "",
+        "![confusion](confusion.png) ![reliability](reliability.png)",
+        "",
+        "## Most confused pairs",
+        "",
+        "| gold | predicted | count |",
+        "|---|---|---|",
+    ]
     lines += [f"| {c['gold']} | {c['predicted']} | {c['count']} |" for c in r["most_confused"]]
     if "per_intent" in r:
-        lines += ["", "## Per intent", "", "| intent | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-        lines += [f"| {k} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |" for k, v in r["per_intent"].items()]
+        lines += [
+            "",
+            "## Per intent",
+            "",
+            "| intent | precision | recall | F1 | support |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {k} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |"
+            for k, v in r["per_intent"].items()
+        ]
     return "\n".join(lines) + "\n"

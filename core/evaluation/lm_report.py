@@ -30,7 +30,12 @@ EVAL_SETTINGS = GenerationSettings(max_new_tokens=200, do_sample=False, repetiti
 
 def distinct_n(texts: Sequence[str], n: int) -> float:
     """Unique n-grams / all n-grams over every text (lower-cased words); 0 when none."""
-    grams = [tuple(words[i : i + n]) for t in texts for words in [t.lower().split()] for i in range(len(words) - n + 1)]
+    grams = [
+        tuple(words[i : i + n])
+        for t in texts
+        for words in [t.lower().split()]
+        for i in range(len(words) - n + 1)
+    ]
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
@@ -39,7 +44,9 @@ def rouge_l(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    scores = [scorer.score(ref, hyp)["rougeL"].fmeasure for hyp, ref in zip(hypotheses, references, strict=True)]
+    scores = [
+        scorer.score(ref, hyp)["rougeL"].fmeasure for hyp, ref in zip(hypotheses, references, strict=True)
+    ]
     return sum(scores) / len(scores) if scores else 0.0
 
 
@@ -88,10 +95,14 @@ def evaluate_lm(
     hyps: list[str] = []
     for s in range(0, len(chosen), batch_size):
         batch = chosen[s : s + batch_size]
-        hyps += generator.generate([
-            GenerationRequest(text=d.text, intent=d.intent, style=d.system, history=d.history, settings=settings)
-            for d in batch
-        ])
+        hyps += generator.generate(
+            [
+                GenerationRequest(
+                    text=d.text, intent=d.intent, style=d.system, history=d.history, settings=settings
+                )
+                for d in batch
+            ]
+        )
     refs = [d.reply for d in chosen]
     report: dict[str, Any] = {
         "n_examples": len(dialogues),
@@ -108,23 +119,36 @@ def evaluate_lm(
         "empty_replies": sum(1 for h in hyps if not h.strip()),
         "settings": settings.model_dump(),
         "eval_time_s": round(time.perf_counter() - started, 1),
-        "samples": [{"text": d.text, "intent": d.intent, "system": d.system, "generated": h, "reference": d.reply}
-                    for d, h in zip(chosen, hyps)],
+        "samples": [
+            {"text": d.text, "intent": d.intent, "system": d.system, "generated": h, "reference": d.reply}
+            for d, h in zip(chosen, hyps, strict=False)
+        ],
     }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "lm-report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     _write_samples(out / "lm-samples.md", chosen, hyps, report)
-    log.info("lm eval: perplexity %.2f, ROUGE-L %.3f, BLEU %.1f (%d replies)",
-             report["perplexity"], report["rouge_l"], report["bleu"], len(hyps))
+    log.info(
+        "lm eval: perplexity %.2f, ROUGE-L %.3f, BLEU %.1f (%d replies)",
+        report["perplexity"],
+        report["rouge_l"],
+        report["bleu"],
+        len(hyps),
+    )
     return report
 
 
-def _write_samples(path: Path, dialogues: Sequence[Dialogue], hyps: Sequence[str], report: dict[str, Any]) -> None:
-    lines = ["# Dialogue LM samples", "",
-             f"perplexity {report['perplexity']} · ROUGE-L {report['rouge_l']} · BLEU {report['bleu']} · "
-             f"distinct-2 {report['distinct_2']} · greedy decoding, max {report['settings']['max_new_tokens']} new tokens", ""]
-    for k, (d, hyp) in enumerate(zip(dialogues, hyps), 1):
+def _write_samples(
+    path: Path, dialogues: Sequence[Dialogue], hyps: Sequence[str], report: dict[str, Any]
+) -> None:
+    lines = [
+        "# Dialogue LM samples",
+        "",
+        f"perplexity {report['perplexity']} · ROUGE-L {report['rouge_l']} · BLEU {report['bleu']} · "
+        f"distinct-2 {report['distinct_2']} · greedy decoding, max {report['settings']['max_new_tokens']} new tokens",
+        "",
+    ]
+    for k, (d, hyp) in enumerate(zip(dialogues, hyps, strict=False), 1):
         lines += [f"## {k}. `{d.intent or '-'}`: {d.text}", ""]
         if d.history:
             lines += ["History:", ""] + [f"> **{t.role}**: {t.text}" for t in d.history] + [""]

@@ -26,8 +26,14 @@ TRAINING_STYLES = (
 _STYLE_NAMES = ("Ava", "Sam", "Mia", "Leo", "Nora", "Max", "Zoe", "Ben")
 _STYLE_TONES = ("friendly", "concise", "helpful", "patient", "polite", "warm", "professional", "cheerful")
 _STYLE_SHOPS = ("Example Store", "our online shop", "Acme", "the store", "ShopCo", "our company")
-_STYLE_RULES = ("", "Answer in plain language, in short steps when there is a procedure.", "Keep answers short.",
-                "Be kind and clear.", "Use simple words.", "Always offer further help.")
+_STYLE_RULES = (
+    "",
+    "Answer in plain language, in short steps when there is a procedure.",
+    "Keep answers short.",
+    "Be kind and clear.",
+    "Use simple words.",
+    "Always offer further help.",
+)
 
 
 def training_style(rng: random.Random) -> str:
@@ -54,11 +60,17 @@ def load_dialogues(path: Path | str, seed: int = 13) -> list[Dialogue]:
                 if line.strip():
                     out += _jsonl_row(line, f"{path}:{number}")
     else:
-        out = [Dialogue(text=e.text, reply=e.response, intent=e.intent) for e in load_examples(path) if e.response]
+        out = [
+            Dialogue(text=e.text, reply=e.response, intent=e.intent)
+            for e in load_examples(path)
+            if e.response
+        ]
     if not out:
         raise ConfigError(f"{path}: no replies to learn (needs a response column or assistant messages)")
     rng = random.Random(seed)  # a persona style for examples without one
-    styled = [d if d.system else Dialogue(d.text, d.reply, d.intent, training_style(rng), d.history) for d in out]
+    styled = [
+        d if d.system else Dialogue(d.text, d.reply, d.intent, training_style(rng), d.history) for d in out
+    ]
     return [mask_dialogue(d) for d in styled]
 
 
@@ -77,7 +89,7 @@ def _jsonl_row(line: str, where: str) -> list[Dialogue]:
             raise ConfigError(f"{where}: {exc}") from None
     text, reply = str(row.get("instruction") or row.get("text") or ""), str(row.get("response") or "")
     if not text.strip() or not reply.strip():
-        raise ConfigError(f"{where}: needs \"messages\", or \"text\"/\"instruction\" and \"response\"")
+        raise ConfigError(f'{where}: needs "messages", or "text"/"instruction" and "response"')
     return [Dialogue(text=text.strip(), reply=reply.strip(), intent=intent, system=system)]
 
 
@@ -95,7 +107,9 @@ def stratified_take(items: list[Dialogue], n: int, seed: int) -> list[Dialogue]:
     return out
 
 
-def encode_dialogues(tokenizer: Any, dialogues: list[Dialogue], max_length: int) -> list[tuple[list[int], list[int]]]:
+def encode_dialogues(
+    tokenizer: Any, dialogues: list[Dialogue], max_length: int
+) -> list[tuple[list[int], list[int]]]:
     return [build_training_ids(tokenizer, d, max_length) for d in dialogues]
 
 

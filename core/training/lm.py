@@ -31,7 +31,11 @@ from core.prompt import EOS, IGNORE_INDEX, PAD, ROLE_TOKENS, Dialogue, ensure_sp
 from core.registry import write_metrics, write_model_card
 from core.training.data import BITEXT_CSV, stratified_split
 from core.training.dialogues import (
-    collate, encode_dialogues, length_grouped_batches, load_dialogues, stratified_take,
+    collate,
+    encode_dialogues,
+    length_grouped_batches,
+    load_dialogues,
+    stratified_take,
 )
 
 log = logging.getLogger(__name__)
@@ -62,7 +66,9 @@ class LMTrainConfig:
     weight_decay: float = 0.01
     dropout: float = 0.1  # from scratch: residual/embedding/attention dropout
     max_grad_norm: float = 1.0
-    time_budget_s: float = 0.0  # >0: stop after this many seconds; the LR decays by step or time, whichever is further
+    time_budget_s: float = (
+        0.0  # >0: stop after this many seconds; the LR decays by step or time, whichever is further
+    )
     eval_every: int = 0  # evaluate every N optimizer steps; 0 = at each epoch end
     patience: int = 2  # evaluations without a better val loss before stopping; 0 = off
     freeze_embeddings: bool = False
@@ -93,11 +99,26 @@ class LMTrainConfig:
             (self.time_budget_s >= 0, "time_budget_s must be >= 0"),
             (self.lr_scheduler in SCHEDULERS, f"lr_scheduler must be one of {', '.join(SCHEDULERS)}"),
             (self.base or self.preset in PRESETS, f"preset must be one of {', '.join(PRESETS)}"),
-            (self.validation_file is not None or 0 < self.validation_split < 1, "validation_split must be between 0 and 1"),
+            (
+                self.validation_file is not None or 0 < self.validation_split < 1,
+                "validation_split must be between 0 and 1",
+            ),
             (self.vocab_size >= 300, "vocab_size must be >= 300 (256 bytes + merges + special tokens)"),
-            (min(self.freeze_layers, self.patience, self.max_steps, self.limit, self.lora_r, self.eval_every,
-                 self.threads, self.eval_samples) >= 0, "counts (freeze_layers, patience, max_steps, limit, lora_r, "
-             "eval_every, threads, eval_samples) must be >= 0"),
+            (
+                min(
+                    self.freeze_layers,
+                    self.patience,
+                    self.max_steps,
+                    self.limit,
+                    self.lora_r,
+                    self.eval_every,
+                    self.threads,
+                    self.eval_samples,
+                )
+                >= 0,
+                "counts (freeze_layers, patience, max_steps, limit, lora_r, "
+                "eval_every, threads, eval_samples) must be >= 0",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -108,9 +129,20 @@ def default_lm_config(output_dir: Path | str) -> LMTrainConfig:
     """The `chatbot models build` recipe: Bitext from scratch, ``small`` preset,
     about 8 minutes on a 2-core CPU (docs/lm-model.md has the measurement)."""
     return LMTrainConfig(
-        train_file=BITEXT_CSV, output_dir=Path(output_dir), preset="small", max_length=256,
-        vocab_size=8000, epochs=2.3, batch_size=16, learning_rate=2e-3, warmup_ratio=0.03,
-        lr_scheduler="cosine", dropout=0.0, patience=0, eval_samples=24, time_budget_s=450,
+        train_file=BITEXT_CSV,
+        output_dir=Path(output_dir),
+        preset="small",
+        max_length=256,
+        vocab_size=8000,
+        epochs=2.3,
+        batch_size=16,
+        learning_rate=2e-3,
+        warmup_ratio=0.03,
+        lr_scheduler="cosine",
+        dropout=0.0,
+        patience=0,
+        eval_samples=24,
+        time_budget_s=450,
     )
 
 
@@ -140,8 +172,13 @@ def summed_loss(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tenso
 
 
 @torch.inference_mode()
-def reply_loss(model: Any, encoded: list[tuple[list[int], list[int]]], pad_id: int, device: torch.device,
-               batch_size: int = 32) -> float:
+def reply_loss(
+    model: Any,
+    encoded: list[tuple[list[int], list[int]]],
+    pad_id: int,
+    device: torch.device,
+    batch_size: int = 32,
+) -> float:
     """Mean cross-entropy per reply token (exp of it is the perplexity)."""
     was_training = model.training
     model.eval()
@@ -165,10 +202,22 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> Any:
     from transformers import GPT2TokenizerFast
 
     bpe = ByteLevelBPETokenizer(add_prefix_space=False)
-    bpe.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=2, special_tokens=[EOS, PAD, *ROLE_TOKENS],
-                            show_progress=False)
-    return GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=EOS, eos_token=EOS, unk_token=EOS,
-                             pad_token=PAD, additional_special_tokens=list(ROLE_TOKENS), model_max_length=1024)
+    bpe.train_from_iterator(
+        texts,
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=[EOS, PAD, *ROLE_TOKENS],
+        show_progress=False,
+    )
+    return GPT2TokenizerFast(
+        tokenizer_object=bpe._tokenizer,
+        bos_token=EOS,
+        eos_token=EOS,
+        unk_token=EOS,
+        pad_token=PAD,
+        additional_special_tokens=list(ROLE_TOKENS),
+        model_max_length=1024,
+    )
 
 
 def build_scratch_model(cfg: LMTrainConfig, tokenizer: Any) -> Any:
@@ -176,9 +225,17 @@ def build_scratch_model(cfg: LMTrainConfig, tokenizer: Any) -> Any:
 
     n_layer, n_embd, n_head = PRESETS[cfg.preset]
     config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=cfg.max_length, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
-        resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        n_positions=cfg.max_length,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        resid_pdrop=cfg.dropout,
+        embd_pdrop=cfg.dropout,
+        attn_pdrop=cfg.dropout,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     return GPT2LMHeadModel(config)
 
@@ -193,8 +250,10 @@ def load_base(cfg: LMTrainConfig) -> tuple[Any, Any, list[int]]:
         tokenizer = AutoTokenizer.from_pretrained(cfg.base, local_files_only=local)
         model = AutoModelForCausalLM.from_pretrained(cfg.base, local_files_only=local)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"base model {cfg.base!r} cannot be loaded ({str(exc).splitlines()[0][:160]}); "
-                          "give a local folder or a name the network can reach") from exc
+        raise ConfigError(
+            f"base model {cfg.base!r} cannot be loaded ({str(exc).splitlines()[0][:160]}); "
+            "give a local folder or a name the network can reach"
+        ) from exc
     before = len(tokenizer)
     if ensure_special_tokens(tokenizer):
         model.resize_token_embeddings(len(tokenizer))
@@ -233,15 +292,24 @@ def apply_lora(model: Any, cfg: LMTrainConfig, new_token_ids: list[int]) -> Any:
     targets = [t.strip() for t in cfg.lora_targets.split(",") if t.strip()] or None
     if targets is None and model.config.model_type == "gpt2":
         targets = ["c_attn", "c_proj"]
-    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=targets,
-                      task_type="CAUSAL_LM", fan_in_fan_out=model.config.model_type == "gpt2",
-                      trainable_token_indices=new_token_ids or None)
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+        fan_in_fan_out=model.config.model_type == "gpt2",
+        trainable_token_indices=new_token_ids or None,
+    )
     return get_peft_model(model, lora)
 
 
 def count_params(model: Any) -> dict[str, int]:
     total = sum(p.numel() for p in model.parameters())
-    return {"params": total, "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    return {
+        "params": total,
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
 
 
 def preset_params(preset: str, vocab_size: int = 8000, n_positions: int = 256) -> int:
@@ -289,16 +357,35 @@ def train_lm(cfg: LMTrainConfig) -> dict[str, Any]:
     device = pick_device(cfg.device)
     model.to(device).train()
     sizes = count_params(model)
-    log.info("model: %s, %.2fM parameters (%.2fM trainable), vocab %d", cfg.base or f"GPT-2 {cfg.preset}",
-             sizes["params"] / 1e6, sizes["trainable_params"] / 1e6, len(tokenizer))
-    window = min(cfg.max_length, getattr(model.config, "n_positions", None) or model.config.max_position_embeddings)
+    log.info(
+        "model: %s, %.2fM parameters (%.2fM trainable), vocab %d",
+        cfg.base or f"GPT-2 {cfg.preset}",
+        sizes["params"] / 1e6,
+        sizes["trainable_params"] / 1e6,
+        len(tokenizer),
+    )
+    window = min(
+        cfg.max_length, getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
+    )
     train_enc = encode_dialogues(tokenizer, train, window)
     val_enc = encode_dialogues(tokenizer, val, window)
     lengths = [len(ids) for ids, _ in train_enc]
     pad_id = tokenizer.pad_token_id
 
-    state: dict[str, Any] = {"step": 0, "out_of_time": False, "epoch": 0, "batch": 0, "best_val": math.inf, "best_step": 0, "stale": 0,
-                             "train_curve": [], "val_curve": [], "elapsed": 0.0, "tokens": 0, "stopped_early": False}
+    state: dict[str, Any] = {
+        "step": 0,
+        "out_of_time": False,
+        "epoch": 0,
+        "batch": 0,
+        "best_val": math.inf,
+        "best_step": 0,
+        "stale": 0,
+        "train_curve": [],
+        "val_curve": [],
+        "elapsed": 0.0,
+        "tokens": 0,
+        "stopped_early": False,
+    }
     best_state: dict[str, torch.Tensor] | None = None
 
     # ---- optimizer + schedule (no decay on biases, LayerNorms, embeddings)
@@ -306,8 +393,13 @@ def train_lm(cfg: LMTrainConfig) -> dict[str, Any]:
     if not params:
         raise ConfigError("nothing to train: every parameter is frozen")
     no_decay = ("bias", "ln_", "LayerNorm", "norm", "wte", "wpe")
-    groups = [{"params": [p for n, p in params if not any(k in n for k in no_decay)], "weight_decay": cfg.weight_decay},
-              {"params": [p for n, p in params if any(k in n for k in no_decay)], "weight_decay": 0.0}]
+    groups = [
+        {
+            "params": [p for n, p in params if not any(k in n for k in no_decay)],
+            "weight_decay": cfg.weight_decay,
+        },
+        {"params": [p for n, p in params if any(k in n for k in no_decay)], "weight_decay": 0.0},
+    ]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.learning_rate, betas=(0.9, 0.95))
     batches_per_epoch = math.ceil(len(train_enc) / cfg.batch_size)
     steps_per_epoch = math.ceil(batches_per_epoch / cfg.grad_accum)
@@ -342,7 +434,9 @@ def train_lm(cfg: LMTrainConfig) -> dict[str, Any]:
         nonlocal best_state
         val_loss = reply_loss(model, val_enc, pad_id, device)
         state["val_curve"].append([state["step"], round(val_loss, 5)])
-        log.info("step %d: val loss %.4f (perplexity %.2f)", state["step"], val_loss, math.exp(min(val_loss, 50)))
+        log.info(
+            "step %d: val loss %.4f (perplexity %.2f)", state["step"], val_loss, math.exp(min(val_loss, 50))
+        )
         if val_loss < state["best_val"]:
             state.update(best_val=val_loss, best_step=state["step"], stale=0)
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -364,9 +458,13 @@ def train_lm(cfg: LMTrainConfig) -> dict[str, Any]:
     running, running_n, stop = 0.0, 0, state["step"] >= total_steps  # at least one step, even out of time
     try:
         while not stop and state["epoch"] < n_epochs:
-            batches = length_grouped_batches(lengths, cfg.batch_size, random.Random(cfg.seed + state["epoch"]))
+            batches = length_grouped_batches(
+                lengths, cfg.batch_size, random.Random(cfg.seed + state["epoch"])
+            )
             for b in range(state["batch"], len(batches), cfg.grad_accum):
-                group = [collate([train_enc[i] for i in idx], pad_id) for idx in batches[b : b + cfg.grad_accum]]
+                group = [
+                    collate([train_enc[i] for i in idx], pad_id) for idx in batches[b : b + cfg.grad_accum]
+                ]
                 n_tokens = sum(int((g["labels"][:, 1:] != IGNORE_INDEX).sum()) for g in group)
                 for micro in group:  # one optimizer step; loss = mean over the group's reply tokens
                     micro = {k: v.to(device) for k, v in micro.items()}
@@ -407,7 +505,9 @@ def train_lm(cfg: LMTrainConfig) -> dict[str, Any]:
     except KeyboardInterrupt:
         bar.close()
         save_checkpoint(ckpt, model, tokenizer, optimizer, scheduler, best_state, state, t0)
-        raise ChatbotError(f"training interrupted at step {state['step']}; continue with --resume --output {out}") from None
+        raise ChatbotError(
+            f"training interrupted at step {state['step']}; continue with --resume --output {out}"
+        ) from None
     bar.close()
     if best_state is None:  # resumed after the last step: evaluate once
         evaluate_and_checkpoint()
@@ -424,26 +524,49 @@ def train_lm(cfg: LMTrainConfig) -> dict[str, Any]:
     if not cfg.keep_checkpoint:
         shutil.rmtree(ckpt, ignore_errors=True)
     metrics: dict[str, Any] = {
-        "val_loss": round(state["best_val"], 5), "val_perplexity": round(math.exp(min(state["best_val"], 50)), 3),
-        "best_step": state["best_step"], "steps": state["step"], "epochs": round(state["step"] / steps_per_epoch, 3),
-        "stopped_early": state["stopped_early"], "stopped_by_time_budget": state["out_of_time"], "train_time_s": round(train_time, 1),
-        "tokens_per_s": round(state["tokens"] / max(train_time, 1e-9), 1), "n_train": len(train), "n_validation": len(val),
-        "vocab_size": len(tokenizer), "context_window": window, **sizes,
+        "val_loss": round(state["best_val"], 5),
+        "val_perplexity": round(math.exp(min(state["best_val"], 50)), 3),
+        "best_step": state["best_step"],
+        "steps": state["step"],
+        "epochs": round(state["step"] / steps_per_epoch, 3),
+        "stopped_early": state["stopped_early"],
+        "stopped_by_time_budget": state["out_of_time"],
+        "train_time_s": round(train_time, 1),
+        "tokens_per_s": round(state["tokens"] / max(train_time, 1e-9), 1),
+        "n_train": len(train),
+        "n_validation": len(val),
+        "vocab_size": len(tokenizer),
+        "context_window": window,
+        **sizes,
         "first_train_loss": state["train_curve"][0][1] if state["train_curve"] else None,
         "last_train_loss": state["train_curve"][-1][1] if state["train_curve"] else None,
-        "train_loss_curve": state["train_curve"], "val_loss_curve": state["val_curve"],
+        "train_loss_curve": state["train_curve"],
+        "val_loss_curve": state["val_curve"],
     }
     plot_loss_curve(out / "loss-curve.png", state["train_curve"], state["val_curve"])
     if cfg.eval_samples:
         from core.evaluation.lm_report import evaluate_lm
         from core.generator import Generator
 
-        report = evaluate_lm(Generator(model.eval(), tokenizer, device, out), val, out / "eval", limit=cfg.eval_samples)
-        metrics.update({f"sample_{k}": report[k] for k in ("rouge_l", "bleu", "distinct_1", "distinct_2", "mean_reply_words")})
+        report = evaluate_lm(
+            Generator(model.eval(), tokenizer, device, out), val, out / "eval", limit=cfg.eval_samples
+        )
+        metrics.update(
+            {
+                f"sample_{k}": report[k]
+                for k in ("rouge_l", "bleu", "distinct_1", "distinct_2", "mean_reply_words")
+            }
+        )
     metrics["build_time_s"] = round(state["elapsed"] + time.perf_counter() - t0, 1)
     write_metrics(out, metrics)
     _write_card(out, cfg, metrics)
-    log.info("saved %s: val loss %.4f, perplexity %.2f, %.0fs", out, metrics["val_loss"], metrics["val_perplexity"], train_time)
+    log.info(
+        "saved %s: val loss %.4f, perplexity %.2f, %.0fs",
+        out,
+        metrics["val_loss"],
+        metrics["val_perplexity"],
+        train_time,
+    )
     return metrics
 
 
@@ -460,8 +583,16 @@ def lr_schedule(optimizer: Any, kind: str, warmup: int, progress: Any) -> torch.
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def save_checkpoint(ckpt: Path, model: Any, tokenizer: Any, optimizer: Any, scheduler: Any,
-                    best_state: dict[str, torch.Tensor] | None, state: dict[str, Any], t0: float) -> None:
+def save_checkpoint(
+    ckpt: Path,
+    model: Any,
+    tokenizer: Any,
+    optimizer: Any,
+    scheduler: Any,
+    best_state: dict[str, torch.Tensor] | None,
+    state: dict[str, Any],
+    t0: float,
+) -> None:
     """Everything ``--resume`` needs: weights, best weights, optimizer, schedule, counters."""
     ckpt.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), ckpt / "model.pt")
@@ -481,9 +612,9 @@ def plot_loss_curve(path: Path, train_curve: list[list[float]], val_curve: list[
 
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     if train_curve:
-        ax.plot(*zip(*train_curve), label="train (reply tokens)")
+        ax.plot(*zip(*train_curve, strict=False), label="train (reply tokens)")
     if val_curve:
-        ax.plot(*zip(*val_curve), "o-", label="validation")
+        ax.plot(*zip(*val_curve, strict=False), "o-", label="validation")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("cross-entropy")
     ax.grid(alpha=0.3)
@@ -500,15 +631,38 @@ def _jsonable(value: Any) -> Any:
 
 
 def _write_card(out: Path, cfg: LMTrainConfig, metrics: dict[str, Any]) -> None:
-    keys = ("val_loss", "val_perplexity", "sample_rouge_l", "sample_bleu", "sample_distinct_2", "steps", "epochs",
-            "train_time_s", "build_time_s", "tokens_per_s", "params", "trainable_params", "vocab_size", "context_window")
+    keys = (
+        "val_loss",
+        "val_perplexity",
+        "sample_rouge_l",
+        "sample_bleu",
+        "sample_distinct_2",
+        "steps",
+        "epochs",
+        "train_time_s",
+        "build_time_s",
+        "tokens_per_s",
+        "params",
+        "trainable_params",
+        "vocab_size",
+        "context_window",
+    )
     options = {k: v for k, v in _jsonable(asdict(cfg)).items() if k not in ("extra",)}
-    write_model_card(out, kind="lm", title=f"Dialogue LM {out.name}", sections={
-        "Data": {"train_file": str(cfg.train_file), "train examples": metrics["n_train"],
-                 "validation examples": metrics["n_validation"]},
-        "Base": cfg.base or f"GPT-2 `{cfg.preset}` preset trained from scratch with a byte-level BPE tokenizer",
-        "Prompt format": "`<|system|>style<|intent|>intent<|user|>…<|end|><|bot|>…<|end|>` (core/prompt.py)",
-        "Metrics": {k: metrics[k] for k in keys if k in metrics},
-        "Options": options | cfg.extra,
-        "Files": "loss-curve.png (train/validation loss), eval/lm-samples.md (sample replies), metrics.json",
-    })
+    write_model_card(
+        out,
+        kind="lm",
+        title=f"Dialogue LM {out.name}",
+        sections={
+            "Data": {
+                "train_file": str(cfg.train_file),
+                "train examples": metrics["n_train"],
+                "validation examples": metrics["n_validation"],
+            },
+            "Base": cfg.base
+            or f"GPT-2 `{cfg.preset}` preset trained from scratch with a byte-level BPE tokenizer",
+            "Prompt format": "`<|system|>style<|intent|>intent<|user|>…<|end|><|bot|>…<|end|>` (core/prompt.py)",
+            "Metrics": {k: metrics[k] for k in keys if k in metrics},
+            "Options": options | cfg.extra,
+            "Files": "loss-curve.png (train/validation loss), eval/lm-samples.md (sample replies), metrics.json",
+        },
+    )

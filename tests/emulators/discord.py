@@ -34,8 +34,14 @@ GUILD_CHANNEL_ID = 920000000000000001
 
 
 def user(user_id: int, name: str, *, bot: bool = False) -> dict[str, Any]:
-    return {"id": str(user_id), "username": name, "discriminator": "0", "avatar": None,
-            "global_name": name.title(), "bot": bot}
+    return {
+        "id": str(user_id),
+        "username": name,
+        "discriminator": "0",
+        "avatar": None,
+        "global_name": name.title(),
+        "bot": bot,
+    }
 
 
 CUSTOMER = user(930000000000000001, "alice")
@@ -146,13 +152,21 @@ class DiscordEmulator:
         if mention_bot:
             data["mentions"] = [self.bot_user]
         data["attachments"] = [
-            {"id": str(next(self._ids)), "filename": f"photo{i}.png", "size": 2048, "content_type": "image/png",
-             "url": f"https://cdn.discordapp.com/attachments/{channel_id}/{i}/photo{i}.png",
-             "proxy_url": f"https://media.discordapp.net/attachments/{channel_id}/{i}/photo{i}.png",
-             "width": 64, "height": 64}
+            {
+                "id": str(next(self._ids)),
+                "filename": f"photo{i}.png",
+                "size": 2048,
+                "content_type": "image/png",
+                "url": f"https://cdn.discordapp.com/attachments/{channel_id}/{i}/photo{i}.png",
+                "proxy_url": f"https://media.discordapp.net/attachments/{channel_id}/{i}/photo{i}.png",
+                "width": 64,
+                "height": 64,
+            }
             for i in range(attachments)
         ]
-        data["sticker_items"] = [{"id": str(next(self._ids)), "name": "wave", "format_type": 1} for _ in range(stickers)]
+        data["sticker_items"] = [
+            {"id": str(next(self._ids)), "name": "wave", "format_type": 1} for _ in range(stickers)
+        ]
         await self.dispatch("MESSAGE_CREATE", data)
         return message_id
 
@@ -175,10 +189,22 @@ class DiscordEmulator:
         self, message_id: str, channel_id: int, author: dict[str, Any], content: str, *, guild: bool
     ) -> dict[str, Any]:
         data: dict[str, Any] = {
-            "id": str(message_id), "channel_id": str(channel_id), "author": author, "content": content,
-            "timestamp": _now(), "edited_timestamp": None, "tts": False, "mention_everyone": False,
-            "mentions": [], "mention_roles": [], "attachments": [], "embeds": [], "pinned": False,
-            "type": 0, "flags": 0, "components": [],
+            "id": str(message_id),
+            "channel_id": str(channel_id),
+            "author": author,
+            "content": content,
+            "timestamp": _now(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": [],
+            "pinned": False,
+            "type": 0,
+            "flags": 0,
+            "components": [],
         }
         if guild:
             data["guild_id"] = str(GUILD_ID)
@@ -197,11 +223,16 @@ class DiscordEmulator:
     def _authorized(self, request: web.Request) -> bool:
         return not self.revoked and request.headers.get("Authorization") == f"Bot {self.token}"
 
-    def _json(self, request: web.Request, data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    def _json(
+        self, request: web.Request, data: Any, status: int = 200, headers: dict[str, str] | None = None
+    ) -> web.Response:
         self.requests.append((request.method, request.path, status))
         # discord.py parses JSON only when Content-Type is exactly application/json
-        return web.Response(status=status, body=json.dumps(data).encode(),
-                            headers={"Content-Type": "application/json", **(headers or {})})
+        return web.Response(
+            status=status,
+            body=json.dumps(data).encode(),
+            headers={"Content-Type": "application/json", **(headers or {})},
+        )
 
     def _unauthorized(self, request: web.Request) -> web.Response:
         return self._json(request, {"message": "401: Unauthorized", "code": 0}, 401)
@@ -214,15 +245,36 @@ class DiscordEmulator:
     async def _application(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return self._unauthorized(request)
-        return self._json(request, {
-            "id": str(APP_ID), "name": "Support Bot", "description": "", "icon": None, "bot_public": True,
-            "bot_require_code_grant": False, "owner": user(OWNER_ID, "owner"), "verify_key": "00" * 32,
-            "flags": 0, "team": None,
-        })
+        return self._json(
+            request,
+            {
+                "id": str(APP_ID),
+                "name": "Support Bot",
+                "description": "",
+                "icon": None,
+                "bot_public": True,
+                "bot_require_code_grant": False,
+                "owner": user(OWNER_ID, "owner"),
+                "verify_key": "00" * 32,
+                "flags": 0,
+                "team": None,
+            },
+        )
 
     async def _gateway_info(self, request: web.Request) -> web.Response:
-        return self._json(request, {"url": self.gateway_url, "shards": 1, "session_start_limit": {
-            "total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}})
+        return self._json(
+            request,
+            {
+                "url": self.gateway_url,
+                "shards": 1,
+                "session_start_limit": {
+                    "total": 1000,
+                    "remaining": 999,
+                    "reset_after": 0,
+                    "max_concurrency": 1,
+                },
+            },
+        )
 
     async def _create_message(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
@@ -231,24 +283,48 @@ class DiscordEmulator:
         limits = {"X-RateLimit-Limit": "5", "X-RateLimit-Bucket": f"messages-{channel_id}"}
         if self._rate_limits:
             via = self._rate_limits.pop(0)
-            headers = {**limits, "X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": str(self.retry_after),
-                       "X-RateLimit-Scope": "user", "Retry-After": str(self.retry_after)}
+            headers = {
+                **limits,
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset-After": str(self.retry_after),
+                "X-RateLimit-Scope": "user",
+                "Retry-After": str(self.retry_after),
+            }
             if via:
                 headers["Via"] = "1.1 google"
-            return self._json(request, {"message": "You are being rate limited.", "retry_after": self.retry_after,
-                                        "global": False}, 429, headers)
+            return self._json(
+                request,
+                {"message": "You are being rate limited.", "retry_after": self.retry_after, "global": False},
+                429,
+                headers,
+            )
         body = await request.json()
         reference = (body.get("message_reference") or {}).get("message_id")
-        self.sent.append(SentMessage(channel_id, body.get("content", ""), str(reference) if reference else None,
-                                     body.get("allowed_mentions"), body))
-        message = self.message_payload(str(next(self._ids)), int(channel_id), self.bot_user, body.get("content", ""),
-                                       guild=int(channel_id) == GUILD_CHANNEL_ID)
+        self.sent.append(
+            SentMessage(
+                channel_id,
+                body.get("content", ""),
+                str(reference) if reference else None,
+                body.get("allowed_mentions"),
+                body,
+            )
+        )
+        message = self.message_payload(
+            str(next(self._ids)),
+            int(channel_id),
+            self.bot_user,
+            body.get("content", ""),
+            guild=int(channel_id) == GUILD_CHANNEL_ID,
+        )
         message.pop("member", None)
         if reference:
             message["type"] = 19  # reply
             message["message_reference"] = body["message_reference"]
-        return self._json(request, message, headers={**limits, "X-RateLimit-Remaining": "4",
-                                                     "X-RateLimit-Reset-After": "1.0"})
+        return self._json(
+            request,
+            message,
+            headers={**limits, "X-RateLimit-Remaining": "4", "X-RateLimit-Reset-After": "1.0"},
+        )
 
     async def _typing(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
@@ -288,19 +364,47 @@ class DiscordEmulator:
                 return
             self.identifies += 1
             self._session_id, self._seq, self._log = uuid.uuid4().hex, 0, []
-            await self.dispatch("READY", {
-                "v": 10, "user": {**self.bot_user, "verified": True, "mfa_enabled": False, "flags": 0},
-                "guilds": [{"id": str(GUILD_ID), "unavailable": True}], "session_id": self._session_id,
-                "resume_gateway_url": self.gateway_url, "application": {"id": str(APP_ID), "flags": 0},
-                "private_channels": [], "relationships": [],
-            })
-            await self.dispatch("GUILD_CREATE", {
-                "id": str(GUILD_ID), "name": "Shop", "unavailable": False, "member_count": 2,
-                "owner_id": str(OWNER_ID), "roles": [], "emojis": [], "stickers": [], "features": [],
-                "channels": [{"id": str(GUILD_CHANNEL_ID), "type": 0, "name": "support", "position": 0,
-                              "guild_id": str(GUILD_ID), "permission_overwrites": []}],
-                "members": [], "threads": [], "voice_states": [], "presences": [],
-            })
+            await self.dispatch(
+                "READY",
+                {
+                    "v": 10,
+                    "user": {**self.bot_user, "verified": True, "mfa_enabled": False, "flags": 0},
+                    "guilds": [{"id": str(GUILD_ID), "unavailable": True}],
+                    "session_id": self._session_id,
+                    "resume_gateway_url": self.gateway_url,
+                    "application": {"id": str(APP_ID), "flags": 0},
+                    "private_channels": [],
+                    "relationships": [],
+                },
+            )
+            await self.dispatch(
+                "GUILD_CREATE",
+                {
+                    "id": str(GUILD_ID),
+                    "name": "Shop",
+                    "unavailable": False,
+                    "member_count": 2,
+                    "owner_id": str(OWNER_ID),
+                    "roles": [],
+                    "emojis": [],
+                    "stickers": [],
+                    "features": [],
+                    "channels": [
+                        {
+                            "id": str(GUILD_CHANNEL_ID),
+                            "type": 0,
+                            "name": "support",
+                            "position": 0,
+                            "guild_id": str(GUILD_ID),
+                            "permission_overwrites": [],
+                        }
+                    ],
+                    "members": [],
+                    "threads": [],
+                    "voice_states": [],
+                    "presences": [],
+                },
+            )
         elif op == RESUME:
             if data.get("session_id") != self._session_id or data.get("token") != self.token:
                 await self._send(session, {"op": 9, "d": False})  # INVALID_SESSION
@@ -317,7 +421,9 @@ class DiscordEmulator:
         if session.compressor is None:
             await session.ws.send_str(raw)
         else:  # zlib-stream: one shared context, each message ends with a sync flush
-            await session.ws.send_bytes(session.compressor.compress(raw.encode()) + session.compressor.flush(zlib.Z_SYNC_FLUSH))
+            await session.ws.send_bytes(
+                session.compressor.compress(raw.encode()) + session.compressor.flush(zlib.Z_SYNC_FLUSH)
+            )
 
 
 def _now() -> str:

@@ -93,11 +93,18 @@ class SlackEmulator:
         if token != expected:
             return web.json_response({"ok": False, "error": "invalid_auth"})
         if method == "auth.test":
-            return web.json_response({
-                "ok": True, "url": "https://emulated.slack.com/", "team": "Emulated", "user": "chatbot",
-                "team_id": self.team_id, "user_id": self.bot_user_id, "bot_id": self.bot_id,
-                "is_enterprise_install": False,
-            })
+            return web.json_response(
+                {
+                    "ok": True,
+                    "url": "https://emulated.slack.com/",
+                    "team": "Emulated",
+                    "user": "chatbot",
+                    "team_id": self.team_id,
+                    "user_id": self.bot_user_id,
+                    "bot_id": self.bot_id,
+                    "is_enterprise_install": False,
+                }
+            )
         if method == "chat.postMessage":
             return self._post_message(args)
         if method == "apps.connections.open":
@@ -109,7 +116,9 @@ class SlackEmulator:
             self.rate_limit_next -= 1
             self.rate_limited += 1
             return web.json_response(
-                {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(self.retry_after)}
+                {"ok": False, "error": "ratelimited"},
+                status=429,
+                headers={"Retry-After": str(self.retry_after)},
             )
         channel, text = str(args.get("channel") or ""), str(args.get("text") or "")
         if not channel:
@@ -119,10 +128,20 @@ class SlackEmulator:
         thread_ts = args.get("thread_ts")
         self.posted.append(PostedMessage(channel, text, str(thread_ts) if thread_ts else None, dict(args)))
         ts = f"{time.time():.6f}"
-        return web.json_response({
-            "ok": True, "channel": channel, "ts": ts,
-            "message": {"type": "message", "text": text, "user": self.bot_user_id, "bot_id": self.bot_id, "ts": ts},
-        })
+        return web.json_response(
+            {
+                "ok": True,
+                "channel": channel,
+                "ts": ts,
+                "message": {
+                    "type": "message",
+                    "text": text,
+                    "user": self.bot_user_id,
+                    "bot_id": self.bot_id,
+                    "ts": ts,
+                },
+            }
+        )
 
     # -- Socket Mode -------------------------------------------------------------------
     async def _socket(self, request: web.Request) -> web.WebSocketResponse:
@@ -147,11 +166,16 @@ class SlackEmulator:
                 break
             await asyncio.sleep(0.025)
         envelope_id = str(uuid.uuid4())
-        await self._sockets[-1].send_json({
-            "envelope_id": envelope_id, "type": "events_api", "accepts_response_payload": False,
-            "retry_attempt": retry_attempt, "retry_reason": "timeout" if retry_attempt else "",
-            "payload": body,
-        })
+        await self._sockets[-1].send_json(
+            {
+                "envelope_id": envelope_id,
+                "type": "events_api",
+                "accepts_response_payload": False,
+                "retry_attempt": retry_attempt,
+                "retry_reason": "timeout" if retry_attempt else "",
+                "payload": body,
+            }
+        )
         return envelope_id
 
 
@@ -161,7 +185,9 @@ async def _read_args(request: web.Request) -> dict[str, Any]:
     return dict(await request.post())
 
 
-def event_body(event: dict[str, Any], *, event_id: str | None = None, team_id: str = "T0001") -> dict[str, Any]:
+def event_body(
+    event: dict[str, Any], *, event_id: str | None = None, team_id: str = "T0001"
+) -> dict[str, Any]:
     """An Events API ``event_callback`` envelope around ``event``."""
     return {
         "token": "legacy-verification-token",

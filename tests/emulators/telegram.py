@@ -26,8 +26,18 @@ from aiohttp import web
 from tests.emulators import serve_locally
 
 # parameters PTB JSON-encodes in the form; everything else is a plain string
-_JSON_PARAMS = {"chat_id", "offset", "limit", "timeout", "allowed_updates", "reply_parameters",
-                "message_thread_id", "drop_pending_updates", "max_connections", "link_preview_options"}
+_JSON_PARAMS = {
+    "chat_id",
+    "offset",
+    "limit",
+    "timeout",
+    "allowed_updates",
+    "reply_parameters",
+    "message_thread_id",
+    "drop_pending_updates",
+    "max_connections",
+    "link_preview_options",
+}
 GROUP_ID = -1001234567890
 
 
@@ -82,17 +92,29 @@ class EmulatedBot:
     def update(self, message: dict[str, Any], update_id: int | None = None) -> dict[str, Any]:
         return self.push({"update_id": update_id or next(self._ids), "message": message})
 
-    def message(self, chat: dict[str, Any], text: str | None, *, user_id: int = 42,
-                first_name: str = "Ada", is_bot: bool = False, **extra: Any) -> dict[str, Any]:
+    def message(
+        self,
+        chat: dict[str, Any],
+        text: str | None,
+        *,
+        user_id: int = 42,
+        first_name: str = "Ada",
+        is_bot: bool = False,
+        **extra: Any,
+    ) -> dict[str, Any]:
         msg: dict[str, Any] = {
-            "message_id": next(self._message_ids), "date": int(time.time()), "chat": chat,
-            "from": {"id": user_id, "is_bot": is_bot, "first_name": first_name}, **extra,
+            "message_id": next(self._message_ids),
+            "date": int(time.time()),
+            "chat": chat,
+            "from": {"id": user_id, "is_bot": is_bot, "first_name": first_name},
+            **extra,
         }
         if text is not None:
             msg["text"] = text
             mentions = [
                 {"type": "mention", "offset": _utf16_len(text[:i]), "length": _utf16_len(word)}
-                for i, word in _words(text) if word.startswith("@") and len(word) > 1
+                for i, word in _words(text)
+                if word.startswith("@") and len(word) > 1
             ]
             if mentions:
                 msg["entities"] = mentions
@@ -103,18 +125,32 @@ class EmulatedBot:
         chat = {"id": user_id, "type": "private", "first_name": kw.get("first_name", "Ada")}
         return self.update(self.message(chat, text, user_id=user_id, **kw), update_id)
 
-    def group(self, text: str | None, *, reply_to_bot: bool = False, user_id: int = 43,
-              **kw: Any) -> dict[str, Any]:
+    def group(
+        self, text: str | None, *, reply_to_bot: bool = False, user_id: int = 43, **kw: Any
+    ) -> dict[str, Any]:
         chat = {"id": GROUP_ID, "type": "supergroup", "title": "Customers"}
         if reply_to_bot:
-            kw["reply_to_message"] = {"message_id": 4999, "date": int(time.time()), "chat": chat,
-                                      "from": self.user(), "text": "How can I help?"}
+            kw["reply_to_message"] = {
+                "message_id": 4999,
+                "date": int(time.time()),
+                "chat": chat,
+                "from": self.user(),
+                "text": "How can I help?",
+            }
         return self.update(self.message(chat, text, user_id=user_id, **kw))
 
     def sticker(self, *, user_id: int = 42) -> dict[str, Any]:
         chat = {"id": user_id, "type": "private", "first_name": "Ada"}
-        sticker = {"file_id": "CAACAgI", "file_unique_id": "AgAD", "type": "regular", "width": 512,
-                   "height": 512, "is_animated": False, "is_video": False, "emoji": "👍"}
+        sticker = {
+            "file_id": "CAACAgI",
+            "file_unique_id": "AgAD",
+            "type": "regular",
+            "width": 512,
+            "height": 512,
+            "is_animated": False,
+            "is_video": False,
+            "emoji": "👍",
+        }
         return self.update(self.message(chat, None, user_id=user_id, sticker=sticker))
 
 
@@ -158,10 +194,18 @@ class TelegramEmulator:
         bot.calls.append(Call(method, params, status))
         return web.json_response(body, status=status)
 
-    async def _call(self, bot: EmulatedBot, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    async def _call(
+        self, bot: EmulatedBot, method: str, params: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
         if method == "getMe":
-            return _ok({**bot.user(), "can_join_groups": True, "can_read_all_group_messages": False,
-                        "supports_inline_queries": False})
+            return _ok(
+                {
+                    **bot.user(),
+                    "can_join_groups": True,
+                    "can_read_all_group_messages": False,
+                    "supports_inline_queries": False,
+                }
+            )
         if method == "deleteWebhook":
             bot.webhook = {}
             if params.get("drop_pending_updates"):
@@ -171,8 +215,13 @@ class TelegramEmulator:
             bot.webhook = dict(params)
             return _ok(True)
         if method == "getWebhookInfo":
-            return _ok({"url": bot.webhook.get("url", ""), "has_custom_certificate": False,
-                        "pending_update_count": len(bot.pending)})
+            return _ok(
+                {
+                    "url": bot.webhook.get("url", ""),
+                    "has_custom_certificate": False,
+                    "pending_update_count": len(bot.pending),
+                }
+            )
         if method == "getUpdates":
             if bot.webhook.get("url"):
                 return 409, _fail(409, "Conflict: can't use getUpdates method while webhook is active")
@@ -182,8 +231,9 @@ class TelegramEmulator:
         if method == "sendMessage":
             if bot.rate_limits:
                 retry = bot.rate_limits.pop(0)
-                return 429, _fail(429, f"Too Many Requests: retry after {retry}",
-                                  parameters={"retry_after": retry})
+                return 429, _fail(
+                    429, f"Too Many Requests: retry after {retry}", parameters={"retry_after": retry}
+                )
             text = params.get("text", "")
             if params.get("parse_mode") == "HTML":  # the limit counts text after entity parsing
                 visible = html.unescape(re.sub(r"<[^>]+>", "", text))
@@ -195,8 +245,15 @@ class TelegramEmulator:
                 return 400, _fail(400, "Bad Request: message is too long")
             chat_id = params["chat_id"]
             chat = {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"}
-            return _ok({"message_id": next(bot._message_ids), "date": int(time.time()),
-                        "chat": chat, "from": bot.user(), "text": text})
+            return _ok(
+                {
+                    "message_id": next(bot._message_ids),
+                    "date": int(time.time()),
+                    "chat": chat,
+                    "from": bot.user(),
+                    "text": text,
+                }
+            )
         return 404, _fail(404, "Not Found")
 
 
