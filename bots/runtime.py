@@ -33,7 +33,9 @@ class Runtime:
         self.seed_personas = seed_personas
 
     async def __aenter__(self) -> Runtime:
-        self.redis = await connect(self.settings.redis_url, self.settings.data_dir)
+        self.redis = await connect(
+            self.settings.redis_url, self.settings.data_dir, self.settings.redis_options
+        )
         self.bus = Bus(self.redis, self.keys)
         self.history = History(
             self.redis,
