@@ -124,12 +124,11 @@ def chat(
             persona = await rt.personas.get(bot_id)
             await asyncio.to_thread(rt.registry.intent_model, persona.models.intent)
             await asyncio.to_thread(rt.registry.reply_model, persona.models.lm)
-            stop = asyncio.Event()
-            engine = asyncio.create_task(rt.engine(consumer=f"console-{user}").run(stop))
-            async with ConsoleAdapter(rt.bus, bot_id=bot_id, personas=rt.personas) as adapter:
+            async with (
+                rt.engine(consumer=f"console-{user}"),
+                ConsoleAdapter(rt.bus, bot_id=bot_id, personas=rt.personas) as adapter,
+            ):
                 await adapter.chat(user, greeting=persona.greeting, bot_name=persona.display_name)
-            stop.set()
-            await engine
 
     _run(main())
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -86,20 +86,6 @@ class History:
             return []
         raw = await self.redis.lrange(self.keys.history(conv), -limit, -1)
         return [Turn.from_json(r) for r in raw]
-
-    async def recent_many(
-        self, convs: Iterable[ConversationKey], limit: int = 20
-    ) -> dict[ConversationKey, list[Turn]]:
-        """The recent window of several conversations in one round trip."""
-        convs = list(dict.fromkeys(convs))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for conv in convs:
-                pipe.lrange(self.keys.history(conv), -limit, -1)
-            results = await pipe.execute()
-        return {c: [Turn.from_json(r) for r in raw] for c, raw in zip(convs, results, strict=False)}
-
-    async def all_turns(self, conv: ConversationKey) -> list[Turn]:
-        return await self.recent(conv, self.max_turns)
 
     async def conversations_of(self, platform: str, user_id: str) -> list[str]:
         """Every key that holds data about this user (history, hand-off state, ...)."""

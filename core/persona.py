@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import ConfigError
 from core.keys import Keys
-from core.messages import Route
 
 PERSONA_VERSIONS_KEPT = 50
 
@@ -46,7 +45,8 @@ SMALL_TALK_ANSWERS = {
 
 
 class RoutingRules(_Strict):
-    """Which intents the bot answers, answers with a fixed text, or hands to a human."""
+    """Which intents the bot answers, answers with a fixed text, or hands to a human
+    (``core.router`` applies them)."""
 
     routes: dict[str, Literal["generate", "canned", "escalate"]] = Field(
         default_factory=lambda: {
@@ -69,12 +69,6 @@ class RoutingRules(_Strict):
             if not text.strip():
                 raise ValueError(f"canned answer for intent {intent!r} is empty")
         return value
-
-    def route_for(self, intent: str) -> Route:
-        route = Route(self.routes.get(intent, self.default_route))
-        if route is Route.CANNED and intent not in self.canned:
-            return Route.GENERATE  # a canned route without text would say nothing
-        return route
 
 
 class Messages(_Strict):
@@ -172,7 +166,3 @@ class PersonaStore:
 
     async def versions(self, bot_id: str) -> list[dict[str, object]]:
         return [json.loads(r) for r in await self.redis.lrange(self.keys.persona_versions(bot_id), 0, -1)]
-
-    async def bot_ids(self) -> list[str]:
-        prefix = self.keys.persona("")
-        return sorted([k[len(prefix) :] async for k in self.redis.scan_iter(match=prefix + "*")])
