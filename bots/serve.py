@@ -81,9 +81,8 @@ async def _serve(settings: Settings, sock: socket.socket, on_ready: Callable[[st
 
         # Started in order, stopped in reverse: adapters (and their outboxes), then the engine.
         await running.enter_async_context(rt.engine())
-        web = await running.enter_async_context(
-            WebChatAdapter(rt.bus, bot_id=settings.default_bot, personas=rt.personas)
-        )
+        web = WebChatAdapter(rt.bus, bot_id=settings.default_bot, personas=rt.personas)
+        await running.enter_async_context(web)
         platforms = configured_adapters(settings, rt.bus, rt.personas, serves=list(persona.platforms))
         adapters = platforms.adapters
         for adapter in adapters:

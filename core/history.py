@@ -37,7 +37,7 @@ class Turn:
         return json.dumps(asdict(self), ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, raw: str) -> Turn:
+    def from_json(cls, raw: str | bytes) -> Turn:
         data: dict[str, Any] = json.loads(raw)
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
@@ -90,7 +90,7 @@ class History:
     async def conversations_of(self, platform: str, user_id: str) -> list[str]:
         """Every key that holds data about this user (history, hand-off state, ...)."""
         members = await self.redis.smembers(self.keys.user_index(platform, user_id))
-        return sorted(members)
+        return sorted(m if isinstance(m, str) else m.decode() for m in members)
 
     async def export_user(self, platform: str, user_id: str) -> dict[str, list[dict[str, Any]]]:
         """All stored turns of a user, by conversation key (the data-access request)."""
