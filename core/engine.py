@@ -185,10 +185,9 @@ class Engine:
         """Tell each customer whose ticket nobody has claimed for an interval that they
         are still waiting (the persona's ``still_waiting``); returns how many were told.
         Several engines may run this at once: each reminder is sent by exactly one."""
-        due = await self.tickets.due_reminders()
-        if not due:
+        tickets = await self.tickets.due_reminders()
+        if not tickets:
             return 0
-        tickets = [await self.tickets.get(ticket_id) for ticket_id in due]
         personas = await self.personas.get_many([t.bot_id for t in tickets])
         sent = 0
         for ticket in tickets:
