@@ -53,9 +53,9 @@ from core.tickets import ASK_FOR_PERSON, REASON_ASKED, REASON_INTENT, REASON_LOW
 
 log = logging.getLogger(__name__)
 
+ENGINE_BACKOFF = Backoff(first=0.2, cap=5.0)  # after a failed batch (a Redis blip, say)
 # A missing persona still gets a polite answer: the default fixed messages.
 _NO_PERSONA = Persona(bot_id="unknown", display_name="Assistant")
-ENGINE_BACKOFF = Backoff(first=0.2, cap=5.0)  # after a failed batch (a Redis blip, say)
 _UNDECIDED = router.Decision(Route.UNAVAILABLE, "not routed yet", "unavailable")
 
 
