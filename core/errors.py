@@ -6,7 +6,9 @@
      ├── ModelMissing            a model folder is absent or unreadable
      └── DeliveryError           a platform send failed; the reply stays queued and is retried
           ├── RateLimited        the platform said 429; retry after ``retry_after`` seconds
-          └── AdapterAuthError   the credentials are wrong; that adapter stops, others go on
+          ├── AdapterAuthError   the credentials are wrong; that adapter stops, others go on
+          └── PermanentDeliveryError  the platform refused this one reply for good (the
+                                 bot was blocked, the chat is gone); it is dropped
 
 Every message is one line a user can act on: what is wrong and what to do.
 """
@@ -44,3 +46,8 @@ class RateLimited(DeliveryError):
 
 class AdapterAuthError(DeliveryError):
     """The platform rejected our credentials; retrying will not help."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """The platform refused this reply and always will (blocked, removed, chat deleted):
+    the outbox drops it with one log line, so it cannot hold up that chat's later replies."""
