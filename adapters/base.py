@@ -22,7 +22,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import ClassVar, Generic, TypeVar
 from urllib.parse import urlparse
 
@@ -56,7 +56,7 @@ class Event:
     text_only: bool = False  # a sticker, photo or file without text: the polite prompt
 
 
-class Intake(str, Enum):
+class Intake(StrEnum):
     """What became of one event (also the key of ``Adapter.stats``)."""
 
     IGNORED = "ignored"
@@ -84,7 +84,12 @@ class Adapter(ABC):
         self.personas = personas
         self.backoff = backoff
         self.outbox = Outbox(
-            bus, self.platform, bot_id, self._deliver_reply, consumer=consumer or f"{self.platform}-1", backoff=backoff
+            bus,
+            self.platform,
+            bot_id,
+            self._deliver_reply,
+            consumer=consumer or f"{self.platform}-1",
+            backoff=backoff,
         )
         self.error: str | None = None  # one line saying why the adapter stopped
         self.failure: ChatbotError | None = None  # the error behind ``error``, to re-raise
@@ -99,7 +104,7 @@ class Adapter(ABC):
     @abstractmethod
     async def connect(self) -> None:
         """Log in and start receiving platform events (raise AdapterAuthError on a bad
-        token, naming the environment variable)."""
+        token, naming the environment variable). On any error ``disconnect`` follows."""
 
     @abstractmethod
     async def disconnect(self) -> None:
@@ -113,6 +118,7 @@ class Adapter(ABC):
 
     async def send_typing(self, chat_id: str, meta: dict[str, str]) -> None:
         """Show a typing indicator in a chat (platforms without one keep this no-op)."""
+        return None
 
     def routes(self) -> list[BaseRoute]:
         """HTTP endpoints the platform calls (webhooks), mounted on the web app."""
@@ -231,7 +237,12 @@ class Adapter(ABC):
     async def start(self) -> None:
         self._stop.clear()
         self.error = self.failure = None  # a restart after a failure starts clean
-        await self.connect()
+        try:
+            await self.connect()
+        except BaseException:  # a half-made connection (a client, a session) is closed
+            with contextlib.suppress(Exception):
+                await self.disconnect()
+            raise
         self._outbox_task = asyncio.create_task(self._run_outbox(), name=f"{self.platform}-outbox")
 
     async def _run_outbox(self) -> None:

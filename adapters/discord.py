@@ -127,19 +127,16 @@ class DiscordAdapter(PlatformAdapter[DiscordConfig]):
 
     # -- lifecycle -------------------------------------------------------------------
     async def connect(self) -> None:
-        client = _Client(self.config, self._on_message)
+        client = self._client = _Client(self.config, self._on_message)
         try:
             await client.login(self.config.token)
         except discord.LoginFailure:
-            await client.close()
             raise AdapterAuthError(f"{REJECTED} (401 Unauthorized); {TOKEN_HELP}") from None
         except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
-            await client.close()
             where = self.config.api_base_url or DiscordRoute.BASE
             raise DeliveryError(
                 f"cannot log in to Discord at {where} ({exc}); check DISCORD_API_BASE_URL and the network"
             ) from None
-        self._client = client
         self._gateway = asyncio.create_task(self._run_gateway(client), name="discord-gateway")
         ready = asyncio.create_task(client.connected.wait())
         await asyncio.wait(
@@ -147,7 +144,6 @@ class DiscordAdapter(PlatformAdapter[DiscordConfig]):
         )
         ready.cancel()
         if self.failure is not None:
-            await self.disconnect()
             raise self.failure
         if not client.connected.is_set():
             log.warning("discord: no READY from the gateway yet; discord.py keeps trying")
@@ -223,20 +219,22 @@ class DiscordAdapter(PlatformAdapter[DiscordConfig]):
             raise DeliveryError("the Discord client is not connected")
         guild_id = int(reply.meta["guild_id"]) if reply.meta.get("guild_id") else None
         channel = client.get_partial_messageable(int(reply.chat_id), guild_id=guild_id)
-        reference = None
+        # Ping only the customer replied to, and only on the first part.
+        options: dict[str, Any] = {"allowed_mentions": discord.AllowedMentions.none()}
+        options["allowed_mentions"].replied_user = part == 0
         if reply.meta.get("message_id"):
-            reference = discord.MessageReference(  # fail_if_not_exists=False: deleted? still answer
-                message_id=int(reply.meta["message_id"]),
-                channel_id=int(reply.chat_id),
-                guild_id=guild_id,
-                fail_if_not_exists=False,
+            options["reference"] = (
+                discord.MessageReference(  # fail_if_not_exists=False: deleted? still answer
+                    message_id=int(reply.meta["message_id"]),
+                    channel_id=int(reply.chat_id),
+                    guild_id=guild_id,
+                    fail_if_not_exists=False,
+                )
             )
-        mentions = discord.AllowedMentions(everyone=False, users=False, roles=False, replied_user=part == 0)
-        # ^ ping only the customer replied to, and only on the first part
         marked_up = to_discord_markdown(text)  # escapes can push a full part over the limit:
         content = marked_up if len(marked_up) <= self.max_message_chars else text  # then as written
         try:
-            await channel.send(content, reference=reference, allowed_mentions=mentions)
+            await channel.send(content, **options)
         except discord.RateLimited as exc:  # discord.py would wait longer than max_ratelimit_timeout
             raise RateLimited(exc.retry_after) from None
         except discord.HTTPException as exc:

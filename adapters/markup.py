@@ -107,7 +107,9 @@ class _DiscordMarkdown(Style):
         return f"{'#' * level} {body}" if level <= 3 else f"**{body}**"
 
 
-TELEGRAM = _TelegramHTML(("<b>", "</b>"), ("<i>", "</i>"), ("<s>", "</s>"), "• ", ("<blockquote>", "</blockquote>"), "")
+TELEGRAM = _TelegramHTML(
+    ("<b>", "</b>"), ("<i>", "</i>"), ("<s>", "</s>"), "• ", ("<blockquote>", "</blockquote>"), ""
+)
 SLACK = _SlackMrkdwn(("*", "*"), ("_", "_"), ("~", "~"), "• ", ("", ""), "> ")
 DISCORD = _DiscordMarkdown(("**", "**"), ("*", "*"), ("~~", "~~"), "- ", ("", ""), "> ")
 

@@ -42,9 +42,8 @@ MAX_UPDATE_BYTES = 1024 * 1024
 _TOKEN = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
 _SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what setWebhook accepts
 # Filters do not reach child loggers' records, so each logger that may log a URL is named.
-_PTB_LOGGERS = (
-    "httpx telegram telegram.Bot telegram.ext telegram.ext.ExtBot telegram.ext.Updater telegram.ext.Application"
-).split()
+_PTB_CHILDREN = ("Bot", "ext", "ext.ExtBot", "ext.Updater", "ext.Application")
+_PTB_LOGGERS = ("httpx", "telegram", *(f"telegram.{name}" for name in _PTB_CHILDREN))
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,21 +124,18 @@ class TelegramAdapter(PlatformAdapter[TelegramConfig]):
                 await app.bot.set_webhook(
                     cfg.webhook_url, secret_token=cfg.webhook_secret, allowed_updates=updates
                 )
-            else:
+            elif app.updater is not None:  # polling mode always has one
                 await app.start()
                 await app.updater.start_polling(
                     timeout=dt.timedelta(seconds=cfg.poll_timeout), allowed_updates=updates
                 )
         except InvalidToken:
-            await self.disconnect()
             raise self._auth_error() from None
         except BadRequest as exc:
-            await self.disconnect()
             raise ConfigError(
                 f"Telegram refused TELEGRAM_WEBHOOK_URL: {self._redact.text(str(exc))}"
             ) from None
         except TelegramError as exc:
-            await self.disconnect()
             raise DeliveryError(
                 f"cannot reach the Telegram Bot API at {_host(cfg.api_base_url)} "
                 f"({self._redact.text(str(exc))}); check TELEGRAM_API_BASE_URL "
@@ -230,7 +226,11 @@ class TelegramAdapter(PlatformAdapter[TelegramConfig]):
         replied = message.reply_to_message
         if replied and replied.from_user and replied.from_user.id == self._me_id:
             return True
-        kinds = [MessageEntity.MENTION, MessageEntity.TEXT_MENTION, MessageEntity.BOT_COMMAND]
+        kinds: list[str | None] = [
+            MessageEntity.MENTION,
+            MessageEntity.TEXT_MENTION,
+            MessageEntity.BOT_COMMAND,
+        ]
         found = {**message.parse_entities(kinds), **message.parse_caption_entities(kinds)}
         return any(
             (entity.user is not None and entity.user.id == self._me_id)

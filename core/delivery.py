@@ -69,7 +69,7 @@ class Outbox:
                 if self._in_flight >= self.max_in_flight:
                     await asyncio.sleep(0.05)
                     continue
-                entries = await redis(
+                entries: list[tuple[str, Reply]] = await redis(
                     self.bus.read_outbound, self.platform, self.bot_id, self.consumer, count=64, block_ms=500
                 )
                 for entry_id, reply in entries:

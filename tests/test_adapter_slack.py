@@ -71,9 +71,11 @@ async def harness(
         try:
             app = Starlette(routes=adapter.routes())
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://slack.test") as http:
-                async with running_fake_engine(bus) as engine:
-                    yield Harness(emulator, adapter, http, engine, redis, keys)
+            async with (
+                httpx.AsyncClient(transport=transport, base_url="http://slack.test") as http,
+                running_fake_engine(bus) as engine,
+            ):
+                yield Harness(emulator, adapter, http, engine, redis, keys)
         finally:
             await adapter.stop()
 
@@ -330,14 +332,6 @@ async def test_bad_app_token_is_reported_in_one_line(redis: aioredis.Redis, keys
 
 
 # -- text --------------------------------------------------------------------------------
-def test_markdown_becomes_mrkdwn_and_is_escaped() -> None:
-    text = "# Order\n**Total** is < $5 & *maybe* ~~more~~\n- see [the page](https://x.example/a?b=1&c=2)\n`a<b **c**`"
-    assert to_slack_mrkdwn(text) == (
-        "*Order*\n*Total* is &lt; $5 &amp; _maybe_ ~more~\n"
-        "• see <https://x.example/a?b=1&amp;c=2|the page>\n`a&lt;b **c**`"
-    )
-
-
 def test_incoming_text_loses_the_mention_and_slack_escapes() -> None:
     assert from_slack_text("<@UBOT> is 1 &lt; 2 &amp; <https://x.example|x.example>?", "UBOT") == (
         "is 1 < 2 & x.example?"

@@ -13,7 +13,6 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from adapters.markup import to_telegram_html
 from adapters.telegram import TelegramAdapter, TelegramConfig
 from core.bus import Bus
 from core.errors import AdapterAuthError, ConfigError, DeliveryError
@@ -273,11 +272,3 @@ async def test_webhook_checks_secret_and_answers(bus: Bus, tg: TelegramEmulator,
     assert bot.texts() == ["echo: hello", "echo: ping"]
     assert [m.text for m in engine.seen] == ["hello", "ping"]
     assert "getUpdates" not in {c.method for c in bot.calls}
-
-
-def test_replies_are_sent_as_telegram_html() -> None:
-    text = "**Steps**\n- open `<settings>`\n* pay & go\n```\nif a < b:\n    **x**\n```"
-    assert to_telegram_html(text) == (
-        "<b>Steps</b>\n• open <code>&lt;settings&gt;</code>\n• pay &amp; go\n"
-        "<pre>if a &lt; b:\n    **x**\n</pre>"
-    )

@@ -58,7 +58,7 @@ def test_telegram_formats_markdown_and_escapes_everything_else() -> None:
         "<b>Steps</b>\n• open <code>&lt;settings&gt;</code>\n• pay &amp; go\n"
         "<pre>if a &lt; b:\n    **x**\n</pre>"
     )
-    assert to_telegram_html("# Title\n*it* ~~no~~ [site](https://x.example/?a=1&b=\"2\")") == (
+    assert to_telegram_html('# Title\n*it* ~~no~~ [site](https://x.example/?a=1&b="2")') == (
         '<b>Title</b>\n<i>it</i> <s>no</s> <a href="https://x.example/?a=1&amp;b=%222%22">site</a>'
     )
 
@@ -78,7 +78,10 @@ def test_telegram_shows_entities_as_written() -> None:
 
 # -- Slack ----------------------------------------------------------------------------------
 def test_slack_mrkdwn() -> None:
-    text = "# Order\n**Total** is < $5 & *maybe* ~~more~~\n- see [the page](https://x.example/a?b=1&c=2)\n`a<b **c**`"
+    text = (
+        "# Order\n**Total** is < $5 & *maybe* ~~more~~\n"
+        "- see [the page](https://x.example/a?b=1&c=2)\n`a<b **c**`"
+    )
     assert to_slack_mrkdwn(text) == (
         "*Order*\n*Total* is &lt; $5 &amp; _maybe_ ~more~\n"
         "• see <https://x.example/a?b=1&amp;c=2|the page>\n`a&lt;b **c**`"

@@ -47,7 +47,10 @@ def test_split_closes_and_reopens_code_fences() -> None:
 
 
 def test_slots_use_facts_and_never_show_braces() -> None:
-    text = "Call {{Customer Support Phone Number}}, visit {{Website Name}}, open {{Order History}}, order {{Order Number Anonymized}} {{Broken"
+    text = (
+        "Call {{Customer Support Phone Number}}, visit {{Website Name}}, open {{Order History}}, "
+        "order {{Order Number Anonymized}} {{Broken"
+    )
     filled = fill_slots(text, {"customer_support_phone_number": "+44 20 0000"})
     assert "+44 20 0000" in filled and "our website" in filled and "Order History" in filled
     assert "your order number" in filled
