@@ -21,7 +21,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from enum import StrEnum
 from typing import ClassVar, Generic, TypeVar
 from urllib.parse import urlparse
@@ -69,6 +69,7 @@ class Adapter(ABC):
     platform: ClassVar[str]
     max_message_chars: ClassVar[int] = 4000
     typing_interval: ClassVar[float] = 0.0  # seconds between typing pings; 0 = none
+    sdk_loggers: ClassVar[tuple[str, ...]] = ()  # loggers that may print a secret (a URL with a token)
 
     def __init__(
         self,
@@ -91,6 +92,7 @@ class Adapter(ABC):
             consumer=consumer or f"{self.platform}-1",
             backoff=backoff,
         )
+        self.redact = RedactSecrets()  # a platform adapter names its config's secrets
         self.error: str | None = None  # one line saying why the adapter stopped
         self.failure: ChatbotError | None = None  # the error behind ``error``, to re-raise
         self.stats: Counter[str] = Counter()  # received, and each Intake outcome
@@ -237,11 +239,12 @@ class Adapter(ABC):
     async def start(self) -> None:
         self._stop.clear()
         self.error = self.failure = None  # a restart after a failure starts clean
+        for name in self.sdk_loggers:  # a filter does not see records of child loggers
+            logging.getLogger(name).addFilter(self.redact)
         try:
             await self.connect()
         except BaseException:  # a half-made connection (a client, a session) is closed
-            with contextlib.suppress(Exception):
-                await self.disconnect()
+            await self._disconnect()
             raise
         self._outbox_task = asyncio.create_task(self._run_outbox(), name=f"{self.platform}-outbox")
 
@@ -261,7 +264,14 @@ class Adapter(ABC):
         if self._outbox_task:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._outbox_task, timeout=5)
-        await self.disconnect()
+        await self._disconnect()
+
+    async def _disconnect(self) -> None:
+        try:
+            await self.disconnect()
+        finally:
+            for name in self.sdk_loggers:
+                logging.getLogger(name).removeFilter(self.redact)
 
     @property
     def running(self) -> bool:
@@ -325,3 +335,5 @@ class PlatformAdapter(Adapter, Generic[ConfigT]):
     ) -> None:
         super().__init__(bus, bot_id=bot_id, personas=personas, backoff=backoff)
         self.config = config
+        hidden = [f.name for f in fields(config) if not f.repr] if is_dataclass(config) else []
+        self.redact = RedactSecrets(*(getattr(config, name) for name in hidden))  # secrets: repr=False

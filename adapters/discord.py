@@ -38,6 +38,10 @@ OnMessage = Callable[[discord.Message], Awaitable[None]]
 
 TOKEN_HELP = "copy the token again from the Developer Portal (Applications > your app > Bot > Reset Token)"
 REJECTED = "DISCORD_BOT_TOKEN was rejected by Discord"
+INTENT_REFUSED = (
+    "Discord refused the MESSAGE CONTENT intent; enable it in the Developer Portal "
+    "(Applications > your app > Bot > Privileged Gateway Intents)"
+)
 # Nobody is pinged by a bot answer except the customer it replies to (first part only).
 # A text bot never joins voice: skip discord.py's "voice will NOT be supported" warnings.
 discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
@@ -153,19 +157,11 @@ class DiscordAdapter(PlatformAdapter[DiscordConfig]):
         try:
             await client.connect(reconnect=True)
         except discord.PrivilegedIntentsRequired:
-            self.fail(
-                AdapterAuthError(
-                    "Discord refused the MESSAGE CONTENT intent; enable it in the Developer Portal "
-                    "(Applications > your app > Bot > Privileged Gateway Intents)"
-                )
-            )
+            self.fail(AdapterAuthError(INTENT_REFUSED))
         except discord.ConnectionClosed as exc:
-            if exc.code == 4004:
-                self.fail(AdapterAuthError(f"{REJECTED} at the gateway (4004); {TOKEN_HELP}"))
-            else:
-                self.fail(
-                    DeliveryError(f"the Discord gateway closed the connection ({exc.code} {exc.reason})")
-                )
+            closed = f"the Discord gateway closed the connection ({exc.code} {exc.reason})"
+            bad_token = f"{REJECTED} at the gateway (4004); {TOKEN_HELP}"
+            self.fail(AdapterAuthError(bad_token) if exc.code == 4004 else DeliveryError(closed))
         except Exception as exc:  # one line for the operator, not a traceback
             self.fail(DeliveryError(f"the Discord gateway stopped: {type(exc).__name__}: {exc}"))
         if self.failure is not None:

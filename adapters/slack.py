@@ -52,6 +52,10 @@ AUTH_ERRORS = frozenset(
 TRANSIENT_ERRORS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
+TOKEN_PAGES = {
+    "SLACK_BOT_TOKEN": "OAuth & Permissions, xoxb-...",
+    "SLACK_APP_TOKEN": "Basic Information > App-Level Tokens, xapp-...",
+}
 # Message subtypes written by a person; everything else (bot_message, message_changed,
 # message_deleted, channel_join, ...) is not a customer talking to the bot.
 USER_SUBTYPES = frozenset({None, "file_share", "thread_broadcast", "me_message"})
@@ -82,7 +86,6 @@ class SlackAdapter(PlatformAdapter[SlackConfig]):
 
     def __init__(self, bus: Bus, config: SlackConfig, **options: Any) -> None:
         super().__init__(bus, config, **options)
-        bot_id = self.bot_id
         api_url = config.api_url if config.api_url.endswith("/") else config.api_url + "/"
         # retry_handlers=[]: no hidden waits or resends inside the SDK; the Outbox retries.
         self.client = AsyncWebClient(token=config.bot_token, base_url=api_url, retry_handlers=[])
@@ -97,7 +100,7 @@ class SlackAdapter(PlatformAdapter[SlackConfig]):
                 signing_secret=config.signing_secret,
                 process_before_response=True,  # ack only once the message is on the stream
                 logger=bolt_log,
-                name=f"chatbot-{bot_id}",
+                name=f"chatbot-{self.bot_id}",
             )
         finally:
             bolt_log.setLevel(level)
@@ -221,13 +224,8 @@ class SlackAdapter(PlatformAdapter[SlackConfig]):
                 ) from None
             if error in AUTH_ERRORS:
                 raise AdapterAuthError(
-                    f"{env_var} was rejected by Slack ({error}); copy a valid token from your app's page "
-                    "at api.slack.com/apps"
-                    + (
-                        " (OAuth & Permissions, xoxb-...)"
-                        if env_var == "SLACK_BOT_TOKEN"
-                        else " (Basic Information > App-Level Tokens, xapp-...)"
-                    )
+                    f"{env_var} was rejected by Slack ({error}); copy a valid token from your app's "
+                    f"page at api.slack.com/apps ({TOKEN_PAGES[env_var]})"
                 ) from None
             if status >= 500 or error in TRANSIENT_ERRORS or not error:
                 raise DeliveryError(

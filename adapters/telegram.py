@@ -29,7 +29,7 @@ from telegram.constants import ChatAction, ChatType, ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, RetryAfter, TelegramError
 from telegram.ext import Application, ContextTypes, TypeHandler
 
-from adapters.base import Event, PlatformAdapter, RedactSecrets, is_url, require
+from adapters.base import Event, PlatformAdapter, is_url, require
 from adapters.markup import to_telegram_html
 from core.bus import Bus
 from core.errors import AdapterAuthError, ConfigError, DeliveryError, PermanentDeliveryError, RateLimited
@@ -41,7 +41,6 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_UPDATE_BYTES = 1024 * 1024
 _TOKEN = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
 _SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what setWebhook accepts
-# Filters do not reach child loggers' records, so each logger that may log a URL is named.
 _PTB_CHILDREN = ("Bot", "ext", "ext.ExtBot", "ext.Updater", "ext.Application")
 _PTB_LOGGERS = ("httpx", "telegram", *(f"telegram.{name}" for name in _PTB_CHILDREN))
 
@@ -87,19 +86,17 @@ class TelegramAdapter(PlatformAdapter[TelegramConfig]):
     platform: ClassVar[str] = "telegram"
     max_message_chars: ClassVar[int] = 4096
     typing_interval: ClassVar[float] = 4.0  # Telegram shows "typing…" for ~5 s per call
+    sdk_loggers: ClassVar[tuple[str, ...]] = _PTB_LOGGERS  # httpx logs URLs, and the token is in them
 
     def __init__(self, bus: Bus, config: TelegramConfig, **options: Any) -> None:
         super().__init__(bus, config, **options)
         self._app: Application | None = None
-        self._redact = RedactSecrets(config.token, config.webhook_secret)
         self._me_id = 0
         self._mention = re.compile(r"$^")  # replaced by "@username" once logged in
 
     # -- lifecycle -----------------------------------------------------------------------
     async def connect(self) -> None:
         cfg = self.config
-        for name in _PTB_LOGGERS:  # httpx logs request URLs, and the token is in the URL
-            logging.getLogger(name).addFilter(self._redact)
         builder = (
             Application.builder()
             .token(cfg.token)
@@ -133,12 +130,12 @@ class TelegramAdapter(PlatformAdapter[TelegramConfig]):
             raise self._auth_error() from None
         except BadRequest as exc:
             raise ConfigError(
-                f"Telegram refused TELEGRAM_WEBHOOK_URL: {self._redact.text(str(exc))}"
+                f"Telegram refused TELEGRAM_WEBHOOK_URL: {self.redact.text(str(exc))}"
             ) from None
         except TelegramError as exc:
             raise DeliveryError(
                 f"cannot reach the Telegram Bot API at {_host(cfg.api_base_url)} "
-                f"({self._redact.text(str(exc))}); check TELEGRAM_API_BASE_URL "
+                f"({self.redact.text(str(exc))}); check TELEGRAM_API_BASE_URL "
                 "and the network"
             ) from None
         log.info(
@@ -151,8 +148,6 @@ class TelegramAdapter(PlatformAdapter[TelegramConfig]):
         app, self._app = self._app, None
         if app is not None:
             await _close(app)
-        for name in _PTB_LOGGERS:
-            logging.getLogger(name).removeFilter(self._redact)
 
     # -- intake --------------------------------------------------------------------------
     def routes(self) -> list[BaseRoute]:
@@ -266,7 +261,7 @@ class TelegramAdapter(PlatformAdapter[TelegramConfig]):
         except (Forbidden, BadRequest) as exc:  # blocked by the user, removed from the group...
             raise PermanentDeliveryError(f"Telegram refused it: {exc}") from None
         except TelegramError as exc:  # network, timeouts, 5xx: the outbox retries
-            raise DeliveryError(f"telegram send failed: {self._redact.text(str(exc))}") from None
+            raise DeliveryError(f"telegram send failed: {self.redact.text(str(exc))}") from None
 
     async def send_typing(self, chat_id: str, meta: dict[str, str]) -> None:
         thread = int(meta["thread_id"]) if meta.get("thread_id") else None
