@@ -133,16 +133,12 @@ class TelegramAdapter(PlatformAdapter[TelegramConfig]):
                 f"Telegram refused TELEGRAM_WEBHOOK_URL: {self.redact.text(str(exc))}"
             ) from None
         except TelegramError as exc:
+            why = f"{self.redact.text(str(exc))}); check TELEGRAM_API_BASE_URL and the network"
             raise DeliveryError(
-                f"cannot reach the Telegram Bot API at {_host(cfg.api_base_url)} "
-                f"({self.redact.text(str(exc))}); check TELEGRAM_API_BASE_URL "
-                "and the network"
+                f"cannot reach the Telegram Bot API at {_host(cfg.api_base_url)} ({why}"
             ) from None
-        log.info(
-            "telegram: logged in as @%s (%s)",
-            me.username,
-            "webhook " + cfg.webhook_path if cfg.webhook_url else "long polling",
-        )
+        mode = f"webhook {cfg.webhook_path}" if cfg.webhook_url else "long polling"
+        log.info("telegram: logged in as @%s (%s)", me.username, mode)
 
     async def disconnect(self) -> None:
         app, self._app = self._app, None
