@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from markdown_it import MarkdownIt
@@ -24,7 +25,7 @@ _PARSER = MarkdownIt("commonmark", {"html": False}).disable("entity").enable("st
 
 
 @dataclass(frozen=True, slots=True)
-class Style:
+class Style(ABC):
     """How one platform writes each piece of markdown."""
 
     strong: tuple[str, str]
@@ -34,17 +35,24 @@ class Style:
     quote: tuple[str, str]  # around a quote block (HTML) ...
     quote_line: str  # ... or in front of each of its lines (markdown-like)
 
+    @abstractmethod
     def text(self, text: str) -> str:
-        raise NotImplementedError
+        """Literal text, escaped so the platform shows it as written."""
 
-    def code(self, code: str) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def code(self, code: str) -> str: ...
 
-    def fence(self, code: str, info: str) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def fence(self, code: str, info: str) -> str: ...
+
+    @abstractmethod
+    def web_link(self, label: str, href: str) -> str: ...
 
     def link(self, label: str, href: str) -> str:
-        raise NotImplementedError
+        """Only http(s) links become links; any other scheme is shown as text."""
+        if href.startswith(("http://", "https://")):
+            return self.web_link(label, href)
+        return f"{label} ({self.text(href)})"
 
     def heading(self, level: int, body: str) -> str:
         return f"{self.strong[0]}{body}{self.strong[1]}"
@@ -60,8 +68,8 @@ class _TelegramHTML(Style):
     def fence(self, code: str, info: str) -> str:
         return f"<pre>{html.escape(code, quote=False)}</pre>"
 
-    def link(self, label: str, href: str) -> str:
-        return f'<a href="{html.escape(href, quote=True)}">{label}</a>' if _web(href) else label
+    def web_link(self, label: str, href: str) -> str:
+        return f'<a href="{html.escape(href, quote=True)}">{label}</a>'
 
 
 class _SlackMrkdwn(Style):
@@ -74,8 +82,8 @@ class _SlackMrkdwn(Style):
     def fence(self, code: str, info: str) -> str:
         return f"```{escape_slack(code)}```"
 
-    def link(self, label: str, href: str) -> str:
-        return f"<{escape_slack(href)}|{label}>" if _web(href) else label
+    def web_link(self, label: str, href: str) -> str:
+        return f"<{escape_slack(href)}|{label}>"
 
 
 _DISCORD_SPECIAL = re.compile(r"([\\*_~`|\[\]])")
@@ -100,8 +108,8 @@ class _DiscordMarkdown(Style):
         code = code.replace("```", "`\u200b``")  # a fence inside cannot close ours
         return f"```{info}\n{code}```" if code.endswith("\n") else f"```{info}\n{code}\n```"
 
-    def link(self, label: str, href: str) -> str:
-        return f"[{label}](<{href}>)" if _web(href) else label
+    def web_link(self, label: str, href: str) -> str:
+        return f"[{label}](<{href}>)"
 
     def heading(self, level: int, body: str) -> str:
         return f"{'#' * level} {body}" if level <= 3 else f"**{body}**"
@@ -221,7 +229,3 @@ def _inline(children: list[Token], style: Style, newline: str) -> str:
 
 def _pair(style: Style, kind: str) -> tuple[str, str]:
     return {"strong": style.strong, "em": style.em, "s": style.strike}[kind.split("_")[0]]
-
-
-def _web(href: str) -> bool:
-    return href.startswith(("http://", "https://"))

@@ -74,6 +74,7 @@ def test_telegram_shows_entities_as_written() -> None:
     assert to_telegram_html("&lt;b&gt; &amp; &#60;") == "&amp;lt;b&amp;gt; &amp;amp; &amp;#60;"
     assert visible_telegram("**never closed") == "**never closed"
     assert visible_telegram("`unclosed code") == "`unclosed code"
+    assert to_telegram_html("[mail](mailto:a@b.c)") == "mail (mailto:a@b.c)"  # only http(s) links
 
 
 # -- Slack ----------------------------------------------------------------------------------
