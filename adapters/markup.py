@@ -8,6 +8,8 @@ Raw HTML and entities are not interpreted: what was written is what is shown.
     to_telegram_html   Telegram's HTML parse mode (<b>, <i>, <s>, <code>, <pre>, <a>)
     to_slack_mrkdwn    Slack mrkdwn (*bold*, _italic_, ~strike~, <url|label>)
     to_discord_markdown  Discord's markdown (close to CommonMark; literal text escaped)
+
+and the one platform whose incoming text needs reading back: ``from_slack_text``.
 """
 
 from __future__ import annotations
@@ -140,6 +142,18 @@ def to_discord_markdown(text: str) -> str:
 def escape_slack(text: str) -> str:
     """Slack's only escaping rule: ``&``, ``<`` and ``>`` as HTML entities."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+_SLACK_LINK = re.compile(r"<(?:[^<>|]*\|)?([^<>]*)>")
+
+
+def from_slack_text(text: str, bot_user_id: str) -> str:
+    """A customer's Slack text as plain text: our mention removed, ``<url|label>`` and
+    ``<#C1|name>`` reduced to their label, Slack's ``&amp; &lt; &gt;`` undone."""
+    if bot_user_id:
+        text = re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", " ", text)
+    text = _SLACK_LINK.sub(lambda m: m.group(1), text)
+    return re.sub(r"[ \t]{2,}", " ", html.unescape(text)).strip()
 
 
 def render(text: str, style: Style) -> str:

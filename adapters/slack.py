@@ -14,9 +14,7 @@ waiting on 429 and backing off on network errors, so nothing is sent twice or lo
 
 from __future__ import annotations
 
-import html
 import logging
-import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -31,7 +29,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from adapters.base import Event, PlatformAdapter, is_url, require
-from adapters.markup import to_slack_mrkdwn
+from adapters.markup import from_slack_text, to_slack_mrkdwn
 from core.bus import Bus
 from core.errors import AdapterAuthError, DeliveryError, PermanentDeliveryError, RateLimited
 from core.messages import IncomingMessage, Reply
@@ -245,16 +243,3 @@ def _error_code(response: Any) -> str:
         return str(response.get("error") or "")
     except (AttributeError, TypeError, KeyError):
         return ""
-
-
-# -- text -----------------------------------------------------------------------------
-_SLACK_LINK = re.compile(r"<(?:[^<>|]*\|)?([^<>]*)>")
-
-
-def from_slack_text(text: str, bot_user_id: str) -> str:
-    """A customer's Slack text as plain text: our mention removed, ``<url|label>`` and
-    ``<#C1|name>`` reduced to their label, Slack's ``&amp; &lt; &gt;`` undone."""
-    if bot_user_id:
-        text = re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", " ", text)
-    text = _SLACK_LINK.sub(lambda m: m.group(1), text)
-    return re.sub(r"[ \t]{2,}", " ", html.unescape(text)).strip()

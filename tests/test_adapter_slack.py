@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from starlette.applications import Starlette
 
 from adapters.markup import to_slack_mrkdwn
-from adapters.slack import SlackAdapter, SlackConfig, from_slack_text
+from adapters.slack import SlackAdapter, SlackConfig
 from core.bus import Bus
 from core.connection import connect
 from core.errors import AdapterAuthError, ConfigError
@@ -329,10 +329,3 @@ async def test_bad_app_token_is_reported_in_one_line(redis: aioredis.Redis, keys
         adapter = SlackAdapter(Bus(redis, keys), config, bot_id="support")
         with pytest.raises(AdapterAuthError, match="SLACK_APP_TOKEN"):
             await adapter.start()
-
-
-# -- text --------------------------------------------------------------------------------
-def test_incoming_text_loses_the_mention_and_slack_escapes() -> None:
-    assert from_slack_text("<@UBOT> is 1 &lt; 2 &amp; <https://x.example|x.example>?", "UBOT") == (
-        "is 1 < 2 & x.example?"
-    )

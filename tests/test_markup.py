@@ -6,7 +6,14 @@ from html.parser import HTMLParser
 
 import pytest
 
-from adapters.markup import _PARSER, escape_slack, to_discord_markdown, to_slack_mrkdwn, to_telegram_html
+from adapters.markup import (
+    _PARSER,
+    escape_slack,
+    from_slack_text,
+    to_discord_markdown,
+    to_slack_mrkdwn,
+    to_telegram_html,
+)
 
 HOSTILE = [
     "**never closed",
@@ -101,6 +108,12 @@ def test_slack_escapes_entities_and_keeps_unbalanced_markers() -> None:
     assert to_slack_mrkdwn("&lt; & <@U123> <!channel>") == "&amp;lt; &amp; &lt;@U123&gt; &lt;!channel&gt;"
     assert to_slack_mrkdwn("**never closed") == "**never closed"
     assert escape_slack("a<b>&c") == "a&lt;b&gt;&amp;c"
+
+
+def test_incoming_text_loses_the_mention_and_slack_escapes() -> None:
+    assert from_slack_text("<@UBOT> is 1 &lt; 2 &amp; <https://x.example|x.example>?", "UBOT") == (
+        "is 1 < 2 & x.example?"
+    )
 
 
 # -- Discord --------------------------------------------------------------------------------
