@@ -15,11 +15,13 @@ from starlette.applications import Starlette
 
 from adapters.telegram import TelegramAdapter, TelegramConfig
 from core.bus import Bus
+from core.connection import connect
 from core.errors import AdapterAuthError, ConfigError, DeliveryError
 from core.keys import Keys
 from core.messages import IncomingMessage
 from core.persona import Messages, Persona, PersonaStore
 from core.retry import Backoff
+from tests.emulators.redis_server import PrivateRedis
 from tests.emulators.telegram import GROUP_ID, EmulatedBot, TelegramEmulator
 from tests.fake_engine import reply_text, running_fake_engine
 from tests.helpers import wait_for
@@ -272,3 +274,52 @@ async def test_webhook_checks_secret_and_answers(bus: Bus, tg: TelegramEmulator,
     assert bot.texts() == ["echo: hello", "echo: ping"]
     assert [m.text for m in engine.seen] == ["hello", "ping"]
     assert "getUpdates" not in {c.method for c in bot.calls}
+
+
+async def test_webhook_answers_503_while_redis_is_down_and_the_resend_is_answered(
+    tg: TelegramEmulator, bot: EmulatedBot, keys: Keys, tmp_path: Any
+) -> None:
+    url, header = "https://bot.example.com/telegram/webhook", {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+    update = {
+        "update_id": 77,
+        "message": bot.message({"id": 42, "type": "private", "first_name": "Ada"}, "hi"),
+    }
+    server = await PrivateRedis(tmp_path).start()
+    client = await connect(server.url, tmp_path)
+    bus = Bus(client, keys)
+    try:
+        async with running(bus, tg, webhook_url=url, webhook_secret=SECRET) as adapter:
+            app = Starlette(routes=adapter.routes())
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+                await server.stop()
+                down = await http.post("/telegram/webhook", json=update, headers=header)
+                await server.start()
+                again = await http.post("/telegram/webhook", json=update, headers=header)  # Telegram resends
+                async with running_fake_engine(bus):
+                    await wait_for(lambda: bool(bot.sent), what="the reply once Redis is back")
+        assert (down.status_code, again.status_code) == (503, 200)
+        assert bot.texts() == ["echo: hi"]
+    finally:
+        await client.aclose()
+        await server.stop()
+
+
+async def test_polled_update_is_held_while_redis_is_down(
+    tg: TelegramEmulator, bot: EmulatedBot, keys: Keys, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="core.retry")
+    server = await PrivateRedis(tmp_path).start()
+    client = await connect(server.url, tmp_path)
+    bus = Bus(client, keys)
+    try:
+        async with running(bus, tg):
+            await server.stop()
+            bot.dm("still there?")  # fetched by getUpdates, then held until Redis is back
+            await wait_for(lambda: "telegram intake failed" in caplog.text, what="the update held")
+            await server.start()
+            async with running_fake_engine(bus):
+                await wait_for(lambda: bool(bot.sent), what="the reply once Redis is back")
+        assert bot.texts() == ["echo: still there?"]
+    finally:
+        await client.aclose()
+        await server.stop()
