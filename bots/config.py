@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.connection import RedisOptions
 from core.errors import ConfigError
 
 
@@ -25,6 +26,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("var"), description="embedded Redis data (append-only file)")
     models_dir: Path = Field(Path("models"), description="where trained models live")
     namespace: str = Field("chatbot", alias="CHATBOT_NAMESPACE", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    redis_connect_timeout: float = Field(5.0, alias="CHATBOT_REDIS_CONNECT_TIMEOUT", gt=0)
+    redis_socket_timeout: float = Field(15.0, alias="CHATBOT_REDIS_SOCKET_TIMEOUT", gt=0)
+    redis_max_connections: int = Field(64, alias="CHATBOT_REDIS_MAX_CONNECTIONS", ge=2)
+    redis_pool_timeout: float = Field(10.0, alias="CHATBOT_REDIS_POOL_TIMEOUT", gt=0)
 
     # engine
     default_bot: str = Field("support", alias="CHATBOT_DEFAULT_BOT")
@@ -55,6 +60,15 @@ class Settings(BaseSettings):
     discord_bot_token: SecretStr | None = None
     discord_api_base_url: str | None = None
     discord_gateway_url: str | None = None
+
+    @property
+    def redis_options(self) -> RedisOptions:
+        return RedisOptions(
+            connect_timeout_s=self.redis_connect_timeout,
+            socket_timeout_s=self.redis_socket_timeout,
+            max_connections=self.redis_max_connections,
+            pool_timeout_s=self.redis_pool_timeout,
+        )
 
     @property
     def history_ttl_seconds(self) -> int:

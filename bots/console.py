@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -17,7 +17,7 @@ console = Console(stderr=True)
 out = Console()
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
@@ -33,6 +33,5 @@ def friendly(fn: Callable[..., T]) -> Callable[..., T]:
             fail(str(exc))
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
-        raise AssertionError("unreachable")  # pragma: no cover
 
     return wrapper

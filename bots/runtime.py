@@ -11,6 +11,7 @@ from bots.config import Settings
 from bots.personas import default_personas
 from core.bus import Bus
 from core.connection import connect
+from core.conversation import Conversations
 from core.engine import Engine, EngineConfig
 from core.escalation import Escalations
 from core.history import History
@@ -33,7 +34,9 @@ class Runtime:
         self.seed_personas = seed_personas
 
     async def __aenter__(self) -> Runtime:
-        self.redis = await connect(self.settings.redis_url, self.settings.data_dir)
+        self.redis = await connect(
+            self.settings.redis_url, self.settings.data_dir, self.settings.redis_options
+        )
         self.bus = Bus(self.redis, self.keys)
         self.history = History(
             self.redis,
@@ -41,8 +44,9 @@ class Runtime:
             max_turns=self.settings.history_max_turns,
             ttl_seconds=self.settings.history_ttl_seconds,
         )
+        self.conversations = Conversations(self.redis, self.keys, self.history)
         self.personas = PersonaStore(self.redis, self.keys)
-        self.escalations = Escalations(self.redis, self.keys, self.settings.history_ttl_seconds)
+        self.escalations = Escalations(self.redis, self.keys, self.conversations)
         if self.seed_personas:
             for persona in default_personas(self.settings.bots_dir):
                 if await self.personas.put_if_absent(persona):
@@ -55,11 +59,14 @@ class Runtime:
         await self.redis.aclose()
 
     def engine(self, consumer: str = "engine-1") -> Engine:
+        """An engine on this runtime's stores (start it with ``async with``)."""
         return Engine(
             self.redis,
-            self.keys,
             self.registry,
-            history=self.history,
+            bus=self.bus,
+            personas=self.personas,
+            conversations=self.conversations,
+            escalations=self.escalations,
             config=EngineConfig(
                 max_message_chars=self.settings.max_message_chars,
                 batch_size=self.settings.engine_batch_size,

@@ -16,6 +16,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from core.conversation import Conversations
 from core.history import Turn
 from core.keys import Keys
 from core.messages import ConversationKey
@@ -33,10 +34,13 @@ class Escalation:
 
 
 class Escalations:
-    def __init__(self, redis: aioredis.Redis, keys: Keys, ttl_seconds: int) -> None:
+    """Escalation records; the hand-off flag itself belongs to the conversation store."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys, conversations: Conversations) -> None:
         self.redis = redis
         self.keys = keys
-        self.ttl_seconds = ttl_seconds
+        self.conversations = conversations
+        self.ttl_seconds = conversations.ttl_seconds
 
     def queue_open(
         self,
@@ -46,7 +50,8 @@ class Escalations:
         transcript: Sequence[Turn],
         display_name: str = "",
     ) -> str:
-        """Add the commands that open an escalation to a pipeline; returns its id."""
+        """Add the commands that open an escalation to a pipeline; returns its id (the
+        caller hands the conversation off with it, in the same pipeline)."""
         escalation_id = uuid.uuid4().hex[:16]
         key = self.keys.escalation(escalation_id)
         now = time.time()
@@ -64,9 +69,7 @@ class Escalations:
         )
         pipe.expire(key, self.ttl_seconds)
         pipe.zadd(self.keys.escalations_open(), {escalation_id: now})
-        pipe.set(self.keys.handoff(conv), escalation_id, ex=self.ttl_seconds)
-        index = self.keys.user_index(conv.platform, conv.user_id)
-        pipe.sadd(index, key, self.keys.handoff(conv))
+        pipe.sadd(self.keys.user_index(conv.platform, conv.user_id), key)
         return escalation_id
 
     async def get(self, escalation_id: str) -> Escalation | None:
@@ -94,6 +97,6 @@ class Escalations:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self.keys.escalation(escalation_id), "status", "resolved")
             pipe.zrem(self.keys.escalations_open(), escalation_id)
-            pipe.delete(self.keys.handoff(escalation.conversation))
+            self.conversations.queue_hand_back(pipe, escalation.conversation)
             await pipe.execute()
         return True

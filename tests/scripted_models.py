@@ -10,6 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from redis.asyncio import Redis
+
+from core.bus import Bus
+from core.conversation import Conversations
+from core.engine import Engine, EngineConfig, ModelProvider
+from core.escalation import Escalations
+from core.history import History
+from core.keys import Keys
+from core.persona import PersonaStore
 from core.protocols import OUT_OF_SCOPE, GenerationRequest, IntentPrediction
 
 
@@ -58,3 +67,26 @@ class ScriptedProvider:
 
     def reply_model(self, name: str) -> ScriptedReplies:
         return self.replies
+
+
+def build_engine(
+    redis: Redis,
+    keys: Keys,
+    models: ModelProvider | None = None,
+    *,
+    history: History | None = None,
+    config: EngineConfig = EngineConfig(block_ms=50),
+) -> Engine:
+    """An engine on the test's Redis namespace, wired as ``bots.runtime.Runtime`` wires it
+    (scripted models unless ``models`` is given)."""
+    history = history or History(redis, keys, max_turns=50, ttl_seconds=3600)
+    conversations = Conversations(redis, keys, history)
+    return Engine(
+        redis,
+        models or ScriptedProvider(),
+        bus=Bus(redis, keys),
+        personas=PersonaStore(redis, keys),
+        conversations=conversations,
+        escalations=Escalations(redis, keys, conversations),
+        config=config,
+    )

@@ -3,6 +3,7 @@ server that does not answer is one line naming REDIS_URL, password hidden."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,3 +66,48 @@ async def test_unreachable_server_is_one_line_naming_redis_url_without_the_passw
 )
 def test_redact_hides_only_the_password(url: str, shown: str) -> None:
     assert redact(url) == shown
+
+
+async def test_hung_server_is_one_line_not_a_stall(tmp_path: Path) -> None:
+    """A server that accepts connections but never answers fails after the socket
+    timeout instead of stalling the caller forever."""
+    import asyncio
+
+    from core.connection import RedisOptions
+
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # read nothing, answer nothing
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    options = RedisOptions(connect_timeout_s=0.5, socket_timeout_s=0.5, retries=0)
+    try:
+        with pytest.raises(RedisUnavailable, match=re.escape("REDIS_URL=redis://127.0.0.1")):
+            await connect(f"redis://127.0.0.1:{port}/0", tmp_path, options)
+        assert accepted, "the client never reached the hung server"
+    finally:
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_more_concurrent_commands_than_connections_wait_instead_of_failing(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """128 concurrent blocking commands on a pool of 8: every one completes; none fails
+    with "Too many connections" (the 500s a load test found with the default pool)."""
+    import asyncio
+
+    from core.connection import RedisOptions
+
+    client = await connect(redis_url, tmp_path, RedisOptions(max_connections=8, pool_timeout_s=30.0))
+    try:
+        key = f"test-pool-{id(client)}"
+        results = await asyncio.gather(*(client.blpop([key], timeout=0.05) for _ in range(128)))
+        assert results == [None] * 128
+        assert client.connection_pool.max_connections == 8
+    finally:
+        await client.aclose()
