@@ -349,8 +349,10 @@ class Engine:
                         display_name=w.message.display_name,
                         meta=w.message.meta,
                     )
-                if reply.text:
-                    self.bus.queue_reply(pipe, reply)
+                # A quiet turn still queues its (empty) reply: it is the receipt that
+                # lets a waiting caller (web chat, console) and a typing indicator stop;
+                # platform adapters send nothing for it.
+                self.bus.queue_reply(pipe, reply)
             self.bus.queue_ack_intake(pipe, [w.entry_id for w in works])
             await pipe.execute()
 

@@ -12,12 +12,12 @@ import pytest
 
 from adapters.telegram import TelegramAdapter, TelegramConfig
 from core.bus import Bus
-from core.delivery import RetryPolicy
 from core.engine import Engine, EngineConfig
 from core.history import History
 from core.keys import Keys
 from core.messages import IncomingMessage, Reply, Route
 from core.persona import Messages, Persona, PersonaStore
+from core.retry import Backoff
 from core.tickets import TicketConfig, TicketEvent, TicketStatus
 from tests.emulators.telegram import TelegramEmulator
 from tests.helpers import wait_for
@@ -231,7 +231,7 @@ async def test_agent_reply_reaches_a_telegram_customer(setup, redis, keys) -> No
         config = TelegramConfig(
             token=token, api_base_url=tg.base_url, poll_timeout=1, connect_timeout=2, read_timeout=5
         )
-        adapter = TelegramAdapter(bus, config, bot_id="support", retry=RetryPolicy(first_backoff=0.05))
+        adapter = TelegramAdapter(bus, config, bot_id="support", backoff=Backoff(first=0.05))
         async with adapter, engine:
             bot.dm(ASK)
             await wait_for(lambda: SAYS.handoff in bot.texts(42), what="the hand-off message")

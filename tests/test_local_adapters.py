@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import os
 
 import httpx
 import pytest
@@ -11,6 +13,7 @@ from adapters.console import ConsoleAdapter
 from adapters.webchat import COOKIE, WebChatAdapter
 from bots.serve import build_app
 from core.persona import Persona
+from tests.helpers import wait_for
 from tests.scripted_models import build_engine
 
 
@@ -77,3 +80,36 @@ async def test_console_piped_prints_one_reply_per_line(engine_running) -> None:
     assert "empty" in lines[2]
     export = await history.export_user("console", "alice")
     assert sum(len(v) for v in export.values()) == 6
+
+
+async def test_console_on_a_held_conversation_gets_a_receipt_then_the_agents_reply(redis, keys) -> None:
+    """Once the team holds the conversation the engine sends only a receipt: the console
+    stops waiting at once (no two-minute timeout) and prints the agent's answer when it
+    comes, named after the agent."""
+    engine = build_engine(redis, keys)
+    await engine.personas.put(Persona(bot_id="support", display_name="Ava"))
+    read_end, write_end = os.pipe()
+    stdout = io.StringIO()
+    async with (
+        engine,
+        ConsoleAdapter(engine.bus, bot_id="support", personas=engine.personas, reply_timeout=30.0) as console,
+    ):
+        with os.fdopen(read_end) as stdin, os.fdopen(write_end, "w") as feed:
+            chatting = asyncio.create_task(console.chat("bob", stdin=stdin, stdout=stdout))
+            feed.write("[contact_human_agent:0.95] a person please\n")
+            feed.flush()
+            await wait_for(lambda: len(stdout.getvalue().splitlines()) == 1, what="hand-off line")
+            feed.write("are you there?\nhello??\n")
+            feed.flush()
+            await wait_for(lambda: len(stdout.getvalue().splitlines()) == 3, what="two more answers")
+            (ticket,) = await engine.tickets.list()
+            await engine.tickets.reply(ticket.id, "dana", "Hi Bob, I'm looking at your order now.")
+            await wait_for(lambda: "dana: Hi Bob" in stdout.getvalue(), what="the agent's reply")
+            feed.close()
+            assert await chatting == 3
+    lines = stdout.getvalue().splitlines()
+    says = Persona(bot_id="support", display_name="Ava").messages
+    assert lines[0] == says.handoff  # the hand-off...
+    assert lines[1] == says.handoff_waiting  # ...acknowledged once...
+    assert lines[2] == ""  # ...then a quiet receipt (piped: an empty line keeps lines paired)
+    assert lines[-1] == "dana: Hi Bob, I'm looking at your order now."
