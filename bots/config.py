@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
+from core.tickets import TicketConfig
 
 
 class Settings(BaseSettings):
@@ -34,6 +35,17 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(4000, alias="CHATBOT_MAX_MESSAGE_CHARS", ge=16)
     engine_batch_size: int = Field(16, alias="CHATBOT_ENGINE_BATCH", ge=1, le=256)
     device: str | None = Field(None, alias="CHATBOT_DEVICE", description="cpu, cuda, cuda:1; unset = auto")
+
+    # support desk (tickets)
+    ticket_reopen_minutes: float = Field(
+        60, alias="CHATBOT_TICKET_REOPEN_MINUTES", gt=0, description="escalating again this soon reopens"
+    )
+    ticket_claim_timeout_minutes: float = Field(
+        15, alias="CHATBOT_TICKET_CLAIM_TIMEOUT_MINUTES", gt=0, description="idle claim may be taken over"
+    )
+    ticket_reminder_minutes: float = Field(
+        5, alias="CHATBOT_TICKET_REMINDER_MINUTES", gt=0, description="unclaimed: 'still waiting' interval"
+    )
 
     # web app
     host: str = Field("127.0.0.1", alias="CHATBOT_HOST")
@@ -73,6 +85,15 @@ class Settings(BaseSettings):
     @property
     def history_ttl_seconds(self) -> int:
         return max(1, int(self.history_ttl_days * 24 * 3600))
+
+    @property
+    def ticket_config(self) -> TicketConfig:
+        return TicketConfig(
+            reopen_window_s=self.ticket_reopen_minutes * 60,
+            claim_timeout_s=self.ticket_claim_timeout_minutes * 60,
+            reminder_interval_s=self.ticket_reminder_minutes * 60,
+            ttl_seconds=self.history_ttl_seconds,
+        )
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -12,11 +12,11 @@ from bots.personas import default_personas
 from core.bus import Bus
 from core.connection import connect
 from core.engine import Engine, EngineConfig
-from core.escalation import Escalations
 from core.history import History
 from core.keys import Keys
 from core.persona import PersonaStore
 from core.registry import ModelRegistry
+from core.tickets import Tickets
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,9 @@ class Runtime:
             ttl_seconds=self.settings.history_ttl_seconds,
         )
         self.personas = PersonaStore(self.redis, self.keys)
-        self.escalations = Escalations(self.redis, self.keys, self.settings.history_ttl_seconds)
+        self.tickets = Tickets(
+            self.redis, self.keys, bus=self.bus, history=self.history, config=self.settings.ticket_config
+        )
         if self.seed_personas:
             for persona in default_personas(self.settings.bots_dir):
                 if await self.personas.put_if_absent(persona):

@@ -7,6 +7,9 @@
      └── DeliveryError           a platform send failed; the reply stays queued and is retried
           ├── RateLimited        the platform said 429; retry after ``retry_after`` seconds
           └── AdapterAuthError   the credentials are wrong; that adapter stops, others go on
+     ├── TicketNotFound          no ticket has that id (the desk answers 404)
+     └── TicketStateError        the ticket's state forbids the action, e.g. reply on resolved (409)
+          └── ClaimConflict      another, still active agent holds the claim (409)
 
 Every message is one line a user can act on: what is wrong and what to do.
 """
@@ -44,3 +47,15 @@ class RateLimited(DeliveryError):
 
 class AdapterAuthError(DeliveryError):
     """The platform rejected our credentials; retrying will not help."""
+
+
+class TicketNotFound(ChatbotError):
+    """No ticket has the given id (a typo, or it expired long after being resolved)."""
+
+
+class TicketStateError(ChatbotError):
+    """The ticket's status does not allow the action (claiming a resolved ticket...)."""
+
+
+class ClaimConflict(TicketStateError):
+    """Another agent holds the ticket and has been active within the claim timeout."""

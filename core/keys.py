@@ -50,7 +50,7 @@ class Keys:
         per bot token), so two bots on one platform never shadow each other."""
         return self._k("seen", platform, bot_id, event_id)
 
-    # personas and escalations
+    # personas
     def persona(self, bot_id: str) -> str:
         return self._k("persona", bot_id)
 
@@ -62,6 +62,29 @@ class Keys:
 
     def escalations_open(self) -> str:
         return self._k("escalations", "open")
+
+    # tickets (hand-offs to the support team)
+    def ticket(self, ticket_id: str) -> str:
+        return self._k("ticket", ticket_id)
+
+    def ticket_audit(self, ticket_id: str) -> str:
+        return self._k("ticket-audit", ticket_id)
+
+    def tickets(self, status: str) -> str:
+        """Ticket ids of one status (or ``all``), scored by their newest activity."""
+        return self._k("tickets", status)
+
+    def ticket_reminders(self) -> str:
+        """Open ticket ids scored by when the customer is next told "still waiting"."""
+        return self._k("tickets", "reminders")
+
+    def conversation_ticket(self, conv: ConversationKey) -> str:
+        """The conversation's latest ticket id (a new escalation may reopen it)."""
+        return self._k("conv-ticket", *conv.parts())
+
+    def ticket_events(self) -> str:
+        """The pub/sub channel of ticket events (live desk pages)."""
+        return self._k("ticket-events")
 
     def pattern(self) -> str:
         return f"{self.namespace}:*"
