@@ -86,7 +86,7 @@ class Desk:
             return account.username if account else None
 
         async def transcript(conv: ConversationKey) -> list[Turn]:
-            return await self.history.all_turns(conv)
+            return await self.history.recent(conv, self.history.max_turns)
 
         async def held(conv: ConversationKey) -> bool:
             ticket = (await self.tickets.latest_many([conv])).get(conv)
