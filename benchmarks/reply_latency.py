@@ -22,12 +22,14 @@ from pathlib import Path
 from bots.personas import default_personas
 from core.bus import Bus
 from core.connection import connect
+from core.conversation import Conversations
 from core.engine import Engine, EngineConfig
 from core.history import History
 from core.keys import Keys
 from core.messages import IncomingMessage
 from core.persona import PersonaStore
 from core.registry import ModelRegistry
+from core.tickets import Tickets
 from core.training.data import BITEXT_CSV, load_examples, stratified_split
 
 
@@ -44,8 +46,17 @@ async def main(n: int, models_dir: Path, out: Path | None) -> dict[str, float]:
     registry = ModelRegistry(models_dir)
     registry.intent_model(persona.models.intent)
     registry.reply_model(persona.models.lm)
-    engine = Engine(redis, keys, registry, history=History(redis, keys), config=EngineConfig(batch_size=n))
     bus = Bus(redis, keys)
+    conversations = Conversations(redis, keys, History(redis, keys))
+    engine = Engine(
+        redis,
+        registry,
+        bus=bus,
+        personas=PersonaStore(redis, keys),
+        conversations=conversations,
+        tickets=Tickets(redis, keys, bus=bus, conversations=conversations),
+        config=EngineConfig(batch_size=n),
+    )
     _train, held = stratified_split(load_examples(BITEXT_CSV), 0.1)
     questions = [e.text for e in held[:n]]
 

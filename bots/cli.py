@@ -127,12 +127,9 @@ def chat(
             persona = await rt.personas.get(bot_id)
             await asyncio.to_thread(rt.registry.intent_model, persona.models.intent)
             await asyncio.to_thread(rt.registry.reply_model, persona.models.lm)
-            stop = asyncio.Event()
-            engine = asyncio.create_task(rt.engine(consumer=f"console-{user}").run(stop))
-            async with ConsoleAdapter(rt.bus, bot_id=bot_id, personas=rt.personas) as adapter:
-                await adapter.chat(user, greeting=persona.greeting, bot_name=persona.display_name)
-            stop.set()
-            await engine
+            console = ConsoleAdapter(rt.bus, bot_id=bot_id, personas=rt.personas)
+            async with rt.engine(consumer=f"console-{user}"), console:
+                await console.chat(user, greeting=persona.greeting, bot_name=persona.display_name)
 
     _run(main())
 
@@ -231,7 +228,7 @@ def persona_versions(bot: Annotated[str, typer.Argument(help="bot id")] = "suppo
     import time
 
     for number, record in enumerate(_with_runtime(lambda rt: rt.personas.versions(bot)), 1):
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(record["at"])))  # type: ignore[arg-type]
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(record["at"])))
         out.print(f"{number:>3}  {when}  {record['author']}")
 
 

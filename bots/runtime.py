@@ -11,6 +11,7 @@ from bots.config import Settings
 from bots.personas import default_personas
 from core.bus import Bus
 from core.connection import connect
+from core.conversation import Conversations
 from core.engine import Engine, EngineConfig
 from core.history import History
 from core.keys import Keys
@@ -41,9 +42,14 @@ class Runtime:
             max_turns=self.settings.history_max_turns,
             ttl_seconds=self.settings.history_ttl_seconds,
         )
+        self.conversations = Conversations(self.redis, self.keys, self.history)
         self.personas = PersonaStore(self.redis, self.keys)
         self.tickets = Tickets(
-            self.redis, self.keys, bus=self.bus, history=self.history, config=self.settings.ticket_config
+            self.redis,
+            self.keys,
+            bus=self.bus,
+            conversations=self.conversations,
+            config=self.settings.ticket_config,
         )
         if self.seed_personas:
             for persona in default_personas(self.settings.bots_dir):
@@ -57,11 +63,14 @@ class Runtime:
         await self.redis.aclose()
 
     def engine(self, consumer: str = "engine-1") -> Engine:
+        """An engine on this runtime's stores (start it with ``async with``)."""
         return Engine(
             self.redis,
-            self.keys,
             self.registry,
-            history=self.history,
+            bus=self.bus,
+            personas=self.personas,
+            conversations=self.conversations,
+            tickets=self.tickets,
             config=EngineConfig(
                 max_message_chars=self.settings.max_message_chars,
                 batch_size=self.settings.engine_batch_size,

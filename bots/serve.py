@@ -76,14 +76,14 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None] | None = 
 
 
 async def _serve(settings: Settings, sock: socket.socket, on_ready: Callable[[str], None] | None) -> None:
-    async with Runtime(settings) as rt:
+    async with Runtime(settings) as rt, contextlib.AsyncExitStack() as running:
         persona = await rt.personas.get(settings.default_bot)
         # Load the models before accepting traffic: the first customer should not wait.
         await asyncio.to_thread(rt.registry.intent_model, persona.models.intent)
         await asyncio.to_thread(rt.registry.reply_model, persona.models.lm)
 
-        stop = asyncio.Event()
-        engine_task = asyncio.create_task(rt.engine().run(stop), name="engine")
+        # Started in order, stopped in reverse: adapters (and their outboxes), then the engine.
+        await running.enter_async_context(rt.engine())
         desk = build_desk(rt)
         web = WebChatAdapter(
             rt.bus,
@@ -92,9 +92,11 @@ async def _serve(settings: Settings, sock: socket.socket, on_ready: Callable[[st
             config=webchat_config(settings),
             hooks=desk.webchat_hooks(),
         )
-        await web.start()
+        await running.enter_async_context(web)
         platforms = configured_adapters(settings, rt.bus, rt.personas, serves=list(persona.platforms))
         adapters = platforms.adapters
+        for adapter in adapters:
+            running.push_async_callback(_stop, adapter)
         # Side by side: a platform that is slow to answer does not hold up the others.
         await asyncio.gather(*(_start(adapter) for adapter in adapters))
 
@@ -114,15 +116,7 @@ async def _serve(settings: Settings, sock: socket.socket, on_ready: Callable[[st
         url = f"http://{settings.host}:{sock.getsockname()[1]}"
         if on_ready:
             on_ready(url)
-        try:
-            await server_task
-        finally:
-            stop.set()
-            for adapter in [web, *adapters]:
-                with contextlib.suppress(Exception):
-                    await adapter.stop()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(engine_task, timeout=10)
+        await server_task
 
 
 async def _start(adapter: Adapter) -> None:
@@ -136,3 +130,11 @@ async def _start(adapter: Adapter) -> None:
     except Exception as exc:  # a bug or an SDK surprise: keep the others running
         adapter.error = f"{type(exc).__name__}: {exc}"
         log.error("%s adapter crashed at start: %s", adapter.platform, adapter.error)
+
+
+async def _stop(adapter: Adapter) -> None:
+    """Stop one adapter at shutdown; one that fails to stop does not keep the others up."""
+    try:
+        await adapter.stop()
+    except Exception as exc:
+        log.warning("%s adapter did not stop cleanly: %s", adapter.platform, exc)

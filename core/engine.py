@@ -6,43 +6,63 @@ For each batch read from the intake stream (consumer group ``engine``):
    batch goes into wave n, so two quick messages from one user are answered in order,
    the second seeing the first in its history, while different users share a batch;
 2. per wave, one pipeline reads each conversation's state (recent turns, hand-off flag,
-   unsure-turn streak); the classifier runs once over the wave, the router picks a
-   route per message, and the LM writes all ``generate`` replies as one batch;
+   unsure-turn streak: ``core.conversation``); the classifier runs once over the
+   messages whose route depends on it, ``core.router`` decides every route, the LM
+   writes all ``generate`` replies as one batch, and the router's second step turns an
+   empty or failed generation into a visible ``rephrase`` or ``unavailable``;
 3. one transaction per wave appends the user and bot turns, updates the state, opens
-   escalations, queues the replies on each platform's outbound stream and acknowledges
-   the intake entries; a crash before it leaves the entries pending, so nothing is lost.
+   or reopens tickets, queues the replies on each platform's outbound stream and
+   acknowledges the intake entries; a crash before it leaves the entries pending, so
+   nothing is lost.
 
-Model calls run in a worker thread, never on the event loop.
+While the support team holds a conversation (``core.tickets``) the bot only stores the
+customer's messages (the ticket's live transcript), answers the first one with the
+persona's short acknowledgement and then stays quiet; a reminder task tells customers
+of unclaimed tickets that they are still waiting, once per interval.
+
+The engine only carries out the router's decisions. Model loading and model calls run
+in a worker thread, never on the event loop. ``async with engine:`` (or ``start`` /
+``stop``) runs the loop; a failed batch is retried with ``core.retry``'s backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import redis.asyncio as aioredis
 
+from core import router
 from core.bus import ENGINE_GROUP, Bus
+from core.conversation import Conversations, ConversationState
 from core.errors import ChatbotError
-from core.escalation import Escalations
-from core.history import History, Turn
-from core.keys import Keys
+from core.history import Turn
 from core.messages import ConversationKey, IncomingMessage, Reply, Route
 from core.metrics import BATCH_SECONDS, MESSAGES
 from core.persona import Persona, PersonaStore
 from core.protocols import GenerationRequest, IntentModel, IntentPrediction, ReplyModel
-from core.router import decide
+from core.retry import Backoff, retrying
 from core.slots import fill_slots
 from core.text import clean_incoming
+from core.tickets import ASK_FOR_PERSON, REASON_ASKED, REASON_INTENT, REASON_LOW_CONFIDENCE, Ticket, Tickets
 
 log = logging.getLogger(__name__)
 
+# A missing persona still gets a polite answer: the default fixed messages.
+_NO_PERSONA = Persona(bot_id="unknown", display_name="Assistant")
+ENGINE_BACKOFF = Backoff(first=0.2, cap=5.0)  # after a failed batch (a Redis blip, say)
+_UNDECIDED = router.Decision(Route.UNAVAILABLE, "not routed yet", "unavailable")
+
 
 class ModelProvider(Protocol):
+    """Where the engine gets models by name (``core.registry.ModelRegistry``); called in
+    a worker thread, so it may load from disk."""
+
     def intent_model(self, name: str) -> IntentModel: ...
 
     def reply_model(self, name: str) -> ReplyModel: ...
@@ -54,6 +74,9 @@ class EngineConfig:
     batch_size: int = 16
     consumer: str = "engine-1"
     block_ms: int = 500
+    backoff: Backoff = ENGINE_BACKOFF
+    stop_timeout_s: float = 10.0  # how long ``stop`` lets the current batch finish
+    reminder_poll_s: float = 5.0  # how often the reminder task looks for unclaimed tickets
 
 
 @dataclass(slots=True)
@@ -62,57 +85,117 @@ class _Work:
 
     entry_id: str
     message: IncomingMessage
-    persona: Persona
+    persona: Persona | None
     text: str = ""
     truncated: bool = False
-    history: list[Turn] = field(default_factory=list)
-    handed_off: bool = False
-    streak: int = 0
+    state: ConversationState = field(default_factory=ConversationState)
     prediction: IntentPrediction | None = None
-    route: Route = Route.GENERATE
-    reason: str = ""
-    reply_text: str = ""
+    unavailable: str = ""
+    decision: router.Decision = _UNDECIDED
+    generated: str = ""
+    ticket: Ticket | None = None  # the conversation's latest ticket, if it ever had one
+    stale_handoff: bool = False  # held by a ticket that no longer holds it: hand back
+
+    @property
+    def situation(self) -> router.Situation:
+        return router.Situation(self.text, self.persona, self.state, self.prediction, self.unavailable)
 
 
 class Engine:
     def __init__(
         self,
         redis: aioredis.Redis,
-        keys: Keys,
         models: ModelProvider,
         *,
-        history: History,
+        bus: Bus,
+        personas: PersonaStore,
+        conversations: Conversations,
+        tickets: Tickets,
         config: EngineConfig = EngineConfig(),
     ) -> None:
         self.redis = redis
-        self.keys = keys
         self.models = models
-        self.history = history
+        self.bus = bus
+        self.personas = personas
+        self.conversations = conversations
+        self.tickets = tickets
         self.config = config
-        self.bus = Bus(redis, keys)
-        self.personas = PersonaStore(redis, keys)
-        self.escalations = Escalations(redis, keys, history.ttl_seconds)
-        self.processed = 0
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._reminders: asyncio.Task[None] | None = None
 
-    # -- the loop ----------------------------------------------------------------------
-    async def run(self, stop: asyncio.Event) -> None:
-        """Consume the intake stream until ``stop`` is set."""
-        failures = 0
-        while not stop.is_set():
-            try:
-                batch = await self.bus.read_intake(
-                    self.config.consumer, count=self.config.batch_size, block_ms=self.config.block_ms
-                )
-                if batch:
-                    await self.handle(batch)
-                failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Redis blips: keep the entries pending and retry
-                failures += 1
-                self.bus.rewind(self.keys.intake(), self.config.consumer)
-                log.error("engine: batch failed (%s: %s); retrying", exc.__class__.__name__, exc)
-                await asyncio.sleep(min(5.0, 0.2 * 2**failures))
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start consuming the intake stream in the background."""
+        if self.running:
+            raise RuntimeError("engine already started")
+        self._stop.clear()
+        self._task = asyncio.create_task(self._run(), name=f"engine-{self.config.consumer}")
+        self._reminders = asyncio.create_task(self._remind(), name=f"reminders-{self.config.consumer}")
+
+    async def stop(self) -> None:
+        """Finish the batch in hand (up to ``stop_timeout_s``), then stop."""
+        self._stop.set()
+        task, self._task = self._task, None
+        reminders, self._reminders = self._reminders, None
+        for running in (task, reminders):
+            if running is not None:
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    await asyncio.wait_for(running, timeout=self.config.stop_timeout_s)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- the loop ----------------------------------------------------------------------------
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            async for attempt in retrying("engine batch", backoff=self.config.backoff):
+                with attempt:
+                    await self._next_batch()
+
+    async def _next_batch(self) -> None:
+        try:
+            batch = await self.bus.read_intake(
+                self.config.consumer, count=self.config.batch_size, block_ms=self.config.block_ms
+            )
+            if batch:
+                await self.handle(batch)
+        except Exception:
+            # Keep the entries pending and read them again on the retry.
+            self.bus.rewind(self.bus.keys.intake(), self.config.consumer)
+            raise
+
+    async def _remind(self) -> None:
+        while not self._stop.is_set():
+            async for attempt in retrying("ticket reminders", backoff=self.config.backoff):
+                with attempt:
+                    await self.send_reminders()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self.config.reminder_poll_s)
+
+    async def send_reminders(self) -> int:
+        """Tell each customer whose ticket nobody has claimed for an interval that they
+        are still waiting (the persona's ``still_waiting``); returns how many were told.
+        Several engines may run this at once: each reminder is sent by exactly one."""
+        due = await self.tickets.due_reminders()
+        if not due:
+            return 0
+        tickets = [await self.tickets.get(ticket_id) for ticket_id in due]
+        personas = await self.personas.get_many([t.bot_id for t in tickets])
+        sent = 0
+        for ticket in tickets:
+            persona = personas.get(ticket.bot_id) or _NO_PERSONA
+            text = fill_slots(persona.messages.still_waiting, persona.facts)
+            sent += await self.tickets.remind(ticket.id, text)
+        return sent
 
     async def handle(self, batch: Sequence[tuple[str, IncomingMessage]]) -> list[Reply]:
         """Answer a batch of intake entries; returns the replies in input order."""
@@ -128,137 +211,111 @@ class Engine:
         replies: dict[str, Reply] = {}
         with BATCH_SECONDS.time():
             for wave in waves:
-                for reply, (entry_id, _m) in zip(await self._handle_wave(wave, personas), wave, strict=False):
+                for reply, (entry_id, _m) in zip(await self._handle_wave(wave, personas), wave, strict=True):
                     replies[entry_id] = reply
                     MESSAGES.labels(reply.platform, reply.route.value).inc()
-        self.processed += len(batch)
         return [replies[entry_id] for entry_id, _ in batch]
 
-    # -- one wave ------------------------------------------------------------------------
+    # -- one wave ------------------------------------------------------------------------------
     async def _handle_wave(
         self, wave: list[tuple[str, IncomingMessage]], personas: dict[str, Persona]
     ) -> list[Reply]:
-        works = [
-            _Work(entry_id, message, personas.get(message.bot_id) or _missing_persona(message.bot_id))
-            for entry_id, message in wave
-        ]
+        works = [_Work(entry_id, message, personas.get(message.bot_id)) for entry_id, message in wave]
         for work in works:
-            if work.message.bot_id not in personas:
-                work.route, work.reason = Route.UNAVAILABLE, f"no persona for bot {work.message.bot_id!r}"
+            if work.persona is None:
+                log.error(
+                    "engine: no persona for bot %r; load one with `chatbot persona import`",
+                    work.message.bot_id,
+                )
             clean = clean_incoming(work.message.text, self.config.max_message_chars)
             work.text, work.truncated = clean.text, clean.truncated
         await self._load_state(works)
 
-        active = [w for w in works if w.text and not w.handed_off and w.route is not Route.UNAVAILABLE]
-        await self._classify(active)
+        await self._classify([w for w in works if router.needs_intent(w.situation)])
         for work in works:
-            self._route(work)
-        await self._generate([w for w in works if w.route is Route.GENERATE])
+            work.decision = router.decide(work.situation)
+        await self._generate([w for w in works if w.decision.says == "model"])
         replies = [self._reply(w) for w in works]
         await self._commit(works, replies)
         return replies
 
     async def _load_state(self, works: list[_Work]) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for w in works:
-                conv = w.message.conversation
-                pipe.lrange(self.keys.history(conv), -max(1, w.persona.generation.history_turns), -1)
-                pipe.exists(self.keys.handoff(conv))
-                pipe.get(self.keys.low_confidence(conv))
-            results = await pipe.execute()
-        for i, w in enumerate(works):
-            raw_history, handoff, streak = results[3 * i : 3 * i + 3]
-            w.history = (
-                [Turn.from_json(r) for r in raw_history][-w.persona.generation.history_turns :]
-                if w.persona.generation.history_turns
-                else []
-            )
-            w.handed_off = bool(handoff)
-            w.streak = int(streak or 0)
+        windows = [(w.message.conversation, _persona(w).generation.history_turns) for w in works]
+        for w, state in zip(works, await self.conversations.load(windows), strict=True):
+            w.state = state
+        latest = await self.tickets.latest_many(w.message.conversation for w in works)
+        for w in works:
+            w.ticket = latest.get(w.message.conversation)
+            if w.state.handed_off:
+                if w.ticket is not None and w.ticket.held:
+                    w.state = replace(w.state, acknowledged=w.ticket.acknowledged)
+                else:  # no ticket holds it (e.g. a hand-off from before tickets): the bot answers
+                    w.state, w.stale_handoff = replace(w.state, handed_off=False), True
 
     async def _classify(self, works: list[_Work]) -> None:
         by_model: dict[str, list[_Work]] = defaultdict(list)
         for w in works:
-            by_model[w.persona.models.intent].append(w)
+            by_model[_persona(w).models.intent].append(w)
         for name, group in by_model.items():
             try:
-                model = self.models.intent_model(name)
-                predictions = await asyncio.to_thread(model.predict, [w.text for w in group])
-            except ChatbotError as exc:
-                log.error("engine: %s", exc)
+                predictions = await asyncio.to_thread(self._predict, name, [w.text for w in group])
+            except ChatbotError as exc:  # logged once by the registry, not on every batch
                 for w in group:
-                    w.route, w.reason = Route.UNAVAILABLE, str(exc)
+                    w.unavailable = str(exc)
                 continue
-            for w, prediction in zip(group, predictions, strict=False):
+            for w, prediction in zip(group, predictions, strict=True):
                 w.prediction = prediction
-
-    def _route(self, w: _Work) -> None:
-        if w.route is Route.UNAVAILABLE:
-            return
-        if not w.text:
-            w.route, w.reason = Route.PROMPT, "empty message"
-        elif w.handed_off:
-            w.route, w.reason = Route.HUMAN, "conversation is with the support team"
-        elif w.prediction is not None:
-            decision = decide(w.prediction, w.persona.routing, w.streak)
-            w.route, w.reason = decision.route, decision.reason
-            w.streak = w.streak + 1 if decision.low_confidence else 0
 
     async def _generate(self, works: list[_Work]) -> None:
         by_model: dict[str, list[_Work]] = defaultdict(list)
         for w in works:
-            by_model[w.persona.models.lm].append(w)
+            by_model[_persona(w).models.lm].append(w)
         for name, group in by_model.items():
             requests = [
                 GenerationRequest(
                     text=w.text,
                     intent=w.prediction.label if w.prediction else "",
-                    style=w.persona.style,
-                    history=tuple(w.history),
-                    settings=w.persona.generation,
+                    style=_persona(w).style,
+                    history=w.state.history,
+                    settings=_persona(w).generation,
                 )
                 for w in group
             ]
+            error, texts = "", [""] * len(group)
             try:
-                model = self.models.reply_model(name)
-                texts = await asyncio.to_thread(model.generate, requests)
-            except ChatbotError as exc:
-                log.error("engine: %s", exc)
-                for w in group:
-                    w.route, w.reason = Route.UNAVAILABLE, str(exc)
-                continue
-            for w, text in zip(group, texts, strict=False):
-                w.reply_text = text.strip()
+                texts = await asyncio.to_thread(self._write, name, requests)
+            except ChatbotError as exc:  # logged once by the registry, not on every batch
+                error = str(exc)
+            for w, text in zip(group, texts, strict=True):
+                w.generated = text.strip()
+                w.decision = router.after_generation(w.decision, w.generated, error)
+
+    def _predict(self, name: str, texts: list[str]) -> list[IntentPrediction]:
+        """In a worker thread: load the intent model (once) and classify ``texts``."""
+        return self.models.intent_model(name).predict(texts)
+
+    def _write(self, name: str, requests: list[GenerationRequest]) -> list[str]:
+        """In a worker thread: load the reply model (once) and write the replies."""
+        return self.models.reply_model(name).generate(requests)
 
     def _reply(self, w: _Work) -> Reply:
-        persona, says = w.persona, w.persona.messages
-        text = {
-            Route.PROMPT: says.empty,
-            Route.HUMAN: says.handoff_waiting,
-            Route.ESCALATE: says.handoff,
-            Route.REPHRASE: says.rephrase,
-            Route.UNAVAILABLE: says.unavailable,
-            Route.CANNED: persona.routing.canned.get(w.prediction.label if w.prediction else "", ""),
-            Route.GENERATE: w.reply_text,
-        }[w.route]
-        if w.route is Route.GENERATE and not text:
-            text = says.rephrase  # the model produced nothing usable
-        text = fill_slots(text, persona.facts)
-        if w.truncated:
-            text = f"{text}\n\n{says.too_long.format(limit=self.config.max_message_chars)}"
+        persona, decision = _persona(w), w.decision
+        text = fill_slots(router.answer_text(decision, persona, w.generated), persona.facts)
+        if w.truncated and text:
+            text = f"{text}\n\n{persona.messages.too_long.format(limit=self.config.max_message_chars)}"
         prediction = w.prediction
         return Reply.to(
             w.message,
             text,
-            w.route,
+            decision.route,
             intent=prediction.label if prediction else "",
             confidence=prediction.confidence if prediction else 0.0,
         )
 
     async def _commit(self, works: list[_Work], replies: list[Reply]) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
-            for w, reply in zip(works, replies, strict=False):
-                conv = w.message.conversation
+            for w, reply in zip(works, replies, strict=True):
+                conv, decision = w.message.conversation, w.decision
                 user_turn = Turn(
                     role="user",
                     text=w.text,
@@ -269,26 +326,47 @@ class Engine:
                     display_name=w.message.display_name,
                 )
                 bot_turn = Turn(role="bot", text=reply.text, route=reply.route.value, intent=reply.intent)
-                self.history.queue_append(pipe, conv, [user_turn, bot_turn])
-                lowconf = self.keys.low_confidence(conv)
-                if w.route is Route.ESCALATE:
-                    transcript = [*w.history, user_turn, bot_turn]
-                    self.escalations.queue_open(pipe, conv, w.reason, transcript, w.message.display_name)
-                    pipe.delete(lowconf)
-                elif w.streak:
-                    pipe.set(lowconf, w.streak, ex=self.history.ttl_seconds)
-                    pipe.sadd(self.keys.user_index(conv.platform, conv.user_id), lowconf)
-                else:
-                    pipe.delete(lowconf)
-                self.bus.queue_reply(pipe, reply)
+                # A quiet turn on a held conversation stores only the customer's words.
+                self.conversations.queue_turns(
+                    pipe, conv, [user_turn, bot_turn] if reply.text else [user_turn]
+                )
+                self.conversations.queue_unsure_streak(pipe, conv, decision.streak)
+                if w.stale_handoff:
+                    self.conversations.queue_hand_back(pipe, conv)
+                if decision.route is Route.HUMAN and w.ticket is not None:
+                    self.tickets.queue_customer_message(
+                        pipe, w.ticket, acknowledged=decision.says == "handoff_waiting", meta=w.message.meta
+                    )
+                elif decision.route is Route.ESCALATE:
+                    reason, detail = _ticket_reason(decision)
+                    self.tickets.queue_open(
+                        pipe,
+                        conv,
+                        previous=w.ticket,
+                        reason=reason,
+                        detail=detail,
+                        intent=reply.intent,
+                        confidence=reply.confidence,
+                        display_name=w.message.display_name,
+                        meta=w.message.meta,
+                    )
+                if reply.text:
+                    self.bus.queue_reply(pipe, reply)
             self.bus.queue_ack_intake(pipe, [w.entry_id for w in works])
             await pipe.execute()
 
 
-def _missing_persona(bot_id: str) -> Persona:
-    """Answer politely when a message names a bot nobody configured (and say so in logs)."""
-    log.error("engine: no persona for bot %r; load one with `chatbot persona import`", bot_id)
-    return Persona(bot_id="unknown", display_name="Assistant")
+def _ticket_reason(decision: router.Decision) -> tuple[str, str]:
+    """Which rule handed the conversation over, for the ticket."""
+    if decision.low_confidence:
+        return REASON_LOW_CONFIDENCE, decision.reason
+    if decision.intent == ASK_FOR_PERSON:
+        return REASON_ASKED, "the customer asked for a person"
+    return REASON_INTENT, decision.reason
+
+
+def _persona(w: _Work) -> Persona:
+    return w.persona or _NO_PERSONA
 
 
 __all__ = ["ENGINE_GROUP", "Engine", "EngineConfig", "ModelProvider"]

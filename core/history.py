@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -37,7 +37,7 @@ class Turn:
         return json.dumps(asdict(self), ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, raw: str) -> Turn:
+    def from_json(cls, raw: str | bytes) -> Turn:
         data: dict[str, Any] = json.loads(raw)
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
@@ -87,24 +87,10 @@ class History:
         raw = await self.redis.lrange(self.keys.history(conv), -limit, -1)
         return [Turn.from_json(r) for r in raw]
 
-    async def recent_many(
-        self, convs: Iterable[ConversationKey], limit: int = 20
-    ) -> dict[ConversationKey, list[Turn]]:
-        """The recent window of several conversations in one round trip."""
-        convs = list(dict.fromkeys(convs))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for conv in convs:
-                pipe.lrange(self.keys.history(conv), -limit, -1)
-            results = await pipe.execute()
-        return {c: [Turn.from_json(r) for r in raw] for c, raw in zip(convs, results, strict=False)}
-
-    async def all_turns(self, conv: ConversationKey) -> list[Turn]:
-        return await self.recent(conv, self.max_turns)
-
     async def conversations_of(self, platform: str, user_id: str) -> list[str]:
         """Every key that holds data about this user (history, hand-off state, ...)."""
         members = await self.redis.smembers(self.keys.user_index(platform, user_id))
-        return sorted(members)
+        return sorted(m if isinstance(m, str) else m.decode() for m in members)
 
     async def export_user(self, platform: str, user_id: str) -> dict[str, list[dict[str, Any]]]:
         """All stored turns of a user, by conversation key (the data-access request)."""

@@ -57,12 +57,6 @@ class Keys:
     def persona_versions(self, bot_id: str) -> str:
         return self._k("persona-versions", bot_id)
 
-    def escalation(self, escalation_id: str) -> str:
-        return self._k("escalation", escalation_id)
-
-    def escalations_open(self) -> str:
-        return self._k("escalations", "open")
-
     # tickets (hand-offs to the support team)
     def ticket(self, ticket_id: str) -> str:
         return self._k("ticket", ticket_id)

@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import ConfigError
 from core.keys import Keys
-from core.messages import Route
 
 PERSONA_VERSIONS_KEPT = 50
 
@@ -28,13 +27,13 @@ class _Strict(BaseModel):
 class GenerationSettings(_Strict):
     """Sampling settings for the dialogue LM (transformers ``generate`` names)."""
 
-    max_new_tokens: int = Field(160, ge=1, le=1024)
-    temperature: float = Field(0.7, gt=0.0, le=5.0)
-    top_p: float = Field(0.9, gt=0.0, le=1.0)
-    top_k: int = Field(50, ge=0)
-    repetition_penalty: float = Field(1.1, ge=1.0, le=3.0)
+    max_new_tokens: int = Field(default=160, ge=1, le=1024)
+    temperature: float = Field(default=0.7, gt=0.0, le=5.0)
+    top_p: float = Field(default=0.9, gt=0.0, le=1.0)
+    top_k: int = Field(default=50, ge=0)
+    repetition_penalty: float = Field(default=1.1, ge=1.0, le=3.0)
     do_sample: bool = True
-    history_turns: int = Field(8, ge=0, le=200, description="recent turns put in the prompt")
+    history_turns: int = Field(default=8, ge=0, le=200, description="recent turns put in the prompt")
 
 
 # Answers to the small-talk intents of the default intent model (greeting, thanks, goodbye).
@@ -45,22 +44,30 @@ SMALL_TALK_ANSWERS = {
 }
 
 
-class RoutingRules(_Strict):
-    """Which intents the bot answers, answers with a fixed text, or hands to a human."""
+RouteName = Literal["generate", "canned", "escalate"]
+Platform = Literal["web", "console", "telegram", "slack", "discord"]
 
-    routes: dict[str, Literal["generate", "canned", "escalate"]] = Field(
-        default_factory=lambda: {
-            "contact_human_agent": "escalate",
-            "complaint": "escalate",
-            "greeting": "canned",
-            "thanks": "canned",
-            "goodbye": "canned",
-        }
-    )
+# Hand a person the conversation when asked or when the customer complains; answer
+# small talk with a fixed text; let the language model answer the rest.
+_DEFAULT_ROUTES: dict[str, RouteName] = {
+    "contact_human_agent": "escalate",
+    "complaint": "escalate",
+    "greeting": "canned",
+    "thanks": "canned",
+    "goodbye": "canned",
+}
+_ALL_PLATFORMS: tuple[Platform, ...] = ("web", "console", "telegram", "slack", "discord")
+
+
+class RoutingRules(_Strict):
+    """Which intents the bot answers, answers with a fixed text, or hands to a human
+    (``core.router`` applies them)."""
+
+    routes: dict[str, RouteName] = Field(default_factory=lambda: dict(_DEFAULT_ROUTES))
     canned: dict[str, str] = Field(default_factory=lambda: dict(SMALL_TALK_ANSWERS))
-    default_route: Literal["generate", "canned", "escalate"] = "generate"
-    confidence_threshold: float = Field(0.35, ge=0.0, le=1.0)
-    escalate_after_low_confidence: int = Field(3, ge=1, le=100)
+    default_route: RouteName = "generate"
+    confidence_threshold: float = Field(default=0.35, ge=0.0, le=1.0)
+    escalate_after_low_confidence: int = Field(default=3, ge=1, le=100)
 
     @field_validator("canned")
     @classmethod
@@ -69,12 +76,6 @@ class RoutingRules(_Strict):
             if not text.strip():
                 raise ValueError(f"canned answer for intent {intent!r} is empty")
         return value
-
-    def route_for(self, intent: str) -> Route:
-        route = Route(self.routes.get(intent, self.default_route))
-        if route is Route.CANNED and intent not in self.canned:
-            return Route.GENERATE  # a canned route without text would say nothing
-        return route
 
 
 class Messages(_Strict):
@@ -109,7 +110,7 @@ class Persona(_Strict):
     display_name: str = Field(min_length=1, max_length=80)
     greeting: str = "Hi! How can I help you today?"
     style: str = Field(
-        "You are a friendly, concise customer-support assistant.",
+        default="You are a friendly, concise customer-support assistant.",
         description="system text: tone and style, put at the top of every prompt",
     )
     facts: dict[str, str] = Field(
@@ -121,11 +122,9 @@ class Persona(_Strict):
     routing: RoutingRules = Field(default_factory=RoutingRules)
     messages: Messages = Field(default_factory=Messages)
     models: ModelChoice = Field(default_factory=ModelChoice)
-    platforms: list[Literal["web", "console", "telegram", "slack", "discord"]] = Field(
-        default_factory=lambda: ["web", "console", "telegram", "slack", "discord"]
-    )
+    platforms: list[Platform] = Field(default_factory=lambda: list(_ALL_PLATFORMS))
     group_replies: Literal["mentions", "all"] = Field(
-        "mentions", description="in group chats: answer only mentions/replies, or every message"
+        default="mentions", description="in group chats: answer only mentions/replies, or every message"
     )
 
 
@@ -174,7 +173,3 @@ class PersonaStore:
 
     async def versions(self, bot_id: str) -> list[dict[str, object]]:
         return [json.loads(r) for r in await self.redis.lrange(self.keys.persona_versions(bot_id), 0, -1)]
-
-    async def bot_ids(self) -> list[str]:
-        prefix = self.keys.persona("")
-        return sorted([k[len(prefix) :] async for k in self.redis.scan_iter(match=prefix + "*")])

@@ -186,17 +186,6 @@ def build_training_ids(tokenizer: Any, dialogue: Dialogue, max_length: int) -> t
     return prompt + reply, [IGNORE_INDEX] * len(prompt) + reply
 
 
-def render_prompt(request: GenerationRequest) -> str:
-    """The prompt as text (before truncation), for sample sheets and debugging."""
-    parts = [f"{SYSTEM}{clean_text(request.style)}"] if clean_text(request.style) else []
-    if clean_text(request.intent):
-        parts.append(f"{INTENT}{clean_text(request.intent)}")
-    turns = list(request.history)[-request.settings.history_turns :] if request.settings.history_turns else []
-    parts += [f"{ROLES.get(t.role, USER)}{clean_text(t.text)}{END}" for t in turns]
-    parts.append(f"{USER}{clean_text(request.text)}{END}{BOT}")
-    return "".join(parts)
-
-
 def dialogues_from_messages(
     messages: Sequence[dict[str, Any]], *, intent: str = "", system: str = ""
 ) -> list[Dialogue]:

@@ -2,19 +2,29 @@
 ``metrics.json`` written by training/evaluation and a human-readable ``model-card.md``.
 
 A persona names the models it uses (``models.intent``, ``models.lm``), so two bots can
-run different models in one deployment; each folder is loaded once and shared.
+run different models in one deployment; each folder is loaded once and shared. A model
+that fails to load is not tried again for ``retry_failed_after_s`` (one log line says
+so): until then every call raises the same :class:`ModelMissing` at once, and the
+engine answers with the persona's ``unavailable`` text.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from core.errors import ModelMissing
+from core.protocols import IntentModel, ReplyModel
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", IntentModel, ReplyModel)
 
 METRICS_FILE = "metrics.json"
 CARD_FILE = "model-card.md"
@@ -82,10 +92,20 @@ def model_kind(folder: Path) -> str | None:
 class ModelRegistry:
     """Finds and loads models by name, once each, thread-safely."""
 
-    def __init__(self, root: Path, device: str | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        device: str | None = None,
+        *,
+        retry_failed_after_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.root = Path(root)
         self.device = device
+        self.retry_failed_after_s = retry_failed_after_s
+        self._clock = clock
         self._loaded: dict[str, Any] = {}
+        self._failed: dict[str, tuple[float, ModelMissing]] = {}  # key -> (retry at, error)
         self._lock = threading.Lock()
 
     def path(self, name: str) -> Path:
@@ -122,29 +142,41 @@ class ModelRegistry:
             )
         return folder
 
-    def intent_model(self, name: str) -> Any:
+    def intent_model(self, name: str) -> IntentModel:
+        """The loaded intent classifier ``name`` (blocking: call it off the event loop)."""
         from core.intents import IntentClassifier
 
         return self._load(name, "intent", IntentClassifier.from_pretrained)
 
-    def reply_model(self, name: str) -> Any:
+    def reply_model(self, name: str) -> ReplyModel:
+        """The loaded reply generator ``name`` (blocking: call it off the event loop)."""
         from core.generator import Generator
 
         return self._load(name, "lm", Generator.from_pretrained)
 
-    def _load(self, name: str, kind: str, loader: Any) -> Any:
-        folder = self.require(name, kind)
-        key = f"{kind}:{folder.resolve()}"
+    def _load(self, name: str, kind: str, loader: Callable[..., M]) -> M:
+        key = f"{kind}:{self.path(name).resolve()}"
         with self._lock:
-            if key not in self._loaded:
+            if key in self._loaded:
+                loaded: M = self._loaded[key]
+                return loaded
+            failed = self._failed.get(key)
+            if failed is not None and self._clock() < failed[0]:
+                raise ModelMissing(str(failed[1]))  # already logged when it failed
+            try:
+                folder = self.require(name, kind)
                 try:
-                    self._loaded[key] = loader(folder, device=self.device)
-                except ModelMissing:
-                    raise
+                    model = loader(folder, device=self.device)
                 except Exception as exc:  # corrupt weights, wrong files, ...
+                    first_line = str(exc).splitlines()[0] if str(exc) else ""
                     raise ModelMissing(
                         f"{kind} model at {folder} does not load ({exc.__class__.__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else ''}); rebuild it with "
-                        f"`chatbot train {kind}` --output {folder}"
+                        f"{first_line}); rebuild it with `chatbot train {kind}` --output {folder}"
                     ) from exc
-            return self._loaded[key]
+            except ModelMissing as exc:
+                self._failed[key] = (self._clock() + self.retry_failed_after_s, exc)
+                log.error("%s (not retried for %.0f s)", exc, self.retry_failed_after_s)
+                raise
+            self._failed.pop(key, None)
+            self._loaded[key] = model
+            return model

@@ -1,38 +1,142 @@
-"""Deciding what happens to a classified message: answer, canned text, or a human.
+"""Every routing decision, in one place: what happens to a message and which text answers.
 
-The per-bot rules (``RoutingRules``) map intents to routes. Below the confidence
-threshold, or when the classifier says out-of-scope, the bot asks the user to rephrase;
-after N such turns in a row it escalates instead of looping.
+The router looks at one :class:`Situation` (the cleaned message text, the classifier's
+prediction, the conversation's state and the bot's persona) and returns a
+:class:`Decision`: the route, why, which persona text answers (``says``) and the
+unsure-turn streak to store. In order:
+
+1. no persona for the bot, an empty message, a conversation a human holds: decided
+   without the classifier (:func:`needs_intent` is False for these); a held
+   conversation gets the persona's acknowledgement once, then nothing;
+2. the classifier could not run: ``unavailable``;
+3. below the persona's confidence threshold, or out of scope: ask to rephrase, and after
+   ``escalate_after_low_confidence`` such turns in a row escalate instead of looping;
+4. otherwise the persona's ``routing.routes`` map the intent to ``generate``, ``canned``
+   or ``escalate``.
+
+After generation, :func:`after_generation` is the second, visible step: a reply model
+that failed answers ``unavailable``; one that wrote nothing usable asks to rephrase.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
+from core.conversation import ConversationState
 from core.messages import Route
-from core.persona import RoutingRules
+from core.persona import Persona, RoutingRules
 from core.protocols import OUT_OF_SCOPE, IntentPrediction
+
+# Which text answers: the reply model, the persona's canned answer for the intent, or
+# one of the persona's fixed messages (a field of ``Persona.messages``).
+Says = Literal[
+    "model", "canned", "empty", "rephrase", "handoff", "handoff_waiting", "unavailable", "nothing"
+]  # "nothing": the bot stays quiet (a person has the conversation and it acknowledged once)
+
+
+@dataclass(frozen=True, slots=True)
+class Situation:
+    """Everything the router looks at for one message."""
+
+    text: str  # cleaned; "" for an empty message
+    persona: Persona | None  # None: nobody configured this bot
+    state: ConversationState
+    prediction: IntentPrediction | None = None  # None until (or unless) classified
+    unavailable: str = ""  # why the intent model could not run ("" when it ran)
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
     route: Route
-    reason: str
-    low_confidence: bool  # counts towards escalate_after_low_confidence
+    reason: str  # one line for logs and the escalation record
+    says: Says
+    streak: int = 0  # unsure turns in a row after this message (what the state store keeps)
+    low_confidence: bool = False  # this turn was unsure (counts towards escalation)
+    intent: str = ""  # the intent the route was chosen for ("" when none was)
 
 
-def decide(prediction: IntentPrediction, rules: RoutingRules, low_confidence_streak: int) -> Decision:
-    """The route for one message; ``low_confidence_streak`` is how many unsure turns in
-    a row came just before this one."""
+def needs_intent(situation: Situation) -> bool:
+    """Whether the classifier's prediction can change this message's route."""
+    return _without_intent(situation) is None
+
+
+def decide(situation: Situation) -> Decision:
+    """The route for one message (first step, before any reply is generated)."""
+    decided = _without_intent(situation)
+    if decided is not None:
+        return decided
+    streak = situation.state.unsure_streak
+    if situation.unavailable or situation.prediction is None or situation.persona is None:
+        why = situation.unavailable or "the message was not classified"
+        return Decision(Route.UNAVAILABLE, why, "unavailable", streak)
+    return _by_intent(situation.prediction, situation.persona.routing, streak)
+
+
+def after_generation(decision: Decision, reply: str, error: str = "") -> Decision:
+    """The second step for ``says == "model"``: keep the decision, or say why not."""
+    if error:
+        return replace(decision, route=Route.UNAVAILABLE, reason=error, says="unavailable")
+    if not reply.strip():
+        return replace(
+            decision, route=Route.REPHRASE, reason="the reply model wrote nothing usable", says="rephrase"
+        )
+    return decision
+
+
+def answer_text(decision: Decision, persona: Persona, generated: str = "") -> str:
+    """The persona text the decision names (slots not yet filled)."""
+    says = persona.messages
+    match decision.says:
+        case "model":
+            return generated
+        case "canned":
+            return persona.routing.canned[decision.intent]
+        case "empty":
+            return says.empty
+        case "rephrase":
+            return says.rephrase
+        case "handoff":
+            return says.handoff
+        case "handoff_waiting":
+            return says.handoff_waiting
+        case "unavailable":
+            return says.unavailable
+        case "nothing":
+            return ""
+
+
+def _without_intent(situation: Situation) -> Decision | None:
+    streak = situation.state.unsure_streak
+    if situation.persona is None:
+        return Decision(Route.UNAVAILABLE, "no persona for this bot", "unavailable", streak)
+    if not situation.text:
+        return Decision(Route.PROMPT, "empty message", "empty", streak)
+    if situation.state.handed_off:
+        says: Says = "nothing" if situation.state.acknowledged else "handoff_waiting"
+        return Decision(Route.HUMAN, "conversation is with the support team", says, streak)
+    return None
+
+
+def _by_intent(prediction: IntentPrediction, rules: RoutingRules, streak: int) -> Decision:
     unsure = prediction.label == OUT_OF_SCOPE or prediction.confidence < rules.confidence_threshold
     if unsure:
-        if low_confidence_streak + 1 >= rules.escalate_after_low_confidence:
-            return Decision(Route.ESCALATE, f"{low_confidence_streak + 1} unsure turns in a row", True)
+        if streak + 1 >= rules.escalate_after_low_confidence:
+            return Decision(
+                Route.ESCALATE, f"{streak + 1} unsure turns in a row", "handoff", 0, low_confidence=True
+            )
         why = (
             "out of scope"
             if prediction.label == OUT_OF_SCOPE
-            else (f"confidence {prediction.confidence:.2f} < {rules.confidence_threshold:.2f}")
+            else f"confidence {prediction.confidence:.2f} < {rules.confidence_threshold:.2f}"
         )
-        return Decision(Route.REPHRASE, why, True)
-    route = rules.route_for(prediction.label)
-    return Decision(route, f"intent {prediction.label} -> {route.value}", False)
+        return Decision(Route.REPHRASE, why, "rephrase", streak + 1, low_confidence=True)
+    label = prediction.label
+    route = Route(rules.routes.get(label, rules.default_route))
+    if route is Route.CANNED and label not in rules.canned:
+        route = Route.GENERATE  # a canned route without text would say nothing
+    says: Says = "canned" if route is Route.CANNED else "handoff" if route is Route.ESCALATE else "model"
+    return Decision(route, f"intent {label} -> {route.value}", says, 0, intent=label)
+
+
+__all__ = ["Decision", "Says", "Situation", "after_generation", "answer_text", "decide", "needs_intent"]

@@ -58,7 +58,7 @@ def mask_references(texts: list[str]) -> tuple[list[str], list[str]]:
     def replace(match: re.Match[str]) -> str:
         if match.group(0) not in values:
             values.append(match.group(0))
-        return "{{Reference %d}}" % (values.index(match.group(0)) + 1)
+        return f"{{{{Reference {values.index(match.group(0)) + 1}}}}}"
 
     return [_REFERENCE.sub(replace, t) for t in texts], values
 
@@ -69,7 +69,7 @@ def mask_like(text: str, values: list[str]) -> str:
 
     def replace(match: re.Match[str]) -> str:
         number = match.group(0)
-        return "{{Reference %d}}" % (values.index(number) + 1) if number in values else number
+        return f"{{{{Reference {values.index(number) + 1}}}}}" if number in values else number
 
     return _REFERENCE.sub(replace, text)
 
@@ -109,8 +109,3 @@ def fill_slots(text: str, facts: Mapping[str, str]) -> str:
         return name.strip().strip("_").replace("_", " ")
 
     return _BRACES.sub("", _SLOT.sub(replace, text))
-
-
-def slots_in(text: str) -> list[str]:
-    """The slot names a text uses, in order (for docs and persona checks)."""
-    return [m.group(1).strip() for m in _SLOT.finditer(text)]

@@ -29,8 +29,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
 from core.bus import Bus
+from core.conversation import Conversations
 from core.errors import ClaimConflict, TicketNotFound, TicketStateError
-from core.history import History, Turn
+from core.history import Turn
 from core.keys import Keys
 from core.messages import ConversationKey, Reply, Route
 from core.retry import Backoff, retrying
@@ -44,6 +45,7 @@ REASON_INTENT = "intent"  # the persona routes the message's intent to a human
 REASON_LOW_CONFIDENCE = "low_confidence"  # too many unsure turns in a row
 REASON_ASKED = "asked"  # the customer asked for a person
 REASONS = (REASON_INTENT, REASON_LOW_CONFIDENCE, REASON_ASKED)
+ASK_FOR_PERSON = "contact_human_agent"  # the intent of "I want to talk to a person"
 
 
 class TicketStatus(StrEnum):
@@ -136,14 +138,14 @@ class Tickets:
         keys: Keys,
         *,
         bus: Bus,
-        history: History,
+        conversations: Conversations,
         config: TicketConfig = TicketConfig(),
         clock: Clock = time.time,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.bus = bus
-        self.history = history
+        self.conversations = conversations
         self.config = config
         self.clock = clock
 
@@ -194,7 +196,8 @@ class Tickets:
     async def transcript(self, ticket_id: str) -> builtins.list[Turn]:
         """The whole conversation as stored now, agent turns included."""
         ticket = await self.get(ticket_id)
-        return await self.history.recent(ticket.conversation, self.history.max_turns)
+        history = self.conversations.history
+        return await history.recent(ticket.conversation, history.max_turns)
 
     async def audit(self, ticket_id: str) -> builtins.list[AuditEntry]:
         raw, exists = await self._pipe(
@@ -268,7 +271,7 @@ class Tickets:
                 ticket = self._claim(pipe, ticket, agent, now, action, detail)
             turn = Turn(role="agent", text=text, timestamp=now, display_name=agent)
             self._send(pipe, ticket, text, now, meta={"agent": agent})
-            self.history.queue_append(pipe, ticket.conversation, [turn])
+            self.conversations.queue_turns(pipe, ticket.conversation, [turn])
             self._touch(pipe, ticket, now)
             self._audit(pipe, ticket.id, now, agent, "replied", _preview(text))
             self._publish(pipe, ticket.id, "replied", now)
@@ -291,7 +294,7 @@ class Tickets:
             )
             self._index(pipe, ticket.id, TicketStatus.RESOLVED, now)
             pipe.zrem(self.keys.ticket_reminders(), ticket.id)
-            pipe.delete(self.keys.handoff(ticket.conversation))
+            self.conversations.queue_hand_back(pipe, ticket.conversation)
             pipe.expire(key, self.config.ttl_seconds)
             pipe.expire(self.keys.ticket_audit(ticket.id), self.config.ttl_seconds)
             self._audit(pipe, ticket.id, now, agent, "resolved", "the bot answers this conversation again")
@@ -366,14 +369,13 @@ class Tickets:
             audit = f"{reason}: {detail}"
         self._set_open_fields(pipe, ticket_id, now)
         pipe.hset(self.keys.ticket(ticket_id), "acknowledged", "")
-        pipe.set(self.keys.handoff(conv), ticket_id)
+        self.conversations.queue_hand_off(pipe, conv, ticket_id)
         pipe.set(self.keys.conversation_ticket(conv), ticket_id, ex=self.config.ttl_seconds)
         index = self.keys.user_index(conv.platform, conv.user_id)
         pipe.sadd(
             index,
             self.keys.ticket(ticket_id),
             self.keys.ticket_audit(ticket_id),
-            self.keys.handoff(conv),
             self.keys.conversation_ticket(conv),
         )
         self._audit(pipe, ticket_id, now, BOT, kind, audit)
@@ -412,7 +414,7 @@ class Tickets:
                 return False
             self._send(pipe, ticket, text, now)
             turn = Turn(role="bot", text=text, timestamp=now, route=Route.HUMAN.value)
-            self.history.queue_append(pipe, ticket.conversation, [turn])
+            self.conversations.queue_turns(pipe, ticket.conversation, [turn])
             self._schedule_reminder(pipe, ticket.id, now + self.config.reminder_interval_s)
             self._audit(
                 pipe, ticket.id, now, BOT, "reminded", "told the customer they are still in the queue"
@@ -618,6 +620,7 @@ def _ago(seconds: float) -> str:
 
 
 __all__ = [
+    "ASK_FOR_PERSON",
     "BOT",
     "REASONS",
     "AuditEntry",

@@ -21,13 +21,12 @@ from bots.desk.accounts import Role
 from bots.desk.app import Desk, DeskConfig
 from bots.serve import build_app
 from core.bus import Bus
-from core.engine import Engine, EngineConfig
 from core.history import History
 from core.keys import Keys
 from core.messages import ConversationKey
 from core.persona import Persona, PersonaStore
 from core.tickets import Ticket, Tickets
-from tests.scripted_models import ScriptedProvider
+from tests.scripted_models import build_engine
 
 PASSWORD = "correct horse battery"
 
@@ -64,12 +63,11 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def running_stack(redis: aioredis.Redis, keys: Keys) -> AsyncIterator[Stack]:
-    history = History(redis, keys)
-    personas = PersonaStore(redis, keys)
+    engine = build_engine(redis, keys)
+    personas, tickets, history = engine.personas, engine.tickets, engine.conversations.history
     await personas.put(Persona(bot_id="support", display_name="Ava", greeting="Hello from Ava"))
-    bus = Bus(redis, keys)
-    tickets = Tickets(redis, keys, bus=bus, history=history)
-    provider = ScriptedProvider()
+    bus = engine.bus
+    provider = engine.models
     desk = Desk(
         redis,
         keys,
@@ -89,17 +87,9 @@ async def running_stack(redis: aioredis.Redis, keys: Keys) -> AsyncIterator[Stac
         hooks=desk.webchat_hooks(),
         reply_timeout=30,
     )
-    engine = Engine(redis, keys, provider, history=history, config=EngineConfig(block_ms=50))
-    stop = asyncio.Event()
-    task = asyncio.create_task(engine.run(stop))
-    await web.start()
-    try:
+    async with engine, web:
         app = build_app(web, [], extra_routes=desk.routes())
         yield Stack(app, web, desk, tickets, history, personas, bus, redis, keys)
-    finally:
-        await web.stop()
-        stop.set()
-        await task
 
 
 @contextlib.asynccontextmanager

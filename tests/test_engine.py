@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
+import logging
+from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
 from core.bus import Bus
 from core.engine import Engine, EngineConfig
-from core.escalation import Escalations
 from core.history import History
 from core.keys import Keys
 from core.messages import IncomingMessage, Route
 from core.persona import Persona, PersonaStore
-from tests.scripted_models import ScriptedProvider
+from core.protocols import GenerationRequest, IntentPrediction
+from core.retry import Backoff
+from tests.helpers import wait_for
+from tests.scripted_models import ScriptedIntents, ScriptedProvider, build_engine
 
 
 def persona(**changes: object) -> Persona:
@@ -32,10 +36,10 @@ async def setup(redis, keys: Keys):
     history = History(redis, keys, max_turns=50, ttl_seconds=3600)
     await PersonaStore(redis, keys).put(persona())
     provider = ScriptedProvider()
-    engine = Engine(
+    engine = build_engine(
         redis, keys, provider, history=history, config=EngineConfig(max_message_chars=100, block_ms=50)
     )
-    return engine, provider, history, Bus(redis, keys)
+    return engine, provider, history, engine.bus
 
 
 async def run_once(engine: Engine, bus: Bus, *messages: IncomingMessage):
@@ -47,16 +51,15 @@ async def run_once(engine: Engine, bus: Bus, *messages: IncomingMessage):
 
 async def test_round_trip_through_streams(setup) -> None:
     engine, _provider, history, bus = setup
-    stop = asyncio.Event()
-    task = asyncio.create_task(engine.run(stop))
-    await bus.submit(msg("where is my order?"))
     replies = []
-    for _ in range(100):
-        replies += [r for _id, r in await bus.read_outbound("web", "support", "test", block_ms=100)]
-        if replies:
-            break
-    stop.set()
-    await task
+    async with engine:
+        assert engine.running
+        await bus.submit(msg("where is my order?"))
+        for _ in range(100):
+            replies += [r for _id, r in await bus.read_outbound("web", "support", "test", block_ms=100)]
+            if replies:
+                break
+    assert not engine.running
     assert len(replies) == 1
     reply = replies[0]
     assert reply.route is Route.GENERATE and reply.intent == "track_order"
@@ -94,18 +97,16 @@ async def test_history_isolated_between_users_and_chats(setup) -> None:
     assert [t.text for t in a2 if t.role == "user"] == ["alice in c2"]
 
 
-async def test_escalation_records_transcript_and_mutes_bot(setup, redis, keys) -> None:
-    engine, _p, _h, bus = setup
+async def test_escalation_opens_a_ticket_and_mutes_bot(setup) -> None:
+    engine, _p, _h, bus = setup  # the hand-off in depth: tests/test_engine_tickets.py
     await run_once(engine, bus, msg("hello"))
     [reply] = await run_once(engine, bus, msg("I want a human [contact_human_agent:0.95]"))
     assert reply.route is Route.ESCALATE
-    escalations = Escalations(redis, keys, 3600)
-    [eid] = await escalations.open_ids()
-    record = await escalations.get(eid)
-    assert record is not None and [t["text"] for t in record.transcript][:1] == ["hello"]
+    [ticket] = await engine.tickets.list()
+    assert [t.text for t in await engine.tickets.transcript(ticket.id)][:1] == ["hello"]
     [after] = await run_once(engine, bus, msg("are you there?"))
     assert after.route is Route.HUMAN
-    assert await escalations.resolve(eid)
+    await engine.tickets.resolve(ticket.id, "dana")
     [back] = await run_once(engine, bus, msg("thanks"))
     assert back.route is Route.GENERATE
 
@@ -179,10 +180,10 @@ async def test_missing_model_answers_unavailable_without_losing_the_turn(redis, 
 
     history = History(redis, keys, max_turns=50, ttl_seconds=3600)
     await PersonaStore(redis, keys).put(persona())
-    engine = Engine(redis, keys, ModelRegistry(__import__("pathlib").Path("/nonexistent")), history=history)
-    bus = Bus(redis, keys)
-    [reply] = await run_once(engine, bus, msg("hello"))
+    engine = build_engine(redis, keys, ModelRegistry(Path("/nonexistent")), history=history)
+    [reply] = await run_once(engine, engine.bus, msg("hello"))
     assert reply.route is Route.UNAVAILABLE
+    assert reply.text == persona().messages.unavailable
     assert next(t.text for t in await history.recent(msg("").conversation, 10)) == "hello"
 
 
@@ -217,8 +218,8 @@ async def test_two_bots_use_the_models_their_personas_name(redis, keys: Keys) ->
         Persona(bot_id="bank", display_name="B", models=ModelChoice(intent="intent-b", lm="lm-b"))
     )
     provider = TwoModels()
-    engine = Engine(redis, keys, provider, history=History(redis, keys), config=EngineConfig(block_ms=50))
-    bus = Bus(redis, keys)
+    engine = build_engine(redis, keys, provider)
+    bus = engine.bus
     shop = IncomingMessage(bot_id="shop", platform="web", chat_id="c", user_id="u", text="where is my parcel")
     bank = IncomingMessage(bot_id="bank", platform="web", chat_id="c", user_id="u", text="where is my card")
     replies = await run_once(engine, bus, shop, bank)
@@ -234,3 +235,65 @@ async def test_small_talk_gets_the_personas_canned_answers(setup) -> None:
     )
     assert hello.route is Route.CANNED and hello.text == "Hello! How can I help you today?"
     assert thanks.route is Route.CANNED and thanks.text.startswith("You're welcome")
+
+
+async def test_empty_generation_is_routed_to_rephrase_visibly(redis, keys: Keys) -> None:
+    class SilentReplies:
+        def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
+            return ["  " if "silent" in r.text else f"answer to {r.text}" for r in requests]
+
+    await PersonaStore(redis, keys).put(persona())
+    engine = build_engine(redis, keys, ScriptedProvider(replies=SilentReplies()))  # type: ignore[arg-type]
+    silent, spoken = await run_once(engine, engine.bus, msg("silent please"), msg("hi", user="bob"))
+    assert silent.route is Route.REPHRASE and silent.text == persona().messages.rephrase
+    assert spoken.route is Route.GENERATE and spoken.text == "answer to hi"
+    [_user, bot] = await engine.conversations.history.recent(msg("").conversation, 10)
+    assert bot.route == "rephrase"
+
+
+async def test_a_model_that_fails_to_load_is_not_retried_on_every_batch(
+    redis, keys: Keys, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from core.registry import ModelRegistry
+
+    now = [1000.0]
+    registry = ModelRegistry(tmp_path, retry_failed_after_s=60, clock=lambda: now[0])
+    await PersonaStore(redis, keys).put(persona())
+    engine = build_engine(redis, keys, registry)
+    with caplog.at_level(logging.ERROR, logger="core.registry"):
+        for i in range(3):
+            [reply] = await run_once(engine, engine.bus, msg(f"hello {i}"))
+            assert reply.route is Route.UNAVAILABLE
+        assert len(caplog.records) == 1 and "not retried for 60 s" in caplog.records[0].getMessage()
+        now[0] += 61
+        await run_once(engine, engine.bus, msg("hello again"))
+        assert len(caplog.records) == 2  # tried again once the time was up
+
+
+async def test_a_failed_batch_is_retried_and_answered_once(redis, keys: Keys) -> None:
+    class FlakyIntents(ScriptedIntents):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        def predict(self, texts: Sequence[str]) -> list[IntentPrediction]:
+            self.calls += 1
+            if self.calls == 1:
+                raise ConnectionError("blip")
+            return super().predict(texts)
+
+    await PersonaStore(redis, keys).put(persona())
+    intents = FlakyIntents()
+    config = EngineConfig(block_ms=50, backoff=Backoff(first=0.01, cap=0.05, jitter=0.0))
+    engine = build_engine(redis, keys, ScriptedProvider(intents=intents), config=config)
+    replies = []
+    async with engine:
+        await engine.bus.submit(msg("where is my order?"))
+
+        async def answered() -> bool:
+            replies.extend(r for _id, r in await engine.bus.read_outbound("web", "support", "t", block_ms=50))
+            return bool(replies)
+
+        await wait_for(answered, what="the reply after a retried batch")
+    assert intents.calls == 2 and [r.route for r in replies] == [Route.GENERATE]
+    assert await engine.bus.pending_count(keys.intake(), "engine") == 0

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from bots.cli import app
 from core.bus import Bus
+from core.conversation import Conversations
 from core.history import History, Turn
 from core.keys import Keys
 from core.messages import ConversationKey
@@ -38,7 +39,7 @@ async def cli(*args: str) -> tuple[int, str]:
 
 async def test_escalations_commands_end_to_end(env: Keys, redis: Any, keys: Keys) -> None:
     history = History(redis, keys)
-    tickets = Tickets(redis, keys, bus=Bus(redis, keys), history=history)
+    tickets = Tickets(redis, keys, bus=Bus(redis, keys), conversations=Conversations(redis, keys, history))
     await history.append_turns(CONV, [Turn("user", "I want a person <b>now</b>", display_name="Ada")])
     async with redis.pipeline(transaction=True) as pipe:
         ticket_id, _ = tickets.queue_open(

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import asyncio
-
 from core.history import History, Turn
 from core.keys import Keys
 from core.messages import ConversationKey
@@ -60,15 +58,20 @@ async def test_cap_keeps_the_newest_turns(redis, keys: Keys) -> None:
     history = History(redis, keys, max_turns=5)
     for i in range(12):
         await history.append_turns(ALICE, [Turn("user", str(i))])
-    assert [t.text for t in await history.all_turns(ALICE)] == ["7", "8", "9", "10", "11"]
+    assert [t.text for t in await history.recent(ALICE, 100)] == ["7", "8", "9", "10", "11"]
 
 
-async def test_idle_ttl_expires_history(redis, keys: Keys) -> None:
-    history = History(redis, keys, ttl_seconds=1)
+async def test_every_write_renews_the_idle_ttl(redis, keys: Keys) -> None:
+    history = History(redis, keys, ttl_seconds=3600)
+    key, index = keys.history(ALICE), keys.user_index("telegram", "alice")
     await history.append_turns(ALICE, [Turn("user", "hi")])
-    assert 0 < await redis.ttl(keys.history(ALICE)) <= 1
-    await asyncio.sleep(2.1)
-    assert await history.recent(ALICE) == []
+    assert 3_500_000 < await redis.pttl(key) <= 3_600_000
+    assert 3_500_000 < await redis.pttl(index) <= 3_600_000
+    await redis.pexpire(key, 5_000)  # as if the conversation had been idle for almost an hour
+    await redis.pexpire(index, 5_000)
+    await history.append_turns(ALICE, [Turn("user", "back again")])
+    assert 3_500_000 < await redis.pttl(key) <= 3_600_000
+    assert 3_500_000 < await redis.pttl(index) <= 3_600_000
 
 
 async def test_users_and_chats_are_isolated(redis, keys: Keys) -> None:

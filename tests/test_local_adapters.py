@@ -3,30 +3,22 @@ tests are in tests/test_webchat.py."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 
 import pytest
 
 from adapters.console import ConsoleAdapter
-from core.bus import Bus
-from core.engine import Engine, EngineConfig
-from core.history import History
-from core.persona import Persona, PersonaStore
-from tests.scripted_models import ScriptedProvider
+from core.persona import Persona
+from tests.scripted_models import build_engine
 
 
 @pytest.fixture
 async def engine_running(redis, keys):
-    history = History(redis, keys)
-    personas = PersonaStore(redis, keys)
+    engine = build_engine(redis, keys)
+    personas = engine.personas
     await personas.put(Persona(bot_id="support", display_name="Ava", greeting="Hello from Ava"))
-    engine = Engine(redis, keys, ScriptedProvider(), history=history, config=EngineConfig(block_ms=50))
-    stop = asyncio.Event()
-    task = asyncio.create_task(engine.run(stop))
-    yield Bus(redis, keys), personas, history
-    stop.set()
-    await task
+    async with engine:
+        yield engine.bus, personas, engine.conversations.history
 
 
 async def test_console_piped_prints_one_reply_per_line(engine_running) -> None:

@@ -6,17 +6,13 @@ import pytest
 
 from bots.personas import default_personas, dump_persona, load_persona_file, parse_persona
 from core.errors import ConfigError
-from core.messages import Route
-from core.persona import Persona, PersonaStore, RoutingRules
-from core.protocols import OUT_OF_SCOPE, IntentPrediction
-from core.router import decide
+from core.persona import Persona, PersonaStore
 
 
 def test_default_bot_definitions_are_valid() -> None:
     [support] = default_personas()
-    assert support.routing.route_for("complaint") is Route.ESCALATE
-    assert support.routing.route_for("contact_human_agent") is Route.ESCALATE
-    assert support.routing.route_for("track_order") is Route.GENERATE
+    assert support.bot_id == "support"
+    assert support.routing.routes["complaint"] == "escalate"
 
 
 def test_round_trip_through_yaml() -> None:
@@ -61,24 +57,3 @@ async def test_store_keeps_versions_and_seeds_without_overwriting(redis, keys) -
     assert [v["author"] for v in await store.versions("b1")] == ["default", "admin"]
     with pytest.raises(ConfigError, match="chatbot persona import"):
         await store.get("missing")
-
-
-@pytest.mark.parametrize(
-    ("prediction", "streak", "route"),
-    [
-        (IntentPrediction("track_order", 0.9), 0, Route.GENERATE),
-        (IntentPrediction("complaint", 0.9), 0, Route.ESCALATE),
-        (IntentPrediction("track_order", 0.34), 0, Route.REPHRASE),
-        (IntentPrediction("track_order", 0.35), 0, Route.GENERATE),
-        (IntentPrediction(OUT_OF_SCOPE, 0.99), 0, Route.REPHRASE),
-        (IntentPrediction("track_order", 0.1), 2, Route.ESCALATE),
-    ],
-)
-def test_router_thresholds(prediction: IntentPrediction, streak: int, route: Route) -> None:
-    rules = RoutingRules(confidence_threshold=0.35, escalate_after_low_confidence=3)
-    assert decide(prediction, rules, streak).route is route
-
-
-def test_canned_route_without_text_falls_back_to_generate() -> None:
-    rules = RoutingRules(routes={"x": "canned"})
-    assert rules.route_for("x") is Route.GENERATE

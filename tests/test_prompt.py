@@ -19,12 +19,24 @@ from core.prompt import (
     build_training_ids,
     dialogues_from_messages,
     ensure_special_tokens,
-    render_prompt,
 )
 from core.protocols import GenerationRequest
 from core.training.lm import train_tokenizer
 
-WORDS = ["hello", "order", "refund", "account", "invoice", "delivery", "address", "password", "cancel", "help", "please", "thanks"]
+WORDS = [
+    "hello",
+    "order",
+    "refund",
+    "account",
+    "invoice",
+    "delivery",
+    "address",
+    "password",
+    "cancel",
+    "help",
+    "please",
+    "thanks",
+]
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +64,6 @@ def test_prompt_renders_segments_in_order_and_agent_as_bot(tok):
         f"{BOT}please{END}{USER}where is my order{END}{BOT}"
     )
     assert text == expected
-    assert render_prompt(_req(history=history)) == expected
 
 
 def test_long_history_drops_oldest_whole_turns_and_fits(tok):

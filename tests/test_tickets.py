@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from adapters.telegram import TelegramAdapter, TelegramConfig
 from core.bus import Bus
-from core.delivery import RetryPolicy
+from core.conversation import Conversations
 from core.errors import ClaimConflict, TicketNotFound, TicketStateError
 from core.history import History, Turn
 from core.keys import Keys
 from core.messages import ConversationKey, Route
 from core.tickets import Ticket, TicketConfig, TicketEvent, Tickets, TicketStatus
-from tests.emulators.telegram import TelegramEmulator
 from tests.helpers import wait_for
 
 CONFIG = TicketConfig(reopen_window_s=600, claim_timeout_s=300, reminder_interval_s=60, ttl_seconds=3600)
@@ -48,7 +45,8 @@ def history(redis: Any, keys: Keys) -> History:
 
 @pytest.fixture
 def tickets(redis: Any, keys: Keys, history: History, clock: Clock) -> Tickets:
-    return Tickets(redis, keys, bus=Bus(redis, keys), history=history, config=CONFIG, clock=clock)
+    conversations = Conversations(redis, keys, history)
+    return Tickets(redis, keys, bus=Bus(redis, keys), conversations=conversations, config=CONFIG, clock=clock)
 
 
 async def escalate(
@@ -279,36 +277,3 @@ async def test_forgetting_a_user_removes_their_tickets(tickets: Tickets, history
     with pytest.raises(TicketNotFound):
         await tickets.get(ticket_id)
     assert await tickets.list() == [] and await tickets.counts() == {"open": 0, "claimed": 0, "resolved": 0}
-
-
-# -- an agent's reply reaches a Telegram customer -----------------------------------------
-TOKEN = "123456:TEST-token_abc"
-
-
-@contextlib.asynccontextmanager
-async def telegram(bus: Bus) -> AsyncIterator[tuple[TelegramEmulator, Any]]:
-    async with TelegramEmulator() as tg:
-        bot = tg.add_bot(TOKEN, "shop_bot")
-        config = TelegramConfig(
-            token=TOKEN, api_base_url=tg.base_url, poll_timeout=1, connect_timeout=2, read_timeout=5
-        )
-        adapter = TelegramAdapter(bus, config, bot_id="support", retry=RetryPolicy(first_backoff=0.05))
-        async with adapter:
-            yield tg, bot
-
-
-async def test_agent_reply_is_delivered_through_telegram(tickets: Tickets, redis: Any, keys: Keys) -> None:
-    bus = Bus(redis, keys)
-    async with telegram(bus) as (_tg, bot):
-        bot.dm("I want to talk to a person")
-        intake: list[Any] = []
-
-        async def arrived() -> bool:
-            intake.extend(await bus.read_intake("test", block_ms=10))
-            return bool(intake)
-
-        await wait_for(arrived, what="the customer's message on the intake stream")
-        message = intake[0][1]
-        ticket_id, _ = await escalate(tickets, message.conversation, meta=message.meta)
-        await tickets.reply(ticket_id, "dana", "Hi, I'm Dana from support.")
-        await wait_for(lambda: "Hi, I'm Dana from support." in bot.texts(42), what="the agent's reply")

@@ -4,13 +4,13 @@ generator the engine uses, with a draft persona, without touching any conversati
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from core import router
+from core.conversation import ConversationState
 from core.engine import ModelProvider
-from core.messages import Route
 from core.persona import Persona
 from core.protocols import GenerationRequest
-from core.router import decide
 from core.slots import fill_slots
 from core.text import clean_incoming
 
@@ -34,30 +34,28 @@ class Preview:
 
 
 async def preview(models: ModelProvider, persona: Persona, text: str, max_chars: int = 4000) -> Preview:
-    """What ``persona`` would answer to ``text`` as the first message of a conversation.
-    Model calls run in a worker thread; a missing model raises ModelMissing."""
-    clean = clean_incoming(text, max_chars).text
-    says = persona.messages
-    if not clean:
-        return Preview("", 0.0, Route.PROMPT.value, "empty message", says.empty)
-    intents = models.intent_model(persona.models.intent)
-    prediction = (await asyncio.to_thread(intents.predict, [clean]))[0]
-    decision = decide(prediction, persona.routing, 0)
-    reply = {
-        Route.ESCALATE: says.handoff,
-        Route.REPHRASE: says.rephrase,
-        Route.CANNED: persona.routing.canned.get(prediction.label, ""),
-    }.get(decision.route, "")
-    if decision.route is Route.GENERATE:
+    """What ``persona`` would answer to ``text`` as the first message of a conversation,
+    decided by the engine's router (``core.router``). Model calls run in a worker thread;
+    a missing model raises ModelMissing."""
+    situation = router.Situation(clean_incoming(text, max_chars).text, persona, ConversationState())
+    if router.needs_intent(situation):
+        intents = models.intent_model(persona.models.intent)
+        prediction = (await asyncio.to_thread(intents.predict, [situation.text]))[0]
+        situation = replace(situation, prediction=prediction)
+    decision = router.decide(situation)
+    generated = ""
+    if decision.says == "model":
         request = GenerationRequest(
-            text=clean, intent=prediction.label, style=persona.style, settings=persona.generation
+            text=situation.text, intent=decision.intent, style=persona.style, settings=persona.generation
         )
         lm = models.reply_model(persona.models.lm)
-        reply = (await asyncio.to_thread(lm.generate, [request]))[0].strip() or says.rephrase
+        generated = (await asyncio.to_thread(lm.generate, [request]))[0].strip()
+        decision = router.after_generation(decision, generated)
+    predicted = situation.prediction
     return Preview(
-        prediction.label,
-        prediction.confidence,
+        predicted.label if predicted else "",
+        predicted.confidence if predicted else 0.0,
         decision.route.value,
         decision.reason,
-        fill_slots(reply, persona.facts),
+        fill_slots(router.answer_text(decision, persona, generated), persona.facts),
     )
