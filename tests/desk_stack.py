@@ -62,7 +62,11 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def running_stack(redis: aioredis.Redis, keys: Keys) -> AsyncIterator[Stack]:
+async def running_stack(
+    redis: aioredis.Redis, keys: Keys, *, cookie_secure: bool = False
+) -> AsyncIterator[Stack]:
+    """httpx keeps ``Secure`` cookies from plain-HTTP test URLs to itself, so API tests run
+    with ``cookie_secure=False``; the browser test runs with the default, True."""
     engine = build_engine(redis, keys)
     personas, tickets, history = engine.personas, engine.tickets, engine.conversations.history
     await personas.put(Persona(bot_id="support", display_name="Ava", greeting="Hello from Ava"))
@@ -76,14 +80,14 @@ async def running_stack(redis: aioredis.Redis, keys: Keys) -> AsyncIterator[Stac
         tickets=tickets,
         models=provider,
         config=DeskConfig(
-            cookie_secure=False, login_limit_account="5/minute", login_limit_address="50/minute"
+            cookie_secure=cookie_secure, login_limit_account="5/minute", login_limit_address="50/minute"
         ),
     )
     web = WebChatAdapter(
         bus,
         bot_id="support",
         personas=personas,
-        config=WebChatConfig(secret_key="test-secret-0123456789abcdef", cookie_secure=False),
+        config=WebChatConfig(secret_key="test-secret-0123456789abcdef", cookie_secure=cookie_secure),
         hooks=desk.webchat_hooks(),
         reply_timeout=30,
     )

@@ -45,7 +45,7 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest.fixture
 async def stack(redis, keys) -> AsyncIterator[Stack]:
-    async with running_stack(redis, keys) as s:
+    async with running_stack(redis, keys, cookie_secure=True) as s:  # as `chatbot run` sets them
         yield s
 
 

@@ -146,7 +146,8 @@ async def test_held_conversation_answers_at_once_and_the_agent_reply_is_pushed(s
 
 async def test_pushed_replies_reach_only_their_customer(stack: Stack) -> None:
     async with (
-        serving(stack.app) as url, httpx.AsyncClient(base_url=url, timeout=30) as alice,
+        serving(stack.app) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as alice,
         httpx.AsyncClient(base_url=url, timeout=30) as bob,
     ):
         a = (await alice.post("/api/chat", json={"text": "hi"})).json()["user"]
