@@ -122,6 +122,7 @@ async def test_customer_to_agent_and_back_in_a_real_browser(
         await expect(reply.locator(".who")).to_contain_text("agnes")
         await say(customer, "Thanks, my order number is 12345")
         await expect(agent.locator(".turn.user").last).to_contain_text("12345", timeout=WAIT_MS)  # live
+        await shot(customer, tmp_path, "webchat-agent-reply.png")
         await shot(agent, tmp_path, "desk-ticket.png")
 
         # After a reload the customer still sees the whole conversation.

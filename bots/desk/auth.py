@@ -25,7 +25,7 @@ from starlette.responses import Response
 
 from adapters.webjson import BadRequest, error
 from bots.desk.accounts import Account, Accounts, Role, desk_key
-from core.errors import ChatbotError, ConfigError
+from core.errors import ChatbotError, ConfigError, ModelMissing, TicketNotFound, TicketStateError
 from core.keys import Keys
 
 SESSION_COOKIE = "desk_session"
@@ -114,8 +114,13 @@ class Auth:
 
 Handler = Callable[[Request, Principal], Awaitable[Response]]
 
-# ChatbotError subclasses (by class name, most specific first in the MRO) -> HTTP status.
-ERROR_STATUS = {"TicketNotFound": 404, "ClaimConflict": 409, "TicketStateError": 409, "ConfigError": 400}
+# What the framework's own errors mean to an HTTP caller (ClaimConflict is a TicketStateError).
+ERROR_STATUS: tuple[tuple[type[ChatbotError], int], ...] = (
+    (TicketNotFound, 404),
+    (TicketStateError, 409),
+    (ConfigError, 400),
+    (ModelMissing, 503),  # the preview needs the bot's models built (`chatbot models build`)
+)
 
 
 def guarded(auth: Auth, handler: Handler, *, admin: bool = False) -> Callable[[Request], Awaitable[Response]]:
@@ -151,10 +156,10 @@ async def _answer(handler: Handler, request: Request, principal: Principal) -> R
     except BadRequest as exc:
         return exc.response()
     except ChatbotError as exc:
-        for cls in type(exc).__mro__:
-            if cls.__name__ in ERROR_STATUS:
-                return error(ERROR_STATUS[cls.__name__], str(exc))
-        raise
+        status = next((code for cls, code in ERROR_STATUS if isinstance(exc, cls)), None)
+        if status is None:
+            raise
+        return error(status, str(exc))
 
 
 def _csrf_ok(request: Request, principal: Principal) -> bool:
@@ -179,6 +184,3 @@ def clear_session_cookies(response: Response, *, secure: bool) -> None:
         response.delete_cookie(
             name, path="/", secure=secure, httponly=name == SESSION_COOKIE, samesite="strict"
         )
-
-
-__all__ = ["Auth", "ConfigError", "Principal", "Sessions", "guarded"]
