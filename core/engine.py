@@ -53,9 +53,9 @@ from core.tickets import ASK_FOR_PERSON, REASON_ASKED, REASON_INTENT, REASON_LOW
 
 log = logging.getLogger(__name__)
 
+ENGINE_BACKOFF = Backoff(first=0.2, cap=5.0)  # after a failed batch (a Redis blip, say)
 # A missing persona still gets a polite answer: the default fixed messages.
 _NO_PERSONA = Persona(bot_id="unknown", display_name="Assistant")
-ENGINE_BACKOFF = Backoff(first=0.2, cap=5.0)  # after a failed batch (a Redis blip, say)
 _UNDECIDED = router.Decision(Route.UNAVAILABLE, "not routed yet", "unavailable")
 
 
@@ -185,10 +185,9 @@ class Engine:
         """Tell each customer whose ticket nobody has claimed for an interval that they
         are still waiting (the persona's ``still_waiting``); returns how many were told.
         Several engines may run this at once: each reminder is sent by exactly one."""
-        due = await self.tickets.due_reminders()
-        if not due:
+        tickets = await self.tickets.due_reminders()
+        if not tickets:
             return 0
-        tickets = [await self.tickets.get(ticket_id) for ticket_id in due]
         personas = await self.personas.get_many([t.bot_id for t in tickets])
         sent = 0
         for ticket in tickets:

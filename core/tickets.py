@@ -395,12 +395,19 @@ class Tickets:
         self._bump(pipe, ticket.id, now)
         self._publish(pipe, ticket.id, "message", now)
 
-    async def due_reminders(self, limit: int = 100) -> builtins.list[str]:
-        """Ids of open tickets whose customer is due a "still waiting" line."""
-        due = await self.redis.zrangebyscore(
-            self.keys.ticket_reminders(), "-inf", self.clock(), start=0, num=limit
-        )
-        return [str(i) for i in due]
+    async def due_reminders(self, limit: int = 100) -> builtins.list[Ticket]:
+        """Open tickets whose customer is due a "still waiting" line."""
+        due = [
+            str(i)
+            for i in await self.redis.zrangebyscore(
+                self.keys.ticket_reminders(), "-inf", self.clock(), start=0, num=limit
+            )
+        ]
+        tickets = await self._load(due)
+        gone = set(due) - {t.id for t in tickets}  # erased with their user meanwhile
+        if gone:
+            await self.redis.zrem(self.keys.ticket_reminders(), *gone)
+        return tickets
 
     async def remind(self, ticket_id: str, text: str) -> bool:
         """Tell the customer of an unclaimed ticket that they are still in the queue;

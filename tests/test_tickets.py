@@ -229,12 +229,12 @@ async def test_still_waiting_reminder_once_per_interval(
     clock.advance(59)
     assert await tickets.due_reminders() == []
     clock.advance(1)
-    assert await tickets.due_reminders() == [ticket_id]
+    assert [t.id for t in await tickets.due_reminders()] == [ticket_id]
     assert await tickets.remind(ticket_id, "still waiting")
     assert not await tickets.remind(ticket_id, "still waiting")  # not due again yet
     assert await tickets.due_reminders() == []
     clock.advance(60)
-    assert await tickets.due_reminders() == [ticket_id]
+    assert [t.id for t in await tickets.due_reminders()] == [ticket_id]
     await tickets.claim(ticket_id, "dana")
     assert await tickets.due_reminders() == []  # a person has it: no more reminders
     assert not await tickets.remind(ticket_id, "still waiting")
@@ -270,10 +270,24 @@ async def test_events_are_published_for_live_pages(tickets: Tickets, redis: Any,
     assert {e.ticket_id for e in events} == {ticket_id}
 
 
-async def test_forgetting_a_user_removes_their_tickets(tickets: Tickets, history: History) -> None:
+async def test_forgetting_a_user_removes_their_tickets(
+    tickets: Tickets, history: History, clock: Clock
+) -> None:
     ticket_id, _ = await escalate(tickets)
     await history.append_turns(WEB, [Turn("user", "hi")])
     assert await history.forget_user("web", "alice") > 0
+    clock.advance(3600)
+    assert await tickets.due_reminders() == []
     with pytest.raises(TicketNotFound):
         await tickets.get(ticket_id)
     assert await tickets.list() == [] and await tickets.counts() == {"open": 0, "claimed": 0, "resolved": 0}
+
+
+async def test_a_vanished_ticket_is_dropped_from_the_reminders(
+    tickets: Tickets, clock: Clock, redis: Any, keys: Keys
+) -> None:
+    ticket_id, _ = await escalate(tickets)
+    await redis.delete(keys.ticket(ticket_id))  # e.g. erased by an older version
+    clock.advance(60)
+    assert await tickets.due_reminders() == []
+    assert await redis.zcard(keys.ticket_reminders()) == 0
