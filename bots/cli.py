@@ -8,6 +8,8 @@
     chatbot persona show|set|import|export|versions
     chatbot history show|export|forget
     chatbot escalations list|show|claim|release|reply|resolve
+    chatbot admin create-user|disable|enable|reset-password|list
+    chatbot token create NAME         an API token for scripts (the desk API, the web chat)
 
 Every user error is one red line and exit code 2, never a traceback.
 """
@@ -25,6 +27,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 import yaml
 
+from bots.commands.accounts import register as register_account_commands
 from bots.commands.escalations import app as escalations_app
 from bots.config import Settings, load_settings
 from bots.console import console, fail, friendly, out
@@ -323,6 +326,7 @@ def _register_model_commands() -> None:
 
 
 _register_model_commands()
+register_account_commands(app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -55,6 +55,20 @@ class Settings(BaseSettings):
     # web app
     host: str = Field("127.0.0.1", alias="CHATBOT_HOST")
     port: int = Field(8080, alias="CHATBOT_PORT", ge=0, le=65535)
+    secret_key: SecretStr | None = Field(
+        None,
+        alias="CHATBOT_SECRET_KEY",
+        description="signs web-chat identities; unset = generated once and kept in DATA_DIR/secret_key",
+    )
+    cookie_secure: bool = Field(
+        True, alias="CHATBOT_COOKIE_SECURE", description="false only for plain HTTP beyond localhost"
+    )
+    max_body_bytes: int = Field(64 * 1024, alias="CHATBOT_MAX_BODY_BYTES", ge=1024, le=16 * 1024 * 1024)
+
+    # support desk
+    desk_session_hours: float = Field(12, alias="CHATBOT_DESK_SESSION_HOURS", gt=0, le=24 * 30)
+    login_limit_account: str = Field("5/minute", alias="CHATBOT_LOGIN_LIMIT_ACCOUNT")
+    login_limit_address: str = Field("20/minute", alias="CHATBOT_LOGIN_LIMIT_ADDRESS")
 
     # Telegram
     telegram_bot_token: SecretStr | None = None

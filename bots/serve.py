@@ -16,6 +16,7 @@ from collections.abc import Callable
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -23,6 +24,8 @@ from starlette.routing import BaseRoute, Route
 from adapters.base import Adapter
 from adapters.webchat import WebChatAdapter
 from bots.config import Settings
+from bots.desk.app import build_desk, webchat_config
+from bots.desk.headers import SecurityHeaders
 from bots.platforms import configured_adapters
 from bots.runtime import Runtime
 from core.errors import ChatbotError
@@ -48,7 +51,7 @@ def build_app(
     for adapter in adapters:
         routes += adapter.routes()
     routes += extra_routes or []
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -81,7 +84,14 @@ async def _serve(settings: Settings, sock: socket.socket, on_ready: Callable[[st
 
         # Started in order, stopped in reverse: adapters (and their outboxes), then the engine.
         await running.enter_async_context(rt.engine())
-        web = WebChatAdapter(rt.bus, bot_id=settings.default_bot, personas=rt.personas)
+        desk = build_desk(rt)
+        web = WebChatAdapter(
+            rt.bus,
+            bot_id=settings.default_bot,
+            personas=rt.personas,
+            config=webchat_config(settings),
+            hooks=desk.webchat_hooks(),
+        )
         await running.enter_async_context(web)
         platforms = configured_adapters(settings, rt.bus, rt.personas, serves=list(persona.platforms))
         adapters = platforms.adapters
@@ -90,7 +100,7 @@ async def _serve(settings: Settings, sock: socket.socket, on_ready: Callable[[st
         # Side by side: a platform that is slow to answer does not hold up the others.
         await asyncio.gather(*(_start(adapter) for adapter in adapters))
 
-        app = build_app(web, adapters, failed=platforms.failed)
+        app = build_app(web, adapters, extra_routes=desk.routes(), failed=platforms.failed)
         server = uvicorn.Server(
             uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="off")
         )

@@ -111,9 +111,7 @@ async def test_run_serves_web_chat_and_telegram_while_a_broken_adapter_is_report
                 health = (await client.get("/healthz")).json()["adapters"]
                 assert health["telegram"] == "running" and health["web"] == "running"
                 assert "SLACK_SIGNING_SECRET" in health["slack"] and "discord" not in health
-                reply = (
-                    await client.post("/api/chat", json={"user": "bob", "text": "I want a refund"})
-                ).json()
+                reply = (await client.post("/api/chat", json={"text": "I want a refund"})).json()
                 assert reply["text"].strip() and reply["route"] in {
                     "generate",
                     "canned",
