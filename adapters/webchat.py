@@ -230,14 +230,10 @@ class WebChatAdapter(LocalAdapter):
         return EventSourceResponse(stream(), ping=15, headers={"Cache-Control": "no-store"})
 
     # -- delivery ------------------------------------------------------------------------
-    async def send_text(self, reply: Reply, text: str, part: int) -> None:
-        future = self._waiting.get(reply.in_reply_to)
-        if future is not None and not future.done():
-            future.set_result(reply)
-            return
+    async def on_unsolicited(self, reply: Reply) -> None:
         # Nobody waits on the line: push it to the customer's open pages. A page opened
         # later reads it from the history, so nothing is kept here.
-        event = _reply_json(reply, text)
+        event = _reply_json(reply, reply.text)
         for queue in self._listeners.get(reply.user_id, set()):
             if queue.full():
                 queue.get_nowait()
