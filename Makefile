@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: run test install dev chromium models bench clean
+.PHONY: run test lint install dev chromium models bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,13 @@ run: $(STAMP)
 	$(BIN)/chatbot models build
 	$(BIN)/chatbot run
 
-test: $(DEVSTAMP) chromium
+# Lint, format and types gate the tests (config in pyproject.toml).
+lint: $(DEVSTAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: $(DEVSTAMP) chromium lint
 	$(BIN)/python -m pytest -q
 
 bench: $(DEVSTAMP)
