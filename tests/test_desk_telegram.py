@@ -11,7 +11,8 @@ import pytest
 from bots.desk.accounts import Role
 from tests.desk_stack import Stack, running_stack
 from tests.emulators.telegram import TelegramEmulator
-from tests.test_adapter_telegram import TOKEN, eventually, make_adapter
+from tests.helpers import wait_for
+from tests.test_adapter_telegram import TOKEN, make_adapter
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ async def test_agent_reply_reaches_telegram_and_resolve_hands_back(stack: Stack)
         bot = tg.add_bot(TOKEN, "shop_bot")
         async with make_adapter(stack.bus, tg, personas=stack.personas), stack.client() as api:
             bot.dm("[contact_human_agent:0.95] I need a person")
-            await eventually(lambda: bot.sent, timeout=30)
+            await wait_for(lambda: bot.sent, timeout=30)
             queue = (await api.get("/api/desk/tickets", params={"platform": "telegram"}, headers=auth)).json()
             (ticket,) = queue["tickets"]
             assert (ticket["status"], ticket["user_id"], ticket["reason"]) == (
@@ -40,17 +41,17 @@ async def test_agent_reply_reaches_telegram_and_resolve_hands_back(stack: Stack)
                 f"/api/desk/tickets/{ticket['id']}/reply", json={"text": "Agnes here, on it."}, headers=auth
             )
             assert r.status_code == 200, r.text
-            await eventually(lambda: "Agnes here, on it." in bot.texts(42), timeout=30)
+            await wait_for(lambda: "Agnes here, on it." in bot.texts(42), timeout=30)
 
             resolved = await api.post(f"/api/desk/tickets/{ticket['id']}/resolve", headers=auth)
             assert resolved.json()["ticket"]["status"] == "resolved"
             bot.dm("where is my order?")
-            await eventually(
+            await wait_for(
                 lambda: any(t.startswith("answer to where is my order?") for t in bot.texts(42)), 30
             )
 
             bot.dm("[contact_human_agent:0.95] a person again please")
-            await eventually(lambda: len(bot.texts(42)) >= 4, timeout=30)
+            await wait_for(lambda: len(bot.texts(42)) >= 4, timeout=30)
             again = (await api.get("/api/desk/tickets", params={"status": "open"}, headers=auth)).json()
     assert [t["id"] for t in again["tickets"]] == [ticket["id"]]  # reopened, not a new ticket
     transcript = await stack.tickets.transcript(ticket["id"])
