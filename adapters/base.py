@@ -8,7 +8,11 @@ idempotent intake keyed on the platform's event id, holding an event while Redis
 down, the typing indicator while the engine works, splitting long replies under the
 platform's limit (resuming a split reply after a retry without resending parts), the
 outbound delivery loop (``core.delivery.Outbox``) and stopping with one line
-(:meth:`Adapter.fail`).
+(:meth:`Adapter.fail`). For the platform module it runs an SDK's receive loop in the
+background (:meth:`Adapter.receive_in_background`), closes its clients without letting a
+close error hide another, and keeps the config's secrets out of the SDK's logs
+(``adapters.redact``). Config checks live in ``adapters.config``, what a failed call
+means for delivery in ``adapters.failures``, webhook endpoints in ``adapters.webhooks``.
 
 Lifecycle: ``await adapter.start()`` / ``await adapter.stop()`` or ``async with``.
 """
@@ -137,6 +141,7 @@ class Adapter(ABC):
         """HTTP endpoints the platform calls (webhooks), mounted on the web app."""
         return []
 
+    # -- what the base lends a platform module -------------------------------------------
     def connected(self, client: ClientT | None) -> ClientT:
         """``client`` for a send; while it is not connected, a DeliveryError the outbox retries."""
         if client is None:

@@ -163,7 +163,7 @@ class WebChatAdapter(LocalAdapter):
             raise BadRequest(400, 'body must be a JSON object with a string "text"')
         user, new_id = await self._caller(request, data.get("user"))
         if not new_id and "authorization" not in request.headers:
-            require_json(request, "send the message as JSON")  # a cookie rides along
+            require_json(request, "send the message as JSON")  # a cookie rides along: no cross-site forms
         bot_id = await self._bot(data.get("bot"))
         name = clean_name(data.get("name") or "", MAX_NAME_CHARS) or user[:MAX_NAME_CHARS]
         message = IncomingMessage(
