@@ -143,6 +143,7 @@ class TelegramAdapter(PlatformAdapter[TelegramConfig]):
 
     # -- intake --------------------------------------------------------------------------
     def routes(self) -> list[BaseRoute]:
+        """The webhook endpoint (the path of TELEGRAM_WEBHOOK_URL); none in polling mode."""
         return webhook_routes(self.config.webhook_path, self.webhook)
 
     @answers_bad_requests
@@ -154,18 +155,17 @@ class TelegramAdapter(PlatformAdapter[TelegramConfig]):
             return error(503, "telegram adapter not connected")
         data = await read_object(request, MAX_UPDATE_BYTES)
         try:
-            update = Update.de_json(data, self._app.bot)
-        except (ValueError, TypeError, KeyError):
+            update = Update.de_json(data, self._app.bot)  # PTB 21 returns None for {}
+        except (ValueError, TypeError, KeyError, AttributeError):  # a field of the wrong type
             update = None
         if update is None:
             return error(400, "body must be a Telegram Update object")
         return await queued(self.on_update(update, hold=False), f"telegram: update {update.update_id}")
 
-    async def _on_polled_update(self, update: object, _context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def _on_polled_update(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         """PTB hands polled updates here one at a time; while Redis is down the base holds
         this one (later updates wait in PTB's queue, in order), so nothing fetched is lost."""
-        if isinstance(update, Update):
-            await self.on_update(update)
+        await self.on_update(update)
 
     async def on_update(self, update: Update, *, hold: bool = True) -> None:
         """Turn one Update into an Event for the base (a message, or a sticker...)."""

@@ -264,6 +264,9 @@ async def test_webhook_checks_secret_and_answers(bus: Bus, tg: TelegramEmulator,
             missing = await post("/telegram/webhook", json=update(901, "intruder"))
             wrong = await post("/telegram/webhook", json=update(902, "intruder"), headers={header: "nope"})
             garbage = await post("/telegram/webhook", content=b"{", headers={header: SECRET})
+            not_update = await post(
+                "/telegram/webhook", json={"update_id": 1, "message": 5}, headers={header: SECRET}
+            )
             huge = b" " * (MAX_UPDATE_BYTES + 1)
             too_big = await post("/telegram/webhook", content=huge, headers={header: SECRET})
             hello = update(903, "hello")
@@ -273,6 +276,7 @@ async def test_webhook_checks_secret_and_answers(bus: Bus, tg: TelegramEmulator,
             await wait_for(lambda: "echo: ping" in bot.texts())
     assert (missing.status_code, wrong.status_code, garbage.status_code) == (401, 403, 400)
     assert too_big.status_code == 413  # refused from its Content-Length, never read
+    assert not_update.status_code == 400
     assert (first.status_code, again.status_code) == (200, 200)
     assert bot.texts() == ["echo: hello", "echo: ping"]
     assert [m.text for m in engine.seen] == ["hello", "ping"]
