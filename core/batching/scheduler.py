@@ -1,0 +1,247 @@
+"""Continuous batching over a dense KV cache, for any HF causal LM with ``past_key_values``.
+
+Each :meth:`ContinuousScheduler.step`:
+
+1. admits waiting jobs in arrival order while the KV budget allows (a job that does
+   not fit waits; nothing is ever evicted, so an admitted job always finishes);
+2. prefills admitted prompts, at most ``prefill_chunk`` tokens per step, so a long
+   prompt never stalls the running rows for long; a prompt whose prefill is done
+   samples its first token and joins the running batch;
+3. runs one decoding step for every running row (one new token each, per-row
+   sampling settings) and retires rows that wrote a stop token or reached their
+   ``max_new_tokens``, at once.
+
+Budget: the dense cache holds ``rows x width`` token slots per layer (width = the
+longest row). A job is admitted only if, with it, ``rows x longest possible row``
+(prompt + max_new_tokens) still fits, so the cache can never outgrow the budget.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import DynamicCache
+
+from core.batching.kv_cache import DenseKVCache, LayerKV
+from core.batching.sampling import Sampling, choose_tokens
+from core.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def vocab_size(model: Any) -> int:
+    """Rows of the input embedding (the output head may be quantised or tied)."""
+    return int(model.get_input_embeddings().num_embeddings)
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A finished job: its new tokens without the stop token, and why it ended."""
+
+    tokens: list[int]
+    stopped: bool  # wrote a stop token (else it reached max_new_tokens)
+    error: BaseException | None = None
+
+
+@dataclass(eq=False)
+class Job:
+    """One sequence to generate; the callbacks run on the scheduler's thread."""
+
+    prompt_ids: list[int]
+    max_new_tokens: int
+    stop_ids: frozenset[int]
+    sampling: Sampling = field(default_factory=Sampling)
+    on_token: Callable[[int], None] | None = None
+    on_finish: Callable[[Completion], None] | None = None
+    tokens: list[int] = field(default_factory=list)  # generated so far (stop token excluded)
+    prefilled: int = 0  # prompt tokens already in the job's own prefill cache
+    prefill_cache: DynamicCache | None = None
+    generator: torch.Generator | None = None
+
+    @property
+    def longest(self) -> int:
+        """The most cache slots this job can need: the last token is never fed back."""
+        return len(self.prompt_ids) + self.max_new_tokens - 1
+
+
+@dataclass
+class SchedulerStats:
+    steps: int = 0  # decoding steps
+    peak_tokens: int = 0  # most KV token slots held at once (running batch + prefills)
+    peak_rows: int = 0  # largest running batch
+    finished: int = 0
+
+
+class ContinuousScheduler:
+    """A running batch that jobs join and leave at every decoding step (single-threaded)."""
+
+    def __init__(self, model: Any, *, kv_budget: int = 16_384, prefill_chunk: int = 256) -> None:
+        if kv_budget < 1 or prefill_chunk < 1:
+            raise ConfigError("kv_budget and prefill_chunk must be >= 1")
+        self.model = model.eval()
+        self.device = next(model.parameters()).device
+        self.vocab = vocab_size(model)
+        self.kv_budget = kv_budget
+        self.prefill_chunk = prefill_chunk
+        self.waiting: deque[Job] = deque()
+        self.prefilling: list[Job] = []
+        self.running: list[Job] = []
+        self.cache = DenseKVCache()
+        self.seen = torch.zeros((0, self.vocab), dtype=torch.bool, device=self.device)  # (B, V)
+        self.stats = SchedulerStats()
+        # transformers 5.x renamed the forward argument `past_key_values` to `cache`
+        params = inspect.signature(model.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+
+    # ------------------------------------------------------------------ queue
+
+    def submit(self, job: Job) -> None:
+        """Queue a job; it waits until the KV budget has room for it."""
+        self.check(job)
+        if job.sampling.seed is not None:
+            job.generator = torch.Generator(device=self.device).manual_seed(job.sampling.seed)
+        self.waiting.append(job)
+
+    def check(self, job: Job) -> None:
+        """Refuse, in one line, a job that could never run: it would wait forever."""
+        if not job.prompt_ids or job.max_new_tokens < 1:
+            raise ConfigError("a job needs a non-empty prompt and max_new_tokens >= 1")
+        if job.longest > self.kv_budget:
+            raise ConfigError(
+                f"a {len(job.prompt_ids)}-token prompt with max_new_tokens={job.max_new_tokens} "
+                f"needs {job.longest} KV-cache tokens; the budget is {self.kv_budget}"
+            )
+
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.prefilling or self.running)
+
+    def run_until_idle(self) -> None:
+        while self.has_work():
+            self.step()
+
+    # ------------------------------------------------------------------ one step
+
+    @torch.inference_mode()
+    def step(self) -> None:
+        self._admit()
+        self._prefill()
+        if self.running:
+            self._decode()
+
+    def _admit(self) -> None:
+        while self.waiting:
+            present = self.running + self.prefilling
+            candidate = self.waiting[0]
+            longest = max([j.longest for j in present] + [candidate.longest])
+            if (len(present) + 1) * longest > self.kv_budget:
+                return  # it waits (and so does everyone behind it: arrival order holds)
+            self.prefilling.append(self.waiting.popleft())
+
+    def _prefill(self) -> None:
+        room = self.prefill_chunk
+        for job in list(self.prefilling):
+            if room == 0:
+                return
+            chunk = job.prompt_ids[job.prefilled : job.prefilled + room]
+            room -= len(chunk)
+            logits = self._prefill_chunk(job, chunk)
+            if job.prefilled < len(job.prompt_ids):
+                continue
+            self.prefilling.remove(job)
+            seen = torch.zeros((1, self.vocab), dtype=torch.bool, device=self.device)
+            seen[0, torch.tensor(job.prompt_ids, device=self.device)] = True
+            [token] = choose_tokens(logits, [job.sampling], seen, [job.generator])
+            if self._record(job, token):
+                continue
+            assert job.prefill_cache is not None
+            kv: list[LayerKV] = [(layer.keys, layer.values) for layer in job.prefill_cache.layers]
+            job.prefill_cache = None
+            self.cache.add_row(kv)
+            seen[0, token] = True
+            self.seen = torch.cat([self.seen, seen])
+            self.running.append(job)
+            self._note_peak()
+
+    def _prefill_chunk(self, job: Job, chunk: list[int]) -> torch.Tensor:
+        """Feed one piece of a prompt into the job's own cache; the last position's logits (1, V)."""
+        if job.prefill_cache is None:
+            job.prefill_cache = DynamicCache()
+        start = job.prefilled
+        input_ids = torch.tensor([chunk], device=self.device)  # (1, T)
+        positions = torch.arange(start, start + len(chunk), device=self.device)[None]  # (1, T)
+        attention = torch.ones((1, start + len(chunk)), dtype=torch.long, device=self.device)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention,
+            position_ids=positions,
+            **{self._cache_kw: job.prefill_cache},
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        job.prefilled += len(chunk)
+        self._note_peak()
+        return out.logits[:, -1, :]  # (1, V)
+
+    def _decode(self) -> None:
+        last = torch.tensor([[j.tokens[-1]] for j in self.running], device=self.device)  # (B, 1)
+        positions = torch.tensor([[n] for n in self.cache.lengths], device=self.device)  # (B, 1)
+        attention = self.cache.grow()  # (B, W + 1)
+        out = self.model(
+            input_ids=last,
+            attention_mask=attention,
+            position_ids=positions,
+            **{self._cache_kw: self.cache.cache},
+            use_cache=True,
+        )
+        self.stats.steps += 1
+        self.stats.peak_rows = max(self.stats.peak_rows, len(self.running))
+        self._note_peak()
+        logits = out.logits[:, -1, :]  # (B, V)
+        tokens = choose_tokens(
+            logits, [j.sampling for j in self.running], self.seen, [j.generator for j in self.running]
+        )
+        keep = []
+        for row, (job, token) in enumerate(zip(self.running, tokens, strict=True)):
+            self.seen[row, token] = True
+            if not self._record(job, token):
+                keep.append(row)
+        if len(keep) < len(self.running):
+            self.running = [self.running[i] for i in keep]
+            self.seen = self.seen[keep]
+            self.cache.keep_rows(keep)
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _record(self, job: Job, token: int) -> bool:
+        """Add a sampled token to its job; True when the job is finished (and reported)."""
+        stopped = token in job.stop_ids
+        if not stopped:
+            job.tokens.append(token)
+            if job.on_token is not None:
+                job.on_token(token)
+        if stopped or len(job.tokens) >= job.max_new_tokens:
+            self.stats.finished += 1
+            if job.on_finish is not None:
+                job.on_finish(Completion(list(job.tokens), stopped))
+            return True
+        return False
+
+    def _note_peak(self) -> None:
+        prefill = sum(j.prefill_cache.get_seq_length() for j in self.prefilling if j.prefill_cache is not None)
+        self.stats.peak_tokens = max(self.stats.peak_tokens, self.cache.tokens_held + prefill)
+
+    def fail_all(self, error: BaseException) -> None:
+        """Report ``error`` to every job in flight and start over empty (after a model failure)."""
+        for job in [*self.running, *self.prefilling, *self.waiting]:
+            if job.on_finish is not None:
+                job.on_finish(Completion(list(job.tokens), False, error))
+        self.waiting.clear()
+        self.prefilling, self.running = [], []
+        self.cache = DenseKVCache()
+        self.seen = self.seen[:0]
