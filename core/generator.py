@@ -87,7 +87,7 @@ class Generator:
         self.path = path
         cfg = model.config
         self.context_window = int(
-            getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", 1024)
+            getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None) or 1024
         )
         ids = special_ids(tokenizer)
         self.end_id = ids[END]
@@ -107,12 +107,15 @@ class Generator:
         folder = Path(path)
         if not (folder / "config.json").is_file():
             raise ModelMissing(
-                f"no language model at {folder} (config.json missing); build it with `chatbot train lm --output {folder}`"
+                f"no language model at {folder} (config.json missing); "
+                f"build it with `chatbot train lm --output {folder}`"
             )
         dev = pick_device(device)
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=pick_dtype(dev))
+            model: Any = AutoModelForCausalLM.from_pretrained(
+                folder, local_files_only=True, dtype=pick_dtype(dev)
+            )
         except Exception as exc:  # corrupt weights, missing tokenizer files, ...
             first = str(exc).splitlines()[0] if str(exc) else ""
             raise ModelMissing(
@@ -164,7 +167,9 @@ class Generator:
             input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device), **kwargs
         )  # (B, T + new)
         new_tokens = result[:, width:].tolist()
-        return [self._decode(row, max_new, values) for row, (_, values) in zip(new_tokens, masked, strict=False)]
+        return [
+            self._decode(row, max_new, values) for row, (_, values) in zip(new_tokens, masked, strict=False)
+        ]
 
     def _decode(self, tokens: list[int], max_new: int, values: list[str]) -> str:
         stops = [k for k, t in enumerate(tokens) if t in self.stop_ids]

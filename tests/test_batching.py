@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
-from transformers.pytorch_utils import Conv1D
 from transformers.generation.logits_process import (
     RepetitionPenaltyLogitsProcessor,
     TopKLogitsWarper,
     TopPLogitsWarper,
 )
+from transformers.pytorch_utils import Conv1D
 
 from core.batching import (
     Completion,
@@ -70,7 +70,12 @@ def prompts(vocab: int, lengths: tuple[int, ...] = (5, 23, 9, 40, 2)) -> list[li
 def reference(model, prompt: list[int], max_new: int, **kwargs) -> list[int]:
     """What one unbatched ``model.generate`` call writes (no stop token)."""
     out = model.generate(
-        torch.tensor([prompt]), max_new_tokens=max_new, do_sample=False, pad_token_id=0, eos_token_id=None, **kwargs
+        torch.tensor([prompt]),
+        max_new_tokens=max_new,
+        do_sample=False,
+        pad_token_id=0,
+        eos_token_id=None,
+        **kwargs,
     )
     return out[0, len(prompt) :].tolist()
 
@@ -89,7 +94,9 @@ def run(scheduler: ContinuousScheduler, jobs: list[Job]) -> list[Completion]:
 
 def test_greedy_tokens_equal_single_request_generate(model):
     ps = prompts(model.config.vocab_size)
-    scheduler = ContinuousScheduler(model, kv_budget=4096, prefill_chunk=16)  # the 23/40-token prompts take chunks
+    scheduler = ContinuousScheduler(
+        model, kv_budget=4096, prefill_chunk=16
+    )  # the 23/40-token prompts take chunks
     out = run(scheduler, [Job(p, 12, NO_STOP) for p in ps])
     assert [c.tokens for c in out] == [reference(model, p, 12) for p in ps]
     assert scheduler.stats.peak_rows == len(ps)  # they really ran as one batch
@@ -136,7 +143,9 @@ def test_sampling_steps_match_transformers_warpers():
     expected = RepetitionPenaltyLogitsProcessor(1.3)(history, logits.clone())
     assert torch.equal(penalise_repeats(logits, seen, torch.tensor([1.3, 1.3])), expected)
     assert torch.equal(_top_k(logits, torch.tensor([7, 7])), TopKLogitsWarper(7)(history, logits.clone()))
-    assert torch.equal(_top_p(logits, torch.tensor([0.6, 0.6])), TopPLogitsWarper(0.6)(history, logits.clone()))
+    assert torch.equal(
+        _top_p(logits, torch.tensor([0.6, 0.6])), TopPLogitsWarper(0.6)(history, logits.clone())
+    )
     mixed = _top_k(logits, torch.tensor([3, 0]))  # k = 0 keeps the whole row
     assert int(torch.isfinite(mixed[0]).sum()) == 3 and bool(torch.isfinite(mixed[1]).all())
 
@@ -145,7 +154,10 @@ def test_top_k_one_sampling_is_greedy():
     logits = torch.randn(3, 40)
     settings = [Sampling(do_sample=True, temperature=0.7, top_k=1, seed=s) for s in range(3)]
     gens = [torch.Generator().manual_seed(s) for s in range(3)]
-    assert choose_tokens(logits, settings, torch.zeros(3, 40, dtype=torch.bool), gens) == logits.argmax(-1).tolist()
+    assert (
+        choose_tokens(logits, settings, torch.zeros(3, 40, dtype=torch.bool), gens)
+        == logits.argmax(-1).tolist()
+    )
 
 
 def test_different_sampling_settings_share_one_batch(model):
@@ -186,7 +198,9 @@ def test_a_request_joins_mid_batch_and_others_leave_early(model):
 
     results: dict[str, Completion] = {}
     short = Job(p[0], 6, NO_STOP, on_finish=finish("short", results))  # leaves at its limit
-    stopper = Job(p[1], 12, frozenset({stop}), on_finish=finish("stopper", results))  # leaves at its stop token
+    stopper = Job(
+        p[1], 12, frozenset({stop}), on_finish=finish("stopper", results)
+    )  # leaves at its stop token
     scheduler.submit(short)
     scheduler.submit(stopper)
     while not stopper.tokens:  # its 14-token prompt takes two prefill chunks
@@ -236,7 +250,9 @@ def test_a_request_that_can_never_fit_is_refused_in_one_line(model):
 async def test_stream_yields_exactly_the_final_text(model, tokenizer):
     gen = Generator(model, tokenizer, torch.device("cpu"))
     settings = GREEDY.model_copy(update={"max_new_tokens": 20})
-    request = GenerationRequest(text="where is my parcel, it is late", intent="track_order", settings=settings)
+    request = GenerationRequest(
+        text="where is my parcel, it is late", intent="track_order", settings=settings
+    )
     with ContinuousGenerator.start(gen, backend="dense") as service:
         stream = service.submit(request)
         seen = [text async for text in stream]

@@ -10,8 +10,13 @@ longest row: ``rows x width`` is the memory held.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+from core.errors import ConfigError
 
 LayerKV = tuple[torch.Tensor, torch.Tensor]  # keys, values: (B, H, T, D) each
 
@@ -39,7 +44,7 @@ class DenseKVCache:
 
     def layers(self) -> list[LayerKV]:
         assert self.cache is not None
-        return [(layer.keys, layer.values) for layer in self.cache.layers]
+        return layer_kv(self.cache)
 
     def add_row(self, kv: list[LayerKV]) -> None:
         """Append one sequence whose whole prompt is in ``kv`` (batch 1, its length T)."""
@@ -52,8 +57,12 @@ class DenseKVCache:
         width = max(self.width, length)
         merged = []
         for (keys, values), (k, v) in zip(self.layers(), kv, strict=True):
-            merged.append((_cat_rows(_pad_left(keys, width), _pad_left(k, width)),
-                           _cat_rows(_pad_left(values, width), _pad_left(v, width))))
+            merged.append(
+                (
+                    _cat_rows(_pad_left(keys, width), _pad_left(k, width)),
+                    _cat_rows(_pad_left(values, width), _pad_left(v, width)),
+                )
+            )
         row_mask = torch.zeros((1, width), dtype=torch.long, device=self.attention.device)
         row_mask[:, width - length :] = 1
         self.attention = torch.cat([_pad_left(self.attention, width), row_mask])  # (B + 1, W)
@@ -72,9 +81,9 @@ class DenseKVCache:
         index = torch.tensor(keep, device=self.attention.device)
         width = max(self.lengths)
         start = self.width - width  # columns before this are padding in every kept row
-        for layer in self.cache.layers:
-            layer.keys = layer.keys[index, :, start:, :]
-            layer.values = layer.values[index, :, start:, :]
+        for layer, (keys, values) in zip(dense_layers(self.cache), self.layers(), strict=True):
+            layer.keys = keys[index, :, start:, :]
+            layer.values = values[index, :, start:, :]
         self.attention = self.attention[index, start:]
 
     def grow(self) -> torch.Tensor:
@@ -83,6 +92,27 @@ class DenseKVCache:
         self.attention = torch.cat([self.attention, ones], dim=1)
         self.lengths = [n + 1 for n in self.lengths]
         return self.attention
+
+
+def dense_layers(cache: DynamicCache) -> list[DynamicLayer]:
+    """The cache's layers, which must be plain full-attention ``DynamicLayer``s: a sliding
+    window or linear-attention layer does not keep every column, so it cannot be spliced."""
+    layers = list(cache.layers)
+    for layer in layers:
+        if type(layer) is not DynamicLayer:
+            raise ConfigError(
+                f"the dense scheduler needs full-attention cache layers, not {type(layer).__name__}; "
+                "use the library backend for this model"
+            )
+    return cast(list[DynamicLayer], layers)
+
+
+def layer_kv(cache: DynamicCache) -> list[LayerKV]:
+    return [
+        (layer.keys, layer.values)
+        for layer in dense_layers(cache)
+        if layer.keys is not None and layer.values is not None
+    ]
 
 
 def _pad_left(x: torch.Tensor, width: int) -> torch.Tensor:

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
-from core.batching.kv_cache import DenseKVCache, LayerKV
+from core.batching.kv_cache import DenseKVCache, layer_kv
 from core.batching.sampling import Sampling, choose_tokens
 from core.errors import ConfigError
 
@@ -160,7 +160,7 @@ class ContinuousScheduler:
             if self._record(job, token):
                 continue
             assert job.prefill_cache is not None
-            kv: list[LayerKV] = [(layer.keys, layer.values) for layer in job.prefill_cache.layers]
+            kv = layer_kv(job.prefill_cache)
             job.prefill_cache = None
             self.cache.add_row(kv)
             seen[0, token] = True
@@ -233,7 +233,9 @@ class ContinuousScheduler:
         return False
 
     def _note_peak(self) -> None:
-        prefill = sum(j.prefill_cache.get_seq_length() for j in self.prefilling if j.prefill_cache is not None)
+        prefill = sum(
+            j.prefill_cache.get_seq_length() for j in self.prefilling if j.prefill_cache is not None
+        )
         self.stats.peak_tokens = max(self.stats.peak_tokens, self.cache.tokens_held + prefill)
 
     def fail_all(self, error: BaseException) -> None:

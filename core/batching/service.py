@@ -52,7 +52,9 @@ class ContinuousGenerator:
         return cls.start(generator, backend=backend, kv_budget=kv_budget)
 
     @classmethod
-    def start(cls, generator: Generator, *, backend: str = "auto", kv_budget: int = 16_384) -> ContinuousGenerator:
+    def start(
+        cls, generator: Generator, *, backend: str = "auto", kv_budget: int = 16_384
+    ) -> ContinuousGenerator:
         """Run ``generator``'s model on the named backend ("auto" = :func:`pick_backend`)."""
         if backend not in BACKENDS:
             raise ConfigError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
