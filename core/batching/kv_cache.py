@@ -46,28 +46,29 @@ class DenseKVCache:
         assert self.cache is not None
         return layer_kv(self.cache)
 
-    def add_row(self, kv: list[LayerKV]) -> None:
-        """Append one sequence whose whole prompt is in ``kv`` (batch 1, its length T)."""
-        length = kv[0][0].size(-2)
+    def add_rows(self, kv: list[LayerKV], lengths: list[int]) -> None:
+        """Append prefilled sequences: ``kv`` holds them right-aligned, (n, H, T, D) per
+        layer with row i's ``lengths[i]`` tokens in its last columns, padding before."""
+        width_new = kv[0][0].size(-2)
+        new_mask = torch.zeros((len(lengths), width_new), dtype=torch.long, device=kv[0][0].device)
+        for row, length in enumerate(lengths):
+            new_mask[row, width_new - length :] = 1
+        start = width_new - max(lengths)  # columns that are padding in every new row
+        kv = [(k[:, :, start:], v[:, :, start:]) for k, v in kv]
+        new_mask = new_mask[:, start:]
         if self.cache is None or self.rows == 0:
-            self.cache = DynamicCache(ddp_cache_data=kv)
-            self.attention = torch.ones((1, length), dtype=torch.long, device=kv[0][0].device)
-            self.lengths = [length]
-            return
-        width = max(self.width, length)
-        merged = []
-        for (keys, values), (k, v) in zip(self.layers(), kv, strict=True):
-            merged.append(
-                (
-                    _cat_rows(_pad_left(keys, width), _pad_left(k, width)),
-                    _cat_rows(_pad_left(values, width), _pad_left(v, width)),
-                )
-            )
-        row_mask = torch.zeros((1, width), dtype=torch.long, device=self.attention.device)
-        row_mask[:, width - length :] = 1
-        self.attention = torch.cat([_pad_left(self.attention, width), row_mask])  # (B + 1, W)
+            merged = kv
+            self.attention = new_mask
+        else:
+            width = max(self.width, new_mask.size(1))
+            merged = [
+                (_cat_rows(_pad_left(keys, width), _pad_left(k, width)),
+                 _cat_rows(_pad_left(values, width), _pad_left(v, width)))
+                for (keys, values), (k, v) in zip(self.layers(), kv, strict=True)
+            ]  # fmt: skip
+            self.attention = torch.cat([_pad_left(self.attention, width), _pad_left(new_mask, width)])
         self.cache = DynamicCache(ddp_cache_data=merged)
-        self.lengths.append(length)
+        self.lengths.extend(lengths)
 
     def keep_rows(self, keep: list[int]) -> None:
         """Drop every row not in ``keep`` (finished sequences) and trim dead columns."""

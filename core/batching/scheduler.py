@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
-from core.batching.kv_cache import DenseKVCache, layer_kv
+from core.batching.kv_cache import DenseKVCache, LayerKV, layer_kv
 from core.batching.sampling import Sampling, choose_tokens
 from core.errors import ConfigError
 
@@ -144,32 +144,78 @@ class ContinuousScheduler:
             self.prefilling.append(self.waiting.popleft())
 
     def _prefill(self) -> None:
+        """Up to ``prefill_chunk`` prompt tokens: whole prompts that fit go through one
+        left-padded forward together; a longer prompt advances by one chunk on its own."""
         room = self.prefill_chunk
+        whole: list[Job] = []
         for job in list(self.prefilling):
+            left = len(job.prompt_ids) - job.prefilled
+            if job.prefilled == 0 and left <= room:
+                whole.append(job)
+                room -= left
+            elif room > 0:
+                chunk = job.prompt_ids[job.prefilled : job.prefilled + room]
+                room -= len(chunk)
+                logits = self._prefill_chunk(job, chunk)
+                if job.prefilled == len(job.prompt_ids):
+                    assert job.prefill_cache is not None
+                    kv = layer_kv(job.prefill_cache)
+                    job.prefill_cache = None
+                    self._join([job], logits, kv)
             if room == 0:
-                return
-            chunk = job.prompt_ids[job.prefilled : job.prefilled + room]
-            room -= len(chunk)
-            logits = self._prefill_chunk(job, chunk)
-            if job.prefilled < len(job.prompt_ids):
-                continue
+                break
+        if whole:
+            logits, kv = self._prefill_whole(whole)
+            self._join(whole, logits, kv)
+
+    def _prefill_whole(self, jobs: list[Job]) -> tuple[torch.Tensor, list[LayerKV]]:
+        """One forward over whole prompts, left-padded: last logits (n, V) and their cache."""
+        width = max(len(j.prompt_ids) for j in jobs)
+        input_ids = torch.zeros((len(jobs), width), dtype=torch.long)  # (n, T)
+        attention = torch.zeros((len(jobs), width), dtype=torch.long)  # (n, T)
+        for row, job in enumerate(jobs):
+            input_ids[row, width - len(job.prompt_ids) :] = torch.tensor(job.prompt_ids)
+            attention[row, width - len(job.prompt_ids) :] = 1
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)  # (n, T) each prompt starts at 0
+        cache = DynamicCache()
+        out = self.model(
+            input_ids=input_ids.to(self.device),
+            attention_mask=attention.to(self.device),
+            position_ids=positions.to(self.device),
+            **{self._cache_kw: cache},
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        for job in jobs:
+            job.prefilled = len(job.prompt_ids)
+        self._note_peak(extra=len(jobs) * width)
+        return out.logits[:, -1, :], layer_kv(cache)
+
+    def _join(self, jobs: list[Job], logits: torch.Tensor, kv: list[LayerKV]) -> None:
+        """Sample each prefilled job's first token; those not already done join the batch."""
+        for job in jobs:
             self.prefilling.remove(job)
-            seen = torch.zeros((1, self.vocab), dtype=torch.bool, device=self.device)
-            seen[0, torch.tensor(job.prompt_ids, device=self.device)] = True
-            [token] = choose_tokens(logits, [job.sampling], seen, [job.generator])
-            if self._record(job, token):
-                continue
-            assert job.prefill_cache is not None
-            kv = layer_kv(job.prefill_cache)
-            job.prefill_cache = None
-            self.cache.add_row(kv)
-            seen[0, token] = True
-            self.seen = torch.cat([self.seen, seen])
-            self.running.append(job)
-            self._note_peak()
+        seen = torch.zeros((len(jobs), self.vocab), dtype=torch.bool, device=self.device)  # (n, V)
+        for row, job in enumerate(jobs):
+            seen[row, torch.tensor(job.prompt_ids, device=self.device)] = True
+        tokens = choose_tokens(logits, [j.sampling for j in jobs], seen, [j.generator for j in jobs])
+        keep = [
+            row
+            for row, (job, token) in enumerate(zip(jobs, tokens, strict=True))
+            if not self._record(job, token)
+        ]
+        if not keep:
+            return
+        for row in keep:
+            seen[row, tokens[row]] = True
+        index = torch.tensor(keep, device=self.device)
+        self.cache.add_rows([(k[index], v[index]) for k, v in kv], [len(jobs[r].prompt_ids) for r in keep])
+        self.seen = torch.cat([self.seen, seen[index]])
+        self.running.extend(jobs[r] for r in keep)
+        self._note_peak()
 
     def _prefill_chunk(self, job: Job, chunk: list[int]) -> torch.Tensor:
-        """Feed one piece of a prompt into the job's own cache; the last position's logits (1, V)."""
+        """Feed one piece of a long prompt into the job's own cache; the last logits (1, V)."""
         if job.prefill_cache is None:
             job.prefill_cache = DynamicCache()
         start = job.prefilled
@@ -232,11 +278,12 @@ class ContinuousScheduler:
             return True
         return False
 
-    def _note_peak(self) -> None:
+    def _note_peak(self, extra: int = 0) -> None:
+        """Track the most KV slots held: running batch, prefill caches, ``extra`` in flight."""
         prefill = sum(
             j.prefill_cache.get_seq_length() for j in self.prefilling if j.prefill_cache is not None
         )
-        self.stats.peak_tokens = max(self.stats.peak_tokens, self.cache.tokens_held + prefill)
+        self.stats.peak_tokens = max(self.stats.peak_tokens, self.cache.tokens_held + prefill + extra)
 
     def fail_all(self, error: BaseException) -> None:
         """Report ``error`` to every job in flight and start over empty (after a model failure)."""
