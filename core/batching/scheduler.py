@@ -5,15 +5,17 @@ Each :meth:`ContinuousScheduler.step`:
 1. admits waiting jobs in arrival order while the KV budget allows (a job that does
    not fit waits; nothing is ever evicted, so an admitted job always finishes);
 2. prefills admitted prompts, at most ``prefill_chunk`` tokens per step, so a long
-   prompt never stalls the running rows for long; a prompt whose prefill is done
-   samples its first token and joins the running batch;
+   prompt never stalls the running rows for long (whole prompts that fit go through
+   one left-padded forward together; a longer one advances a chunk at a time); a
+   prompt whose prefill is done samples its first token and joins the running batch;
 3. runs one decoding step for every running row (one new token each, per-row
    sampling settings) and retires rows that wrote a stop token or reached their
    ``max_new_tokens``, at once.
 
-Budget: the dense cache holds ``rows x width`` token slots per layer (width = the
-longest row). A job is admitted only if, with it, ``rows x longest possible row``
-(prompt + max_new_tokens) still fits, so the cache can never outgrow the budget.
+Budget: the dense cache reserves ``rows x capacity`` token slots per layer, capacity
+being the longest any running row can get (prompt + max_new_tokens). A job is admitted
+only if, with it, ``rows x longest possible row`` still fits, prefills included, so the
+cache never outgrows the budget and never needs to evict.
 """
 
 from __future__ import annotations
@@ -209,9 +211,12 @@ class ContinuousScheduler:
         for row in keep:
             seen[row, tokens[row]] = True
         index = torch.tensor(keep, device=self.device)
-        self.cache.add_rows([(k[index], v[index]) for k, v in kv], [len(jobs[r].prompt_ids) for r in keep])
-        self.seen = torch.cat([self.seen, seen[index]])
         self.running.extend(jobs[r] for r in keep)
+        capacity = max(j.longest for j in self.running)
+        self.cache.add_rows(
+            [(k[index], v[index]) for k, v in kv], [len(jobs[r].prompt_ids) for r in keep], capacity
+        )
+        self.seen = torch.cat([self.seen, seen[index]])
         self._note_peak()
 
     def _prefill_chunk(self, job: Job, chunk: list[int]) -> torch.Tensor:
@@ -260,7 +265,7 @@ class ContinuousScheduler:
         if len(keep) < len(self.running):
             self.running = [self.running[i] for i in keep]
             self.seen = self.seen[keep]
-            self.cache.keep_rows(keep)
+            self.cache.keep_rows(keep, max((j.longest for j in self.running), default=0))
 
     # ------------------------------------------------------------------ bookkeeping
 
