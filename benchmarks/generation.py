@@ -102,6 +102,7 @@ def main(n: int, new_tokens: int, model_dir: Path | None, rounds: int, out: Path
         "dense+int8": lambda rs: answer(int8, rs),
     }
     seconds: dict[str, list[float]] = {name: [] for name in paths}
+    cpu: dict[str, list[float]] = {name: [] for name in paths}  # CPU seconds, all threads
     replies: dict[str, list[str]] = {}
     counts: dict[str, int] = {}
     try:
@@ -111,9 +112,10 @@ def main(n: int, new_tokens: int, model_dir: Path | None, rounds: int, out: Path
         # the best round of each path is its figure.
         for r in range(rounds):
             for name, run in paths.items():
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 replies[name], counts[name] = run(reqs)
                 seconds[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
                 print(f"round {r + 1} {name}: {seconds[name][-1]:.2f} s", file=sys.stderr, flush=True)
     finally:
         for service in (dense, library, int8):
@@ -137,6 +139,7 @@ def main(n: int, new_tokens: int, model_dir: Path | None, rounds: int, out: Path
             "tokens_per_s": round((counts[name] or tokens) / best, 1),
             "speedup": round(base_s / best, 2),
             "seconds": [round(x, 2) for x in seconds[name]],
+            "cpu_seconds": [round(x, 2) for x in cpu[name]],
             # the int8 model is another model: its replies may differ; its own tokens are counted
             "same_replies_as_naive": replies[name] == replies["naive"],
         }
