@@ -168,13 +168,18 @@ class Generator:
         )  # (B, T + new)
         new_tokens = result[:, width:].tolist()
         return [
-            self._decode(row, max_new, values) for row, (_, values) in zip(new_tokens, masked, strict=False)
+            unmask_references(self._decode(row, max_new), values)
+            for row, (_, values) in zip(new_tokens, masked, strict=False)
         ]
 
-    def _decode(self, tokens: list[int], max_new: int, values: list[str]) -> str:
+    def _decode(self, tokens: list[int], max_new: int) -> str:
         stops = [k for k, t in enumerate(tokens) if t in self.stop_ids]
         hit_limit = not stops and len(tokens) >= max_new
-        return self.reply_text(tokens[: stops[0]] if stops else tokens, values, hit_limit=hit_limit)
+        return self._clean_text(tokens[: stops[0]] if stops else tokens, hit_limit)
+
+    def _clean_text(self, tokens: list[int], hit_limit: bool) -> str:
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        return clean_reply(text, hit_limit=hit_limit)
 
     # The three steps below are shared with the continuous-batching service (core.batching).
 
@@ -189,5 +194,4 @@ class Generator:
 
     def reply_text(self, tokens: list[int], values: list[str], *, hit_limit: bool) -> str:
         """The chat-ready reply of new tokens (stop token excluded)."""
-        text = self.tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        return unmask_references(clean_reply(text, hit_limit=hit_limit), values)
+        return unmask_references(self._clean_text(tokens, hit_limit), values)
