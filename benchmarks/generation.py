@@ -121,7 +121,7 @@ def main(n: int, new_tokens: int, model_dir: Path | None, rounds: int, out: Path
         for service in (dense, library, int8):
             service.close()
 
-    base_s = min(seconds["naive"])
+    base_s, base_cpu = min(seconds["naive"]), min(cpu["naive"])
     tokens = counts["dense"]
     result: dict[str, object] = {
         "model": model_name,
@@ -138,6 +138,7 @@ def main(n: int, new_tokens: int, model_dir: Path | None, rounds: int, out: Path
             "replies_per_s": round(n / best, 2),
             "tokens_per_s": round((counts[name] or tokens) / best, 1),
             "speedup": round(base_s / best, 2),
+            "cpu_speedup": round(base_cpu / min(cpu[name]), 2),  # steadier when the machine is busy
             "seconds": [round(x, 2) for x in seconds[name]],
             "cpu_seconds": [round(x, 2) for x in cpu[name]],
             # the int8 model is another model: its replies may differ; its own tokens are counted
