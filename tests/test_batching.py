@@ -219,6 +219,17 @@ def test_a_request_joins_mid_batch_and_others_leave_early(model):
     assert scheduler.cache.rows == 0 and not scheduler.has_work()
 
 
+def test_a_broken_reader_does_not_stop_the_other_rows(model):
+    p = prompts(model.config.vocab_size, (6, 9))
+
+    def explode(_token: int) -> None:
+        raise ValueError("reader gone")
+
+    broken = Job(p[0], 5, NO_STOP, on_token=explode)
+    out = run(ContinuousScheduler(model), [broken, Job(p[1], 5, NO_STOP)])
+    assert [c.tokens for c in out] == [reference(model, q, 5) for q in p]
+
+
 # ---------------------------------------------------------------- KV budget
 
 

@@ -275,11 +275,11 @@ class ContinuousScheduler:
         if not stopped:
             job.tokens.append(token)
             if job.on_token is not None:
-                job.on_token(token)
+                _notify(job.on_token, token)
         if stopped or len(job.tokens) >= job.max_new_tokens:
             self.stats.finished += 1
             if job.on_finish is not None:
-                job.on_finish(Completion(list(job.tokens), stopped))
+                _notify(job.on_finish, Completion(list(job.tokens), stopped))
             return True
         return False
 
@@ -299,3 +299,11 @@ class ContinuousScheduler:
         self.prefilling, self.running = [], []
         self.cache = DenseKVCache()
         self.seen = self.seen[:0]
+
+
+def _notify(callback: Callable[[Any], None], value: Any) -> None:
+    """Run a job's callback; one broken reader must not stop every other row."""
+    try:
+        callback(value)
+    except Exception:
+        log.exception("a continuous-batching callback failed")

@@ -9,6 +9,7 @@ text it yields is exactly the final reply, which :meth:`ReplyStream.text` return
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable
 
@@ -51,7 +52,9 @@ class ReplyStream:
         self._wake()
 
     def _wake(self) -> None:
-        if self._loop is not None and self._changed is not None and not self._loop.is_closed():
+        if self._loop is None or self._changed is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the reader's loop is gone: nobody to wake
             self._loop.call_soon_threadsafe(self._changed.set)
 
     # ------------------------------------------------------------------ reader side
