@@ -312,6 +312,44 @@ def _wait(condition, timeout: float = 60.0) -> None:
     raise AssertionError("backend did not finish in time")
 
 
+class BrokenLM(torch.nn.Module):
+    """A causal LM whose every forward fails, as an out-of-memory would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wte = torch.nn.Embedding(10, 4)
+
+    def get_input_embeddings(self) -> torch.nn.Embedding:
+        return self.wte
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None, **kwargs):
+        raise RuntimeError("simulated out of memory")
+
+
+def test_a_failing_model_fails_the_replies_instead_of_hanging():
+    backend = DenseBackend(BrokenLM())
+    done: list[Completion] = []
+    try:
+        for _ in range(2):  # the worker survives the first failure and reports the second too
+            backend.submit(Job([1, 2, 3], 4, NO_STOP, on_finish=done.append))
+            _wait(lambda n=len(done): len(done) > n)
+    finally:
+        backend.close()
+    assert [str(c.error) for c in done] == ["simulated out of memory"] * 2
+
+
+def test_reserved_layer_writes_in_place_and_grows_if_it_must():
+    from core.batching.kv_cache import ReservedLayer
+
+    keys, values = torch.randn(2, 3, 5, 4), torch.randn(2, 3, 5, 4)
+    layer = ReservedLayer(keys, values, capacity=6)
+    step_k, step_v = torch.randn(2, 3, 1, 4), torch.randn(2, 3, 1, 4)
+    k, v = layer.update(step_k, step_v)
+    assert layer.capacity == 6 and torch.equal(k, torch.cat([keys, step_k], dim=2))
+    k, v = layer.update(step_k, step_v)  # past the reservation: it grows, nothing is lost
+    assert layer.capacity >= 7 and torch.equal(v, torch.cat([values, step_v, step_v], dim=2))
+
+
 def test_pick_backend_by_device(model):
     cpu = pick_backend("cpu", model)
     try:
