@@ -253,6 +253,8 @@ def test_a_request_that_can_never_fit_is_refused_in_one_line(model):
     scheduler = ContinuousScheduler(model, kv_budget=20)
     with pytest.raises(ConfigError, match="needs 29 KV-cache tokens; the budget is 20"):
         scheduler.submit(Job(list(range(10)), 20, NO_STOP))
+    with pytest.raises(ConfigError, match="does not fit the model's 128-token context"):
+        ContinuousScheduler(model).submit(Job(list(range(100)), 29, NO_STOP))
 
 
 # ---------------------------------------------------------------- streaming

@@ -97,6 +97,10 @@ class ContinuousScheduler:
         self.cache = DenseKVCache()
         self.seen = torch.zeros((0, self.vocab), dtype=torch.bool, device=self.device)  # (B, V)
         self.stats = SchedulerStats()
+        config = getattr(model, "config", None)
+        self.context_window: int | None = getattr(config, "n_positions", None) or getattr(
+            config, "max_position_embeddings", None
+        )
         # transformers 5.x renamed the forward argument `past_key_values` to `cache`
         params = inspect.signature(model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
@@ -118,6 +122,11 @@ class ContinuousScheduler:
             raise ConfigError(
                 f"a {len(job.prompt_ids)}-token prompt with max_new_tokens={job.max_new_tokens} "
                 f"needs {job.longest} KV-cache tokens; the budget is {self.kv_budget}"
+            )
+        if self.context_window is not None and job.longest + 1 > self.context_window:
+            raise ConfigError(
+                f"a {len(job.prompt_ids)}-token prompt with max_new_tokens={job.max_new_tokens} "
+                f"does not fit the model's {self.context_window}-token context"
             )
 
     def has_work(self) -> bool:
