@@ -112,7 +112,9 @@ class Generator:
         dev = pick_device(device)
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=pick_dtype(dev))
+            model: Any = AutoModelForCausalLM.from_pretrained(
+                folder, local_files_only=True, dtype=pick_dtype(dev)
+            )
         except Exception as exc:  # corrupt weights, missing tokenizer files, ...
             first = str(exc).splitlines()[0] if str(exc) else ""
             raise ModelMissing(
@@ -125,7 +127,7 @@ class Generator:
                 folder,
             )
             model.resize_token_embeddings(len(tokenizer))
-        model = model.to(dev)  # type: ignore[arg-type]  # transformers types .to() as a module wrapper
+        model = model.to(dev)
         return cls(model, tokenizer, dev, folder)
 
     @torch.inference_mode()
@@ -142,9 +144,9 @@ class Generator:
         return out
 
     def _generate_batch(self, requests: list[GenerationRequest], settings: GenerationSettings) -> list[str]:
-        max_new = min(settings.max_new_tokens, self.context_window - MIN_PROMPT_TOKENS)
-        masked = [mask_request(r) if self.mask_references else (r, []) for r in requests]
-        prompts = [build_prompt_ids(self.tokenizer, r, self.context_window, max_new) for r, _ in masked]
+        max_new = self.max_new_tokens(settings)
+        masked = [self.prompt_for(r, max_new) for r in requests]
+        prompts = [ids for ids, _ in masked]
         width = max(len(p) for p in prompts)
         # Left padding: every prompt ends at the same column, so new tokens line up.
         input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)  # (B, T)
@@ -173,6 +175,23 @@ class Generator:
     def _decode(self, tokens: list[int], max_new: int) -> str:
         stops = [k for k, t in enumerate(tokens) if t in self.stop_ids]
         hit_limit = not stops and len(tokens) >= max_new
-        kept = tokens[: stops[0]] if stops else tokens
-        text = self.tokenizer.decode(kept, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        return self._clean_text(tokens[: stops[0]] if stops else tokens, hit_limit)
+
+    def _clean_text(self, tokens: list[int], hit_limit: bool) -> str:
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
         return clean_reply(text, hit_limit=hit_limit)
+
+    # The three steps below are shared with the continuous-batching service (core.batching).
+
+    def max_new_tokens(self, settings: GenerationSettings) -> int:
+        """``settings.max_new_tokens``, capped so a prompt keeps room in the context window."""
+        return min(settings.max_new_tokens, self.context_window - MIN_PROMPT_TOKENS)
+
+    def prompt_for(self, request: GenerationRequest, max_new: int) -> tuple[list[int], list[str]]:
+        """The prompt ids of one request and the reference numbers its reply gets back."""
+        masked, values = mask_request(request) if self.mask_references else (request, [])
+        return build_prompt_ids(self.tokenizer, masked, self.context_window, max_new), values
+
+    def reply_text(self, tokens: list[int], values: list[str], *, hit_limit: bool) -> str:
+        """The chat-ready reply of new tokens (stop token excluded)."""
+        return unmask_references(self._clean_text(tokens, hit_limit), values)

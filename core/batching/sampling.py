@@ -1,0 +1,103 @@
+"""Next-token choice for a batch whose rows each carry their own sampling settings.
+
+The steps and their order are those of transformers' ``generate`` (repetition penalty,
+then temperature, top-k, top-p), so a greedy row picks exactly the token ``generate``
+would, and two personas with different settings share one forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from core.persona import GenerationSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """One request's decoding settings; greedy when ``do_sample`` is off or temperature is 0."""
+
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = no top-k cut
+    repetition_penalty: float = 1.0
+    seed: int | None = None  # a seeded request samples the same tokens in any batch
+
+    @property
+    def greedy(self) -> bool:
+        return not self.do_sample or self.temperature <= 0.0
+
+    @classmethod
+    def from_settings(cls, settings: GenerationSettings, seed: int | None = None) -> Sampling:
+        return cls(
+            do_sample=settings.do_sample,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            top_k=settings.top_k,
+            repetition_penalty=settings.repetition_penalty,
+            seed=seed,
+        )
+
+
+def penalise_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
+    """``RepetitionPenaltyLogitsProcessor`` per row: tokens already in the row's prompt or
+    reply get their logit divided (positive) or multiplied (negative) by its penalty.
+
+    logits (B, V) float, seen (B, V) bool, penalty (B,) float.
+    """
+    p = penalty[:, None]  # (B, 1)
+    scaled = torch.where(logits < 0, logits * p, logits / p)  # (B, V)
+    return torch.where(seen, scaled, logits)
+
+
+def _top_k(logits: torch.Tensor, top_k: torch.Tensor) -> torch.Tensor:
+    """Keep each row's ``k`` best logits; k = 0 keeps all. logits (B, V), top_k (B,) long."""
+    vocab = logits.size(-1)
+    k = torch.where(top_k > 0, top_k.clamp(max=vocab), torch.full_like(top_k, vocab))  # (B,)
+    ordered = torch.sort(logits, dim=-1, descending=True).values  # (B, V)
+    threshold = ordered.gather(-1, (k - 1)[:, None])  # (B, 1)
+    return logits.masked_fill(logits < threshold, float("-inf"))
+
+
+def _top_p(logits: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """Nucleus cut per row, as ``TopPLogitsWarper``: drop the least likely tokens whose
+    probabilities sum to at most ``1 - top_p``, always keeping the best one."""
+    ordered, index = torch.sort(logits, descending=False)  # (B, V) ascending
+    cumulative = ordered.softmax(dim=-1).cumsum(dim=-1)  # (B, V)
+    drop_sorted = cumulative <= (1 - top_p)[:, None]  # (B, V)
+    drop_sorted[:, -1] = False
+    drop = drop_sorted.scatter(1, index, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def choose_tokens(
+    logits: torch.Tensor,
+    settings: Sequence[Sampling],
+    seen: torch.Tensor,
+    generators: Sequence[torch.Generator | None],
+) -> list[int]:
+    """The next token of every row. logits (B, V), seen (B, V) bool."""
+    logits = logits.float()
+    device = logits.device
+    penalty = torch.tensor([s.repetition_penalty for s in settings], device=device)  # (B,)
+    if bool((penalty != 1.0).any()):
+        logits = penalise_repeats(logits, seen, penalty)
+    chosen = logits.argmax(dim=-1)  # (B,) greedy for every row, sampled rows overwritten below
+    sampled = [i for i, s in enumerate(settings) if not s.greedy]
+    if sampled:
+        rows = torch.tensor(sampled, device=device)
+        picked = [settings[i] for i in sampled]
+        scores = logits[rows] / torch.tensor([s.temperature for s in picked], device=device)[:, None]
+        top_k = torch.tensor([s.top_k for s in picked], device=device)
+        if bool((top_k > 0).any()):
+            scores = _top_k(scores, top_k)
+        top_p = torch.tensor([s.top_p for s in picked], device=device)
+        if bool((top_p < 1.0).any()):
+            scores = _top_p(scores, top_p)
+        probs = scores.softmax(dim=-1)  # (S, V)
+        for j, i in enumerate(sampled):  # one draw per row so a seeded row ignores its neighbours
+            chosen[i] = torch.multinomial(probs[j], 1, generator=generators[i])[0]
+    return [int(t) for t in chosen.tolist()]

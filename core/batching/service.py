@@ -1,0 +1,111 @@
+"""Replies through continuous batching: the :class:`~core.protocols.ReplyModel` the
+engine can use in place of :class:`~core.generator.Generator`'s fixed waves.
+
+It reuses the generator's prompt building, reference masking and reply cleaning, so a
+reply reads exactly as ``Generator.generate`` would write it (same greedy tokens), and
+hands the token work to a :class:`~core.batching.backends.Backend`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from core.batching.backends import Backend, DenseBackend, LibraryBackend, pick_backend
+from core.batching.sampling import Sampling
+from core.batching.scheduler import Job
+from core.batching.stream import ReplyStream
+from core.errors import ConfigError
+from core.generator import Generator
+from core.protocols import GenerationRequest
+
+BACKENDS = ("auto", "dense", "library")
+
+
+class ContinuousGenerator:
+    """Submit requests one by one as they come; each gets a :class:`ReplyStream`."""
+
+    def __init__(self, generator: Generator, backend: Backend) -> None:
+        self.generator = generator
+        self.backend = backend
+        self.stop_ids = frozenset(generator.stop_ids)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        device: str | None = None,
+        backend: str = "auto",
+        kv_budget: int = 16_384,
+        int8: bool = False,
+    ) -> ContinuousGenerator:
+        """Load a model folder (``int8``: dynamic int8 Linear layers, CPU only) and start a backend."""
+        generator = Generator.from_pretrained(path, device=device)
+        if int8:
+            from core.quantize import quantize_int8
+
+            generator = quantize_int8(generator)
+        return cls.start(generator, backend=backend, kv_budget=kv_budget)
+
+    @classmethod
+    def start(
+        cls, generator: Generator, *, backend: str = "auto", kv_budget: int = 16_384
+    ) -> ContinuousGenerator:
+        """Run ``generator``'s model on the named backend ("auto" = :func:`pick_backend`)."""
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+        model: Any = generator.model
+        chosen: Backend
+        if backend == "auto":
+            chosen = pick_backend(generator.device, model, kv_budget=kv_budget)
+        elif backend == "library":
+            chosen = LibraryBackend(model, kv_budget=kv_budget)
+        else:
+            chosen = DenseBackend(model, kv_budget=kv_budget)
+        return cls(generator, chosen)
+
+    def submit(self, request: GenerationRequest, *, seed: int | None = None) -> ReplyStream:
+        """Queue one reply; it joins the running batch at the next decoding step it fits."""
+        gen = self.generator
+        max_new = gen.max_new_tokens(request.settings)
+        prompt, values = gen.prompt_for(request, max_new)
+
+        def render(tokens: list[int], hit_limit: bool) -> str:
+            return gen.reply_text(tokens, values, hit_limit=hit_limit)
+
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        stream = ReplyStream(render, loop)
+        self.backend.submit(
+            Job(
+                prompt_ids=prompt,
+                max_new_tokens=max_new,
+                stop_ids=self.stop_ids,
+                sampling=Sampling.from_settings(request.settings, seed),
+                on_token=stream.push,
+                on_finish=stream.finish,
+            )
+        )
+        return stream
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        """One cleaned reply per request (blocking; call it from a worker thread)."""
+        streams = [self.submit(r) for r in requests]
+        return [s.result() for s in streams]
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> ContinuousGenerator:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

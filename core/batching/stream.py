@@ -1,0 +1,109 @@
+"""One reply as it is written: tokens arrive on a model thread, readers await them.
+
+A :class:`ReplyStream` yields the reply *so far*, cleaned the way the final reply is,
+each time new tokens arrived since the reader last looked (a slow reader, e.g. one that
+edits a chat message at a platform's rate limit, skips to the newest text). The last
+text it yields is exactly the final reply, which :meth:`ReplyStream.text` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Callable
+
+from core.batching.scheduler import Completion
+
+Render = Callable[[list[int], bool], str]  # (new tokens, finished at the limit) -> reply text
+
+
+class ReplyStream:
+    """Tokens of one job and the reply they make; written by one thread, read from any."""
+
+    def __init__(self, render: Render, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._render = render
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._tokens: list[int] = []
+        self._version = 0  # bumped per token and at the end, so readers know what is new
+        self._done = threading.Event()
+        self._final: str | None = None
+        self._error: BaseException | None = None
+        self._changed = asyncio.Event() if loop is not None else None
+
+    # ------------------------------------------------------------------ writer side
+
+    def push(self, token: int) -> None:
+        with self._lock:
+            self._tokens.append(token)
+            self._version += 1
+        self._wake()
+
+    def finish(self, completion: Completion) -> None:
+        if completion.error is None:
+            final = self._render(completion.tokens, not completion.stopped)
+        with self._lock:
+            self._tokens = list(completion.tokens)
+            self._error = completion.error
+            self._final = final if completion.error is None else None
+            self._version += 1
+        self._done.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._loop is None or self._changed is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the reader's loop is gone: nobody to wake
+            self._loop.call_soon_threadsafe(self._changed.set)
+
+    # ------------------------------------------------------------------ reader side
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def tokens(self) -> list[int]:
+        with self._lock:
+            return list(self._tokens)
+
+    def result(self, timeout: float | None = None) -> str:
+        """The final reply, blocking this thread until it is written."""
+        if not self._done.wait(timeout):
+            raise TimeoutError("the reply was not finished in time")
+        return self._final_or_raise()
+
+    async def text(self) -> str:
+        """The final reply (awaits the end of generation)."""
+        async for _ in self:
+            pass
+        return self._final_or_raise()
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        if self._changed is None:
+            raise RuntimeError("this stream was created outside an event loop; use result()")
+        seen_version, last = -1, None
+        while True:
+            self._changed.clear()
+            with self._lock:
+                version, tokens, done = self._version, list(self._tokens), self._done.is_set()
+            if done:
+                final = self._final_or_raise()
+                if final != last:
+                    yield final
+                return
+            if version != seen_version:
+                seen_version = version
+                text = self._render(tokens, False)
+                if text and text != last:
+                    last = text
+                    yield text
+                continue
+            await self._changed.wait()
+
+    def _final_or_raise(self) -> str:
+        if self._error is not None:
+            raise self._error
+        assert self._final is not None
+        return self._final
