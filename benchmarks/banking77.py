@@ -74,7 +74,8 @@ def _median_ms(fn: Any, repeats: int) -> float:
 def minilm(out: Path, args: argparse.Namespace) -> dict[str, Any]:
     from core.evaluation.intent_report import evaluate_intent
     from core.intents import IntentClassifier
-    from core.training.intent import IntentTrainConfig, train_intent
+    from core.training.config import IntentTrainConfig
+    from core.training.intent import train_intent
 
     cfg = IntentTrainConfig(
         train_file=TRAIN,
