@@ -103,7 +103,7 @@ def eval_lm(
     generator = Generator.from_pretrained(folder, device=device)
     dialogues = load_dialogues(data, seed)
     if held_out:
-        dialogues = stratified_split(dialogues, held_out, seed=seed)[1]  # type: ignore[arg-type]
+        dialogues = stratified_split(dialogues, held_out, seed=seed)[1]
     where = report_dir or folder / "eval"
     settings = EVAL_SETTINGS.model_copy(update={"max_new_tokens": max_new_tokens})
     report = evaluate_lm(generator, dialogues, where, limit=limit, batch_size=batch_size, settings=settings)

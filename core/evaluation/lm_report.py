@@ -26,7 +26,9 @@ from core.training.dialogues import encode_dialogues
 
 log = logging.getLogger(__name__)
 
-EVAL_SETTINGS = GenerationSettings(max_new_tokens=200, do_sample=False, repetition_penalty=1.1)
+EVAL_SETTINGS = GenerationSettings.model_validate(
+    {"max_new_tokens": 200, "do_sample": False, "repetition_penalty": 1.1}
+)
 
 
 def distinct_n(texts: Sequence[str], n: int) -> float:
@@ -90,17 +92,7 @@ def evaluate_lm(
     loss = reply_loss(generator.model, encoded, generator.tokenizer.pad_token_id, generator.device)
 
     chosen = dialogues[:limit]
-    hyps: list[str] = []
-    for s in range(0, len(chosen), batch_size):
-        batch = chosen[s : s + batch_size]
-        hyps += generator.generate(
-            [
-                GenerationRequest(
-                    text=d.text, intent=d.intent, style=d.system, history=d.history, settings=settings
-                )
-                for d in batch
-            ]
-        )
+    hyps = _generate(generator, chosen, settings, batch_size)
     refs = [d.reply for d in chosen]
     report: dict[str, Any] = {
         "n_examples": len(dialogues),
@@ -134,6 +126,20 @@ def evaluate_lm(
         len(hyps),
     )
     return report
+
+
+def _generate(
+    generator: Any, dialogues: Sequence[Dialogue], settings: GenerationSettings, batch_size: int
+) -> list[str]:
+    requests = [
+        GenerationRequest(text=d.text, intent=d.intent, style=d.system, history=d.history, settings=settings)
+        for d in dialogues
+    ]
+    return [
+        h
+        for s in range(0, len(requests), batch_size)
+        for h in generator.generate(requests[s : s + batch_size])
+    ]
 
 
 def _write_samples(

@@ -176,13 +176,11 @@ def train_intent(cfg: IntentTrainConfig, *, clock: Callable[[], float] = time.mo
     hf.run(trainer, cfg)
     logits = trainer.predict([{"input_ids": ids} for ids in val_ids]).predictions  # type: ignore[arg-type]
     probs = torch.from_numpy(logits).float().softmax(-1)  # (N, C)
-    metrics = _metrics(cfg, trainer, probs, val, labels) | {
-        "stopped_by_time_budget": budget.stopped,
-        "train_time_s": round(time.perf_counter() - started, 1),
-        "n_train": len(train),
-        "params": sum(p.numel() for p in trainer.model.parameters()),
-    }
-    _save(cfg, trainer.model, tokenizer, metrics, uses_class)
+    metrics = _metrics(cfg, trainer, probs, val, labels)
+    metrics["stopped_by_time_budget"] = budget.stopped
+    metrics["train_time_s"] = round(time.perf_counter() - started, 1)
+    metrics["n_train"], metrics["params"] = len(train), sum(p.numel() for p in model.parameters())
+    _save(cfg, model, tokenizer, metrics, uses_class)  # the Trainer loaded the best epoch into it
     hf.finish(cfg)
     log.info("saved intent model to %s (val macro-F1 %.4f)", cfg.output_dir, metrics["val_macro_f1"])
     return metrics

@@ -48,12 +48,12 @@ def split_dialogues(cfg: LMTrainConfig) -> tuple[list[Dialogue], list[Dialogue]]
     if cfg.validation_file is not None:
         train, val = data, load_dialogues(cfg.validation_file, cfg.seed)
     else:
-        train, val = stratified_split(data, cfg.validation_split, seed=cfg.seed)  # type: ignore[arg-type]
+        train, val = stratified_split(data, cfg.validation_split, seed=cfg.seed)
     if cfg.limit and cfg.limit < len(train):
-        train = stratified_take(train, cfg.limit, cfg.seed)  # type: ignore[arg-type]
+        train = stratified_take(train, cfg.limit, cfg.seed)
     if not train or not val:
         raise ConfigError("lm training needs at least one training and one validation example")
-    return train, val  # type: ignore[return-value]
+    return train, val
 
 
 def _model_and_tokenizer(
@@ -77,6 +77,34 @@ def _model_and_tokenizer(
     return model, tokenizer
 
 
+def _trainer(
+    cfg: LMTrainConfig,
+    model: Any,
+    tokenizer: Any,
+    window: int,
+    data: tuple[list[Dialogue], list[Dialogue]],
+    budget: hf.TimeBudget,
+) -> Any:
+    """The Trainer on reply-masked examples: length-grouped batches, AdamW betas (0.9, 0.95)."""
+
+    def dataset(dialogues: list[Dialogue]) -> list[dict[str, Any]]:
+        return [{"input_ids": i, "labels": lab} for i, lab in encode_dialogues(tokenizer, dialogues, window)]
+
+    pad_id = tokenizer.pad_token_id
+    return hf.build(
+        cfg,
+        model,
+        dataset(data[0]),
+        dataset(data[1]),
+        metric="loss",
+        budget=budget,
+        betas=(0.9, 0.95),
+        group_by_length=True,
+        processing_class=tokenizer,
+        data_collator=lambda rows: collate([(r["input_ids"], r["labels"]) for r in rows], pad_id),
+    )
+
+
 def train_lm(cfg: LMTrainConfig, *, clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
     """Train, keep the best checkpoint by validation loss, save it; return the metrics."""
     from transformers import set_seed
@@ -93,23 +121,8 @@ def train_lm(cfg: LMTrainConfig, *, clock: Callable[[], float] = time.monotonic)
         "lm training: %d train / %d validation, %.2fM params", len(train), len(val), sizes["params"] / 1e6
     )
 
-    def dataset(dialogues: list[Dialogue]) -> list[dict[str, Any]]:
-        return [{"input_ids": i, "labels": lab} for i, lab in encode_dialogues(tokenizer, dialogues, window)]
-
     budget = hf.TimeBudget(cfg.time_budget_s, clock)
-    pad_id = tokenizer.pad_token_id
-    trainer = hf.build(
-        cfg,
-        model,
-        dataset(train),
-        dataset(val),
-        metric="loss",
-        budget=budget,
-        betas=(0.9, 0.95),
-        group_by_length=True,
-        processing_class=tokenizer,
-        data_collator=lambda rows: collate([(r["input_ids"], r["labels"]) for r in rows], pad_id),
-    )
+    trainer = _trainer(cfg, model, tokenizer, window, (train, val), budget)
     hf.run(trainer, cfg)
     train_time = time.perf_counter() - started
     state = trainer.state

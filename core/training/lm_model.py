@@ -17,7 +17,9 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> Any:
     """A byte-level BPE on the training texts, wrapped as a GPT-2 tokenizer with the
     prompt tokens (saved with the model, loaded by AutoTokenizer)."""
     from tokenizers import ByteLevelBPETokenizer
-    from transformers import GPT2TokenizerFast
+
+    # transformers 5 keeps GPT2TokenizerFast as a lazy alias that mypy cannot see
+    from transformers import GPT2TokenizerFast  # type: ignore[attr-defined]
 
     bpe = ByteLevelBPETokenizer(add_prefix_space=False)
     bpe.train_from_iterator(

@@ -158,8 +158,8 @@ def build(
     return Trainer(
         model=model,
         args=arguments(cfg, steps, metric, group_by_length=group_by_length),
-        train_dataset=train_set,  # type: ignore[arg-type]  # any sized sequence of dicts works
-        eval_dataset=val_set,  # type: ignore[arg-type]
+        train_dataset=train_set,  # any sized sequence of dicts works
+        eval_dataset=val_set,
         optimizers=(opt, schedule(opt, cfg, steps, budget)),
         callbacks=callbacks,
         **trainer_kwargs,
