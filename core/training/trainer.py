@@ -178,8 +178,11 @@ def last_checkpoint(cfg: TrainConfig) -> str | None:
 
 def run(trainer: Trainer, cfg: TrainConfig) -> None:
     """Train (resuming when asked); Ctrl-C becomes one line that says how to go on."""
+    resume_from = last_checkpoint(cfg)
+    if resume_from is None:  # a fresh run: an old run's checkpoints would confuse the rotation
+        shutil.rmtree(cfg.checkpoints, ignore_errors=True)
     try:
-        trainer.train(resume_from_checkpoint=last_checkpoint(cfg))
+        trainer.train(resume_from_checkpoint=resume_from)
     except KeyboardInterrupt:
         raise ChatbotError(
             f"training interrupted at step {trainer.state.global_step}; --resume --output "
