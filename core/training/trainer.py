@@ -7,9 +7,10 @@ budget, ``TrainingArguments`` (gradient accumulation, bf16/fp16 on CUDA from
 end or every ``eval_every`` steps, the best checkpoint loaded at the end, early
 stopping), ``--resume`` and the loss curves read back from the Trainer's log.
 
-Ctrl-C stops the run; ``--resume`` continues from the last checkpoint, written at the
-last evaluation (the Trainer has no save-on-interrupt, and a half-written step is not
-worth one).
+What the Trainer does not carry, and so is not here any more: a checkpoint written on
+Ctrl-C (the run stops with one line; ``--resume`` continues from the checkpoint of the
+last evaluation), and ``--device cuda:N`` (``--device cpu`` forces the CPU, otherwise the
+Trainer takes the first visible GPU; choose one with ``CUDA_VISIBLE_DEVICES``).
 """
 
 from __future__ import annotations
