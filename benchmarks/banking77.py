@@ -74,7 +74,8 @@ def _median_ms(fn: Any, repeats: int) -> float:
 def minilm(out: Path, args: argparse.Namespace) -> dict[str, Any]:
     from core.evaluation.intent_report import evaluate_intent
     from core.intents import IntentClassifier
-    from core.training.intent import IntentTrainConfig, train_intent
+    from core.training.config import IntentTrainConfig
+    from core.training.intent import train_intent
 
     cfg = IntentTrainConfig(
         train_file=TRAIN,
@@ -146,10 +147,12 @@ def main() -> None:
             r = results[name]
             print(
                 f"{name:9s} acc {r['accuracy']:.4f} macro-F1 {r['macro_f1']:.4f} train {r['train_time_s']}s "
-                f"params {r['params']:,} latency b1 {r['latency_ms_batch1']}ms b32 {r['latency_ms_per_msg_batch32']}ms/msg"
+                f"params {r['params']:,} latency b1 {r['latency_ms_batch1']}ms "
+                f"b32 {r['latency_ms_per_msg_batch32']}ms/msg"
             )
     print(
-        f"paper BERT-base acc {PAPER_BERT_BASE['accuracy']} params 110M; results in {args.out / 'results.json'}"
+        f"paper BERT-base acc {PAPER_BERT_BASE['accuracy']} params 110M; "
+        f"results in {args.out / 'results.json'}"
     )
 
 

@@ -11,10 +11,11 @@ from typer.testing import CliRunner
 
 from core.errors import ConfigError
 from core.evaluation.lm_report import bleu, distinct_n, evaluate_lm, rouge_l
+from core.evaluation.loss import reply_loss
 from core.generator import Generator
 from core.training.data import BITEXT_CSV, Example, stratified_split
 from core.training.dialogues import encode_dialogues, load_dialogues
-from core.training.lm import reply_loss, train_lm
+from core.training.lm import train_lm
 from tests.test_train_lm import tiny_config
 
 

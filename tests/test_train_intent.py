@@ -20,17 +20,11 @@ from bots.commands.intent import train_intent as train_cmd
 from core.errors import ConfigError
 from core.intents import OOS_FILE, IntentClassifier
 from core.protocols import OUT_OF_SCOPE
+from core.training.config import IntentTrainConfig, default_intent_config
 from core.training.data import BITEXT_CSV, load_examples
-from core.training.intent import (
-    BITEXT_BANKING_OVERLAP,
-    IntentTrainConfig,
-    choose_threshold,
-    default_base,
-    default_intent_config,
-    generate_oos,
-    load_oos,
-    train_intent,
-)
+from core.training.intent import default_base, split_examples, train_intent
+from core.training.oos_threshold import choose_threshold
+from core.training.out_of_scope import BITEXT_BANKING_OVERLAP, generate_oos, load_oos
 
 INTENTS = ["cancel_order", "track_order", "get_refund", "create_account"]
 
@@ -81,6 +75,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, A
         limit=36,
         learning_rate=3e-4,
         warmup_ratio=0.1,
+        log_every=1,
     )
     return cfg.output_dir, train_intent(cfg)
 
@@ -240,7 +235,6 @@ def test_default_config_is_the_bitext_recipe(tmp_path: Path) -> None:
 
 
 def test_small_talk_examples_are_varied_deterministic_and_not_out_of_scope() -> None:
-    from core.training.intent import _load_data
     from core.training.small_talk import SMALL_TALK_INTENTS, generate_small_talk
 
     chat = generate_small_talk(per_intent=60)
@@ -250,7 +244,7 @@ def test_small_talk_examples_are_varied_deterministic_and_not_out_of_scope() -> 
     assert "hi" in greetings and "hello" in greetings
     # the generated out-of-scope text no longer says hello, so the two cannot disagree
     assert not [t for t in generate_oos() if t.lower().startswith(("hi", "hello", "good morning"))]
-    train, val = _load_data(IntentTrainConfig(small_talk=True, validation_split=0.1))
+    train, val = split_examples(IntentTrainConfig(small_talk=True, validation_split=0.1))
     for intent in SMALL_TALK_INTENTS:
         assert sum(e.intent == intent for e in train) > 80 and sum(e.intent == intent for e in val) > 5
     # "hi, where is my order?" keeps the request's intent

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,11 @@ from typer.testing import CliRunner
 from core.errors import ConfigError
 from core.generator import Generator
 from core.prompt import IGNORE_INDEX
+from core.training.config import PRESETS, LMTrainConfig, default_lm_config
 from core.training.data import BITEXT_CSV
 from core.training.dialogues import collate, length_grouped_batches, load_dialogues
-from core.training.lm import PRESETS, LMTrainConfig, default_lm_config, preset_params, train_lm
+from core.training.lm import train_lm
+from core.training.lm_model import preset_params
 
 
 def tiny_config(output: Path, **overrides) -> LMTrainConfig:
@@ -44,8 +47,10 @@ def tiny_config(output: Path, **overrides) -> LMTrainConfig:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, dict]:
+    from bots.commands.lm import train_and_evaluate_lm
+
     out = tmp_path_factory.mktemp("lm") / "tiny"
-    return out, train_lm(tiny_config(out))
+    return out, train_and_evaluate_lm(tiny_config(out))
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +90,7 @@ def test_loss_falls_and_files_are_written(trained):
         "eval/lm-report.json",
     ):
         assert (out / name).is_file(), name
-    assert not (out / "checkpoint").exists()
+    assert not (out / "checkpoints").exists()
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["val_perplexity"] == pytest.approx(2.718281828 ** saved["val_loss"], rel=1e-3)
     assert "val_loss" in (out / "model-card.md").read_text()
@@ -93,7 +98,7 @@ def test_loss_falls_and_files_are_written(trained):
 
 def test_reloaded_model_gives_identical_greedy_replies(trained):
     out, _ = trained
-    report = json.loads((out / "eval" / "lm-report.json").read_text())  # written by the in-memory model
+    report = json.loads((out / "eval" / "lm-report.json").read_text())  # written after training
     gen = Generator.from_pretrained(out, device="cpu")
     from core.evaluation.lm_report import EVAL_SETTINGS
     from core.protocols import GenerationRequest
@@ -137,7 +142,8 @@ def test_resume_continues_exactly(tmp_path):
     common = dict(lr_scheduler="constant", warmup_ratio=0.0, eval_samples=0, log_every=1, eval_every=100)
     full = train_lm(tiny_config(tmp_path / "full", max_steps=10, **common))
     part = train_lm(tiny_config(tmp_path / "part", max_steps=6, keep_checkpoint=True, **common))
-    assert part["steps"] == 6 and (tmp_path / "part" / "checkpoint" / "optimizer.pt").is_file()
+    assert part["steps"] == 6
+    assert (tmp_path / "part" / "checkpoints" / "checkpoint-6" / "optimizer.pt").is_file()
     resumed = train_lm(tiny_config(tmp_path / "part", max_steps=10, resume=True, **common))
     assert resumed["steps"] == 10
     assert [s for s, _ in resumed["train_loss_curve"]] == list(range(1, 11))
@@ -174,11 +180,15 @@ def test_early_stopping_on_validation_loss(tmp_path):
     assert metrics["val_loss"] == min(v for _, v in metrics["val_loss_curve"])
 
 
-def test_time_budget_stops_with_a_saved_model(tmp_path):
-    metrics = train_lm(
-        tiny_config(tmp_path / "tb", max_steps=500, epochs=50.0, time_budget_s=0.01, eval_samples=0)
-    )
-    assert metrics["stopped_by_time_budget"] is True and metrics["steps"] == 1
+def test_time_budget_stops_with_an_evaluated_saved_model(tmp_path):
+    # The budget's clock reads 0 at the start and 1, 2, 3 ... at each step's end: a 3.5 s
+    # budget is used up at the end of step 4, whatever the machine's speed.
+    clock = itertools.count().__next__
+    cfg = tiny_config(tmp_path / "tb", max_steps=500, epochs=50.0, time_budget_s=3.5, eval_every=100)
+    metrics = train_lm(cfg, clock=lambda: float(clock()))
+    assert metrics["stopped_by_time_budget"] is True and metrics["steps"] == 4
+    assert metrics["stopped_early"] is False
+    assert [s for s, _ in metrics["val_loss_curve"]] == [4]  # the last step is evaluated and kept
     assert (tmp_path / "tb" / "model.safetensors").is_file()
 
 
@@ -261,7 +271,7 @@ def test_bad_options_are_one_line_errors(tmp_path):
         train_lm(tiny_config(tmp_path / "x", preset="huge"))
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\nnot json\n')
-    with pytest.raises(ConfigError, match="bad.jsonl:2"):
+    with pytest.raises(ConfigError, match=r"bad\.jsonl:2"):
         load_dialogues(bad)
 
 
@@ -314,6 +324,36 @@ def test_cli_trains_tiny_model(tmp_path):
     assert json.loads((out / "lm_training.json").read_text())["max_steps"] == 2
 
 
-def test_config_is_a_dataclass_copyable():
-    cfg = replace(tiny_config(Path("x")), epochs=2.0)
-    assert cfg.epochs == 2.0 and cfg.preset == "tiny"
+def test_config_is_frozen_and_never_invalid():
+    cfg = tiny_config(Path("x"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.epochs = 2.0  # type: ignore[misc]
+    with pytest.raises(ConfigError, match="warmup_ratio"):
+        dataclasses.replace(cfg, warmup_ratio=1.5)
+    with pytest.raises(ConfigError, match="lr_scheduler"):
+        LMTrainConfig(lr_scheduler="step")
+
+
+def test_cli_options_come_from_the_config(tmp_path, monkeypatch):
+    """Every config field is an option whose default is the field's; --default starts
+    from the build recipe and options given on the command line override it."""
+    from bots.commands import lm as command
+
+    seen: list[LMTrainConfig] = []
+    result = {"val_loss": 1.0, "val_perplexity": 2.7, "steps": 1, "train_time_s": 0.1}
+    monkeypatch.setattr(command, "train_and_evaluate_lm", lambda cfg: seen.append(cfg) or result)
+    app = typer.Typer()
+    app.command("lm")(command.train_lm)
+    app.command("other")(lambda: None)
+    runner = CliRunner()
+    assert runner.invoke(app, ["lm", "--output", str(tmp_path)]).exit_code == 0
+    args = ["lm", "--default", "-o", str(tmp_path), "--lr", "0.01", "--no-mixed-precision"]
+    assert runner.invoke(app, args).exit_code == 0
+    command_params = typer.main.get_command(app).commands["lm"].params  # type: ignore[attr-defined]
+    options = {p.name: p for p in command_params}
+    assert seen[0] == LMTrainConfig(output_dir=tmp_path)
+    recipe = default_lm_config(tmp_path)
+    assert seen[1] == dataclasses.replace(recipe, learning_rate=0.01, mixed_precision=False)
+    for f in dataclasses.fields(LMTrainConfig):  # one option per field, its default the field's
+        assert options[f.name].default == f.default, f.name
+    assert "--data" in options["train_file"].opts and "--lr" in options["learning_rate"].opts

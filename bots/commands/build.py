@@ -38,12 +38,14 @@ def build_default_models(
 
 
 def _train_intent(folder: Path) -> None:
-    from core.training.intent import default_intent_config, train_intent
+    from core.training.config import default_intent_config
+    from core.training.intent import train_intent
 
     train_intent(default_intent_config(folder))
 
 
 def _train_lm(folder: Path) -> None:
-    from core.training.lm import default_lm_config, train_lm
+    from bots.commands.lm import train_and_evaluate_lm
+    from core.training.config import default_lm_config
 
-    train_lm(default_lm_config(folder))
+    train_and_evaluate_lm(default_lm_config(folder))

@@ -1,8 +1,8 @@
 """Evaluate the dialogue LM on held-out exchanges and write a report a person can read.
 
 ``evaluate_lm`` measures perplexity on the reference replies (reply tokens only, the
-same masking as training), then generates replies (greedy, so figures repeat) for up
-to ``limit`` examples and scores them against the references: ROUGE-L F1
+same masking as training; ``core/evaluation/loss.py``), then generates replies
+(greedy, so figures repeat) for up to ``limit`` examples and scores them against the references: ROUGE-L F1
 (rouge-score), corpus BLEU (sacrebleu), distinct-1/2 and mean length. It writes
 ``lm-report.json`` and ``lm-samples.md`` (prompt, generated reply, reference).
 """
@@ -11,21 +11,24 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
+from core.evaluation.loss import perplexity, reply_loss
 from core.persona import GenerationSettings
 from core.prompt import Dialogue
 from core.protocols import GenerationRequest
 from core.training.data import Example
+from core.training.dialogues import encode_dialogues
 
 log = logging.getLogger(__name__)
 
-EVAL_SETTINGS = GenerationSettings(max_new_tokens=200, do_sample=False, repetition_penalty=1.1)
+EVAL_SETTINGS = GenerationSettings.model_validate(
+    {"max_new_tokens": 200, "do_sample": False, "repetition_penalty": 1.1}
+)
 
 
 def distinct_n(texts: Sequence[str], n: int) -> float:
@@ -79,9 +82,6 @@ def evaluate_lm(
 ) -> dict[str, Any]:
     """Perplexity on all ``examples``, generation metrics on the first ``limit``;
     writes the report files into ``out_dir`` and returns the figures."""
-    from core.training.dialogues import encode_dialogues
-    from core.training.lm import reply_loss
-
     dialogues = as_dialogues(examples, system)
     if not dialogues:
         raise ConfigError("no examples with a reference reply to evaluate the LM on")
@@ -92,23 +92,13 @@ def evaluate_lm(
     loss = reply_loss(generator.model, encoded, generator.tokenizer.pad_token_id, generator.device)
 
     chosen = dialogues[:limit]
-    hyps: list[str] = []
-    for s in range(0, len(chosen), batch_size):
-        batch = chosen[s : s + batch_size]
-        hyps += generator.generate(
-            [
-                GenerationRequest(
-                    text=d.text, intent=d.intent, style=d.system, history=d.history, settings=settings
-                )
-                for d in batch
-            ]
-        )
+    hyps = _generate(generator, chosen, settings, batch_size)
     refs = [d.reply for d in chosen]
     report: dict[str, Any] = {
         "n_examples": len(dialogues),
         "n_generated": len(chosen),
         "loss": round(loss, 5),
-        "perplexity": round(math.exp(min(loss, 50)), 3),
+        "perplexity": round(perplexity(loss), 3),
         "rouge_l": round(rouge_l(hyps, refs), 4),
         "bleu": round(bleu(hyps, refs), 2),
         "distinct_1": round(distinct_n(hyps, 1), 4),
@@ -138,6 +128,20 @@ def evaluate_lm(
     return report
 
 
+def _generate(
+    generator: Any, dialogues: Sequence[Dialogue], settings: GenerationSettings, batch_size: int
+) -> list[str]:
+    requests = [
+        GenerationRequest(text=d.text, intent=d.intent, style=d.system, history=d.history, settings=settings)
+        for d in dialogues
+    ]
+    return [
+        h
+        for s in range(0, len(requests), batch_size)
+        for h in generator.generate(requests[s : s + batch_size])
+    ]
+
+
 def _write_samples(
     path: Path, dialogues: Sequence[Dialogue], hyps: Sequence[str], report: dict[str, Any]
 ) -> None:
@@ -145,7 +149,8 @@ def _write_samples(
         "# Dialogue LM samples",
         "",
         f"perplexity {report['perplexity']} · ROUGE-L {report['rouge_l']} · BLEU {report['bleu']} · "
-        f"distinct-2 {report['distinct_2']} · greedy decoding, max {report['settings']['max_new_tokens']} new tokens",
+        f"distinct-2 {report['distinct_2']} · greedy decoding, "
+        f"max {report['settings']['max_new_tokens']} new tokens",
         "",
     ]
     for k, (d, hyp) in enumerate(zip(dialogues, hyps, strict=False), 1):

@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from core.errors import ConfigError
 
@@ -68,18 +69,25 @@ def load_examples(path: Path | str) -> list[Example]:
     return examples
 
 
-def stratified_split(
-    examples: Sequence[Example], fraction: float, seed: int = 13
-) -> tuple[list[Example], list[Example]]:
-    """Split into (train, held_out) keeping each intent's share; same seed, same split."""
+class Labelled(Protocol):
+    @property
+    def intent(self) -> str: ...
+
+
+L = TypeVar("L", bound=Labelled)
+
+
+def stratified_split(examples: Sequence[L], fraction: float, seed: int = 13) -> tuple[list[L], list[L]]:
+    """Split into (train, held_out) keeping each intent's share; same seed, same split.
+    Works for any labelled item (an :class:`Example`, a ``Dialogue``)."""
     if not 0.0 < fraction < 1.0:
         raise ValueError("split fraction must be between 0 and 1")
-    by_intent: dict[str, list[Example]] = defaultdict(list)
+    by_intent: dict[str, list[L]] = defaultdict(list)
     for ex in examples:
         by_intent[ex.intent].append(ex)
     rng = random.Random(seed)
-    train: list[Example] = []
-    held: list[Example] = []
+    train: list[L] = []
+    held: list[L] = []
     for intent in sorted(by_intent):
         group = by_intent[intent][:]
         rng.shuffle(group)

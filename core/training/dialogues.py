@@ -20,7 +20,8 @@ from core.training.data import load_examples
 # and any persona's wording is familiar (see docs/lm-model.md).
 TRAINING_STYLES = (
     "You are a friendly, concise customer-support assistant.",
-    "You are a helpful support agent for an online store. Answer in plain language, in short steps when there is a procedure.",
+    "You are a helpful support agent for an online store. "
+    "Answer in plain language, in short steps when there is a procedure.",
     "",
 )
 _STYLE_NAMES = ("Ava", "Sam", "Mia", "Leo", "Nora", "Max", "Zoe", "Ben")
@@ -43,7 +44,8 @@ def training_style(rng: random.Random) -> str:
         return rng.choice(TRAINING_STYLES)
     name = f"{rng.choice(_STYLE_NAMES)}, " if rng.random() < 0.6 else ""
     tones = " and ".join(rng.sample(_STYLE_TONES, rng.choice((1, 2))))
-    return f"You are {name}a {tones} customer-support assistant for {rng.choice(_STYLE_SHOPS)}. {rng.choice(_STYLE_RULES)}".strip()
+    shop, rule = rng.choice(_STYLE_SHOPS), rng.choice(_STYLE_RULES)
+    return f"You are {name}a {tones} customer-support assistant for {shop}. {rule}".strip()
 
 
 def load_dialogues(path: Path | str, seed: int = 13) -> list[Dialogue]:
