@@ -64,14 +64,12 @@ async def main(turns: int, out: Path | None) -> dict[str, dict[int, float]]:
         results["list"][size] = await per_turn_ms(history, redis, keys, size, turns, blob=False)
         results["blob"][size] = await per_turn_ms(history, redis, keys, size, max(20, turns // 10), blob=True)
     await redis.aclose()
-    print(
-        f"{'stored turns':>12} | {'this project (ms)':>17} | {'ratio':>5} | {'whole-blob (ms)':>15} | {'ratio':>6}"
-    )
+    head = ("stored turns", "this project (ms)", "ratio", "whole-blob (ms)", "ratio")
+    print(f"{head[0]:>12} | {head[1]:>17} | {head[2]:>5} | {head[3]:>15} | {head[4]:>6}")
     for size in SIZES:
-        l, b = results["list"][size], results["blob"][size]
-        print(
-            f"{size:>12,} | {l:>17.3f} | {l / results['list'][10]:>5.2f} | {b:>15.3f} | {b / results['blob'][10]:>6.1f}"
-        )
+        listed, blob = results["list"][size], results["blob"][size]
+        list_ratio, blob_ratio = listed / results["list"][10], blob / results["blob"][10]
+        print(f"{size:>12,} | {listed:>17.3f} | {list_ratio:>5.2f} | {blob:>15.3f} | {blob_ratio:>6.1f}")
     if out:
         import matplotlib
 

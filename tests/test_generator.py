@@ -146,7 +146,7 @@ def test_missing_and_corrupt_folders_raise_model_missing(tmp_path, gen):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text("{ not json")
-    with pytest.raises(ModelMissing, match="broken.*chatbot train lm"):
+    with pytest.raises(ModelMissing, match=r"broken.*chatbot train lm"):
         Generator.from_pretrained(broken)
     # real config and tokenizer, truncated weights
     bad = tmp_path / "badweights"
