@@ -3,23 +3,30 @@
 Each chat gets a lane (a queue and a worker) so a rate-limited or failing chat waits
 alone while other conversations keep flowing. An entry is acknowledged only once the
 platform took it; until then it stays pending in Redis, so a crash loses nothing and a
-restart resends it.
+restart resends it. A Redis outage is waited out with ``core.retry``'s backoff (reads
+and acknowledgements alike), so the loop outlives a restart of Redis.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+from redis.exceptions import RedisError
 
 from core.bus import Bus
 from core.errors import AdapterAuthError, DeliveryError, RateLimited
 from core.messages import Reply
+from core.metrics import DELIVERY_RETRIES, observe_delivered
+from core.retry import Backoff, retrying
 
 log = logging.getLogger(__name__)
 
 Deliver = Callable[[Reply], Awaitable[None]]
+REDIS_DOWN = (RedisError, OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +34,7 @@ class RetryPolicy:
     first_backoff: float = 0.5
     max_backoff: float = 30.0
     max_in_flight: int = 1000
+    redis_backoff: Backoff = Backoff(first=0.5, cap=10.0)  # noqa: RUF009 (frozen: shared safely)
 
 
 class Outbox:
@@ -51,6 +59,7 @@ class Outbox:
         self._lanes: dict[str, asyncio.Queue[tuple[str, Reply]]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._in_flight = 0
+        self._in_flight_ids: set[str] = set()  # a re-read of pending entries skips these
         self._fatal: AdapterAuthError | None = None
         self.delivered = 0
         self.retries = 0
@@ -58,6 +67,9 @@ class Outbox:
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set; raises :class:`AdapterAuthError` if the
         platform rejects our credentials (retrying cannot help)."""
+        redis = retrying(
+            f"{self.platform} outbound read", retry_on=REDIS_DOWN, backoff=self.retry.redis_backoff
+        )
         try:
             while not stop.is_set():
                 if self._fatal:
@@ -65,8 +77,8 @@ class Outbox:
                 if self._in_flight >= self.retry.max_in_flight:
                     await asyncio.sleep(0.05)
                     continue
-                entries = await self.bus.read_outbound(
-                    self.platform, self.bot_id, self.consumer, count=64, block_ms=500
+                entries: list[tuple[str, Reply]] = await redis(
+                    self.bus.read_outbound, self.platform, self.bot_id, self.consumer, count=64, block_ms=500
                 )
                 for entry_id, reply in entries:
                     self._dispatch(entry_id, reply)
@@ -78,8 +90,13 @@ class Outbox:
             await asyncio.gather(*self._workers.values(), return_exceptions=True)
             self._workers.clear()
             self._lanes.clear()
+            self._in_flight_ids.clear()
+            self._in_flight = 0
 
     def _dispatch(self, entry_id: str, reply: Reply) -> None:
+        if entry_id in self._in_flight_ids:  # claimed entries are read with our pending ones
+            return
+        self._in_flight_ids.add(entry_id)
         lane = reply.chat_id
         queue = self._lanes.get(lane)
         if queue is None:
@@ -89,6 +106,7 @@ class Outbox:
         queue.put_nowait((entry_id, reply))
 
     async def _work(self, lane: str, queue: asyncio.Queue[tuple[str, Reply]]) -> None:
+        ack = retrying(f"{self.platform} outbound ack", retry_on=REDIS_DOWN, backoff=self.retry.redis_backoff)
         while True:
             try:
                 entry_id, reply = await asyncio.wait_for(queue.get(), timeout=30.0)
@@ -99,7 +117,9 @@ class Outbox:
                     return
                 continue
             await self._deliver_until_done(reply)
-            await self.bus.ack_outbound(self.platform, self.bot_id, [entry_id])
+            observe_delivered(reply, time.time())
+            await ack(self.bus.ack_outbound, self.platform, self.bot_id, [entry_id])
+            self._in_flight_ids.discard(entry_id)
             self._in_flight -= 1
             self.delivered += 1
 
@@ -114,15 +134,18 @@ class Outbox:
                 await asyncio.Event().wait()  # parked until run() cancels us
             except RateLimited as exc:
                 self.retries += 1
+                DELIVERY_RETRIES.labels(self.platform, "rate_limited").inc()
                 log.warning("%s: rate limited, retrying in %.1fs", self.platform, exc.retry_after)
                 await asyncio.sleep(exc.retry_after)
             except (TimeoutError, DeliveryError, OSError) as exc:
                 self.retries += 1
+                DELIVERY_RETRIES.labels(self.platform, "error").inc()
                 log.warning("%s: delivery failed (%s), retrying in %.1fs", self.platform, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.retry.max_backoff)
             except Exception:  # a bug in an adapter must not kill the lane or lose the reply
                 self.retries += 1
+                DELIVERY_RETRIES.labels(self.platform, "error").inc()
                 log.exception("%s: unexpected delivery error, retrying in %.1fs", self.platform, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.retry.max_backoff)
