@@ -97,11 +97,35 @@ async def _serve(
 ) -> None:
     grace = settings.shutdown_grace
     async with Runtime(settings) as rt, contextlib.AsyncExitStack() as running:
+        # The probes answer from the start: loading models makes the process unready,
+        # never dead (an orchestrator must not kill a worker for loading).
         health = Health(rt.bus, str(role), max_lag=settings.ready_max_lag, needs_models=role.runs_engine)
+        app = build_app(None, [], health=health)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=settings.host,
+                port=settings.port,
+                log_level="warning",
+                log_config=None,  # our logging setup stays; uvicorn's dictConfig would close its handlers
+                lifespan="off",
+                timeout_graceful_shutdown=max(1, int(grace * 0.4)),
+            )
+        )
+        loop, stopping = asyncio.get_running_loop(), list[bool]()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, _shutdown, server, grace, stopping)
+        server_task = asyncio.create_task(server.serve(sockets=[sock]), name="web")
+        running.push_async_callback(_stop_server, server, server_task)  # after a failed start
+        while not server.started and not server_task.done():
+            await asyncio.sleep(0.05)
+        if server_task.done():
+            server_task.result()  # raises the bind error
+
         persona = await rt.personas.get(settings.default_bot)
         platforms = _platforms(settings, rt, role, list(persona.platforms))
         health.failed = platforms.failed
-
         # Stopped in reverse: adapters (and their outboxes) first, the engine last, each
         # handing back what it could not finish.
         if role.runs_engine:
@@ -137,32 +161,19 @@ async def _serve(
         # Side by side: a platform that is slow to answer does not hold up the others.
         await asyncio.gather(*(_start(adapter) for adapter in adapters))
         health.adapters = adapters
+        app.router.routes.extend(route for adapter in adapters for route in adapter.routes())
 
-        app = build_app(web, platforms.adapters, health=health)
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                host=settings.host,
-                port=settings.port,
-                log_level="warning",
-                lifespan="off",
-                timeout_graceful_shutdown=max(1, int(grace * 0.4)),
-            )
-        )
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, _shutdown, server, grace)
-        server_task = asyncio.create_task(server.serve(sockets=[sock]), name="web")
-        while not server.started and not server_task.done():
-            await asyncio.sleep(0.05)
-        if server_task.done():
-            server_task.result()  # raises the bind error
         url = f"http://{settings.host}:{sock.getsockname()[1]}"
         log.info("role %s ready on %s", role, url)
         if on_ready:
             on_ready(url)
         await server_task
+
+
+async def _stop_server(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    server.should_exit = True
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await task
 
 
 def _platforms(settings: Settings, rt: Runtime, role: Role, serves: list[str]) -> Platforms:
@@ -183,11 +194,13 @@ def _platforms(settings: Settings, rt: Runtime, role: Role, serves: list[str]) -
     return chosen
 
 
-def _shutdown(server: uvicorn.Server, grace: float) -> None:
-    """SIGTERM/SIGINT: stop the web app (the rest follows); a second signal, or a
-    shutdown that overruns the grace time, ends the process at once."""
-    if server.should_exit:
-        os._exit(1)
+def _shutdown(server: uvicorn.Server, grace: float, stopping: list[bool]) -> None:
+    """SIGTERM/SIGINT: stop the web app (the rest follows); a shutdown that overruns the
+    grace time ends the process at once. Called more than once per signal (uvicorn
+    raises it again when it is done serving), so only the first call counts."""
+    if stopping:
+        return
+    stopping.append(True)
     server.should_exit = True
     log.warning("stopping: finishing work in hand for up to %.0fs", grace)
     timer = threading.Timer(grace, os._exit, args=(1,))
