@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: run test install dev models bench clean
+.PHONY: run test lint install dev chromium models bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,9 +19,14 @@ $(DEVSTAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP) $@
 
-install: $(STAMP)
+# The desk's browser test drives Debian's Chromium through Playwright (never
+# `playwright install`: browser downloads are not available here). CI runs as root.
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
 
-dev: $(DEVSTAMP)
+dev: $(DEVSTAMP) chromium
+
+install: $(STAMP)
 
 models: $(STAMP)
 	$(BIN)/chatbot models build
@@ -30,7 +35,13 @@ run: $(STAMP)
 	$(BIN)/chatbot models build
 	$(BIN)/chatbot run
 
-test: $(DEVSTAMP)
+# Lint, format and types gate the tests (config in pyproject.toml).
+lint: $(DEVSTAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: $(DEVSTAMP) chromium lint
 	$(BIN)/python -m pytest -q
 
 bench: $(DEVSTAMP)

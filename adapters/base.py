@@ -1,11 +1,14 @@
 """What every platform adapter shares, so each platform module stays thin.
 
-An adapter does two things: turn a platform event into an :class:`IncomingMessage`
-(``submit``), and deliver a :class:`Reply` (``send_text``). Everything else lives here:
-idempotent intake keyed on the platform's event id, the typing indicator while the
-engine works, splitting long replies under the platform's limit, resuming a split reply
-after a retry without resending parts, and the outbound delivery loop with its
-retry/backoff (``core.delivery.Outbox``).
+An adapter does two things: read a platform event into an :class:`Event` and hand it
+to :meth:`Adapter.accept`, and deliver a :class:`Reply` (``send_text``). Everything
+else lives here: who is answered (not bots; private chats; in groups, mentions unless
+the persona answers every message), the polite answer to a message without text,
+idempotent intake keyed on the platform's event id, holding an event while Redis is
+down, the typing indicator while the engine works, splitting long replies under the
+platform's limit (resuming a split reply after a retry without resending parts), the
+outbound delivery loop (``core.delivery.Outbox``) and stopping with one line
+(:meth:`Adapter.fail`).
 
 Lifecycle: ``await adapter.start()`` / ``await adapter.stop()`` or ``async with``.
 """
@@ -17,26 +20,56 @@ import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from collections import Counter
+from dataclasses import dataclass, fields, is_dataclass
+from enum import StrEnum
+from typing import ClassVar, Generic, TypeVar
+from urllib.parse import urlparse
 
+from redis.exceptions import RedisError
 from starlette.routing import BaseRoute
+from tenacity import AsyncRetrying, RetryCallState
 
 from core.bus import Bus
-from core.delivery import Outbox, RetryPolicy
-from core.errors import AdapterAuthError
+from core.delivery import DEFAULT_DELIVERY_BACKOFF, Outbox
+from core.errors import AdapterAuthError, ChatbotError, ConfigError, PermanentDeliveryError
 from core.messages import IncomingMessage, Reply, Route
 from core.persona import Messages, PersonaStore
+from core.retry import Backoff, retrying
 from core.text import split_message
 
 log = logging.getLogger(__name__)
 
 TYPING_MAX_SECONDS = 60.0
+REDIS_DOWN = (RedisError, OSError)  # what a Redis outage raises from the bus
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One platform event as its platform module read it; the base decides what to do."""
+
+    message: IncomingMessage
+    event_id: str | None  # the platform's id for this event: a redelivery is taken once
+    from_bot: bool = False  # another bot, a webhook, ourselves or the platform: never answered
+    direct: bool = False  # a private chat: always answered
+    addressed: bool = False  # mentions or replies to the bot: answered in groups too
+    text_only: bool = False  # a sticker, photo or file without text: the polite prompt
+
+
+class Intake(StrEnum):
+    """What became of one event (also the key of ``Adapter.stats``)."""
+
+    IGNORED = "ignored"
+    SUBMITTED = "submitted"
+    DUPLICATE = "duplicates"
+    TEXT_ONLY = "text_only"
 
 
 class Adapter(ABC):
     platform: ClassVar[str]
     max_message_chars: ClassVar[int] = 4000
     typing_interval: ClassVar[float] = 0.0  # seconds between typing pings; 0 = none
+    sdk_loggers: ClassVar[tuple[str, ...]] = ()  # loggers that may print a secret (a URL with a token)
 
     def __init__(
         self,
@@ -45,20 +78,24 @@ class Adapter(ABC):
         bot_id: str,
         personas: PersonaStore | None = None,
         consumer: str | None = None,
-        retry: RetryPolicy = RetryPolicy(),
+        backoff: Backoff = DEFAULT_DELIVERY_BACKOFF,
     ) -> None:
         self.bus = bus
         self.bot_id = bot_id
         self.personas = personas
+        self.backoff = backoff
         self.outbox = Outbox(
             bus,
             self.platform,
             bot_id,
             self._deliver_reply,
             consumer=consumer or f"{self.platform}-1",
-            retry=retry,
+            backoff=backoff,
         )
+        self.redact = RedactSecrets()  # a platform adapter names its config's secrets
         self.error: str | None = None  # one line saying why the adapter stopped
+        self.failure: ChatbotError | None = None  # the error behind ``error``, to re-raise
+        self.stats: Counter[str] = Counter()  # received, and each Intake outcome
         self._stop = asyncio.Event()
         self._outbox_task: asyncio.Task[None] | None = None
         self._typing: dict[str, asyncio.Task[None]] = {}
@@ -69,7 +106,7 @@ class Adapter(ABC):
     @abstractmethod
     async def connect(self) -> None:
         """Log in and start receiving platform events (raise AdapterAuthError on a bad
-        token, naming the environment variable)."""
+        token, naming the environment variable). On any error ``disconnect`` follows."""
 
     @abstractmethod
     async def disconnect(self) -> None:
@@ -78,16 +115,54 @@ class Adapter(ABC):
     @abstractmethod
     async def send_text(self, reply: Reply, text: str, part: int) -> None:
         """Send one chunk of a reply (``part`` 0 is the first). Raise RateLimited on a
-        429, AdapterAuthError on rejected credentials, DeliveryError otherwise."""
+        429, AdapterAuthError on rejected credentials, PermanentDeliveryError when the
+        platform refuses this reply for good, DeliveryError otherwise."""
 
     async def send_typing(self, chat_id: str, meta: dict[str, str]) -> None:
         """Show a typing indicator in a chat (platforms without one keep this no-op)."""
+        return None
 
     def routes(self) -> list[BaseRoute]:
         """HTTP endpoints the platform calls (webhooks), mounted on the web app."""
         return []
 
     # -- intake ------------------------------------------------------------------------
+    async def accept(self, event: Event, *, hold: bool = True) -> Intake:
+        """Decide on one event and queue it. While Redis is down the event is held and
+        retried (the platform already handed it over) until Redis returns or the adapter
+        stops; with ``hold=False`` the Redis error is raised, for a webhook to answer
+        503 so that the platform resends."""
+        self.stats["received"] += 1
+        if event.from_bot or not (
+            event.direct or event.addressed or await self.answers_every_group_message()
+        ):
+            outcome = Intake.IGNORED
+        elif hold:
+            outcome = await self._holding()(self._queue, event)
+        else:
+            outcome = await self._queue(event)
+        self.stats[outcome.value] += 1
+        return outcome
+
+    async def _queue(self, event: Event) -> Intake:
+        if event.text_only:
+            answered = await self.reply_text_only(event.message, event.event_id)
+            return Intake.TEXT_ONLY if answered else Intake.DUPLICATE
+        return Intake.SUBMITTED if await self.submit(event.message, event.event_id) else Intake.DUPLICATE
+
+    def _holding(self) -> AsyncRetrying:
+        """Retry while Redis is down; give up (raising) once the adapter is stopping."""
+
+        async def pause(seconds: float) -> None:  # a stop ends the wait at once
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), seconds)
+
+        def stopping(_state: RetryCallState) -> bool:
+            return self._stop.is_set()
+
+        policy = retrying(f"{self.platform} intake", retry_on=REDIS_DOWN, backoff=self.backoff)
+        return policy.copy(stop=stopping, sleep=pause)
+
     async def submit(self, message: IncomingMessage, event_id: str | None) -> bool:
         """Queue a customer's message for the engine, once per platform event id."""
         accepted = await self.bus.submit(message, event_id)
@@ -97,16 +172,17 @@ class Adapter(ABC):
             self._start_typing(message.chat_id, message.meta)
         return accepted
 
-    async def reply_text_only(self, message: IncomingMessage, event_id: str | None) -> None:
+    async def reply_text_only(self, message: IncomingMessage, event_id: str | None) -> bool:
         """Answer a sticker/image/file/voice message politely, once per event, through the
         same outbound stream as every reply (so retries and rate limits apply)."""
         if event_id and not await self.bus.claim_event(message.platform, message.bot_id, event_id):
-            return
+            return False
         text = Messages().text_only
         if self.personas is not None:
             with contextlib.suppress(Exception):
                 text = (await self.personas.get(self.bot_id)).messages.text_only
         await self.bus.publish_reply(Reply.to(message, text, Route.PROMPT))
+        return True
 
     async def answers_every_group_message(self) -> bool:
         """The bot's persona decides whether group messages need a mention (cached 5 s,
@@ -122,9 +198,14 @@ class Adapter(ABC):
     async def _deliver_reply(self, reply: Reply) -> None:
         chunks = split_message(reply.text, self.max_message_chars)
         done = self._chunks_sent.get(reply.reply_id, 0)
-        for part in range(done, len(chunks)):
-            await self.send_text(reply, chunks[part], part)
-            self._chunks_sent[reply.reply_id] = part + 1  # a retry resumes after this part
+        try:
+            for part in range(done, len(chunks)):
+                await self.send_text(reply, chunks[part], part)
+                self._chunks_sent[reply.reply_id] = part + 1  # a retry resumes after this part
+        except PermanentDeliveryError:
+            self._chunks_sent.pop(reply.reply_id, None)  # the outbox drops the rest
+            self._stop_typing(reply.chat_id)
+            raise
         self._chunks_sent.pop(reply.reply_id, None)
         self._stop_typing(reply.chat_id)
 
@@ -147,17 +228,31 @@ class Adapter(ABC):
             task.cancel()
 
     # -- lifecycle -------------------------------------------------------------------------
+    def fail(self, error: ChatbotError) -> None:
+        """Stop this adapter with one line (the others keep running); its replies stay
+        queued in Redis for the next start."""
+        self.failure = error
+        self.error = str(error)
+        log.error("%s adapter stopped: %s", self.platform, error)
+        self._stop.set()
+
     async def start(self) -> None:
         self._stop.clear()
-        await self.connect()
+        self.error = self.failure = None  # a restart after a failure starts clean
+        for name in self.sdk_loggers:  # a filter does not see records of child loggers
+            logging.getLogger(name).addFilter(self.redact)
+        try:
+            await self.connect()
+        except BaseException:  # a half-made connection (a client, a session) is closed
+            await self._disconnect()
+            raise
         self._outbox_task = asyncio.create_task(self._run_outbox(), name=f"{self.platform}-outbox")
 
     async def _run_outbox(self) -> None:
         try:
             await self.outbox.run(self._stop)
         except AdapterAuthError as exc:
-            self.error = str(exc)
-            log.error("%s adapter stopped: %s", self.platform, exc)
+            self.fail(exc)
             with contextlib.suppress(Exception):
                 await self.disconnect()
 
@@ -169,7 +264,14 @@ class Adapter(ABC):
         if self._outbox_task:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._outbox_task, timeout=5)
-        await self.disconnect()
+        await self._disconnect()
+
+    async def _disconnect(self) -> None:
+        try:
+            await self.disconnect()
+        finally:
+            for name in self.sdk_loggers:
+                logging.getLogger(name).removeFilter(self.redact)
 
     @property
     def running(self) -> bool:
@@ -181,3 +283,57 @@ class Adapter(ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+class RedactSecrets(logging.Filter):
+    """Replaces secrets (tokens in request URLs, webhook secrets) in log records and in
+    error texts, so an SDK's or HTTP client's logging never shows them."""
+
+    def __init__(self, *secrets: str | None) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def text(self, value: str) -> str:
+        for secret in self.secrets:
+            value = value.replace(secret, "<redacted>")
+        return value
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if any(secret in message for secret in self.secrets):
+            record.msg, record.args = self.text(message), None
+        return True
+
+
+def require(ok: bool, problem: str) -> None:
+    """One config check: ``problem`` names the setting and says what to do."""
+    if not ok:
+        raise ConfigError(problem)
+
+
+def is_url(value: str | None, *, schemes: tuple[str, ...] = ("http", "https"), path: bool = False) -> bool:
+    """A full URL with one of ``schemes`` (and a path, when ``path``)."""
+    url = urlparse(value or "")
+    return url.scheme in schemes and bool(url.netloc) and (not path or url.path not in ("", "/"))
+
+
+ConfigT = TypeVar("ConfigT")
+
+
+class PlatformAdapter(Adapter, Generic[ConfigT]):
+    """An adapter for a chat platform: the base plus its frozen, validated config (each
+    config checks itself in ``__post_init__`` and keeps its secrets out of its repr)."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        config: ConfigT,
+        *,
+        bot_id: str,
+        personas: PersonaStore | None = None,
+        backoff: Backoff = DEFAULT_DELIVERY_BACKOFF,
+    ) -> None:
+        super().__init__(bus, bot_id=bot_id, personas=personas, backoff=backoff)
+        self.config = config
+        hidden = [f.name for f in fields(config) if not f.repr] if is_dataclass(config) else []
+        self.redact = RedactSecrets(*(getattr(config, name) for name in hidden))  # secrets: repr=False

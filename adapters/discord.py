@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -25,12 +24,11 @@ import yarl
 from discord.http import HTTPClient
 from discord.http import Route as DiscordRoute
 
-from adapters.base import Adapter
+from adapters.base import Event, PlatformAdapter, is_url, require
+from adapters.markup import to_discord_markdown
 from core.bus import Bus
-from core.delivery import RetryPolicy
-from core.errors import AdapterAuthError, DeliveryError, RateLimited
+from core.errors import AdapterAuthError, DeliveryError, PermanentDeliveryError, RateLimited
 from core.messages import IncomingMessage, Reply
-from core.persona import PersonaStore
 
 if not hasattr(discord, "Client"):  # adapters/ put on sys.path would import this file as `discord`
     raise ImportError("adapters/discord.py shadowed the discord.py SDK; run from the project root")
@@ -40,6 +38,10 @@ OnMessage = Callable[[discord.Message], Awaitable[None]]
 
 TOKEN_HELP = "copy the token again from the Developer Portal (Applications > your app > Bot > Reset Token)"
 REJECTED = "DISCORD_BOT_TOKEN was rejected by Discord"
+INTENT_REFUSED = (
+    "Discord refused the MESSAGE CONTENT intent; enable it in the Developer Portal "
+    "(Applications > your app > Bot > Privileged Gateway Intents)"
+)
 # Nobody is pinged by a bot answer except the customer it replies to (first part only).
 # A text bot never joins voice: skip discord.py's "voice will NOT be supported" warnings.
 discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
@@ -53,6 +55,17 @@ class DiscordConfig:
     gateway_url: str | None = None  # replaces wss://gateway.discord.gg/ (DISCORD_GATEWAY_URL)
     connect_timeout: float = 30.0  # seconds to wait for the gateway's READY at start
     max_ratelimit_timeout: float = 30.0  # longer 429 waits come back to us as RateLimited
+
+    def __post_init__(self) -> None:
+        require(bool(self.token.strip()), f"DISCORD_BOT_TOKEN is empty; {TOKEN_HELP}")
+        require(
+            self.api_base_url is None or is_url(self.api_base_url),
+            f"DISCORD_API_BASE_URL must be an http(s) URL (got {self.api_base_url!r})",
+        )
+        require(
+            self.gateway_url is None or is_url(self.gateway_url, schemes=("ws", "wss")),
+            f"DISCORD_GATEWAY_URL must be a ws(s) URL (got {self.gateway_url!r})",
+        )
 
 
 class RoutedHTTPClient(HTTPClient):
@@ -106,54 +119,36 @@ class _Client(discord.Client):
         await self._handle(message)
 
 
-class DiscordAdapter(Adapter):
+class DiscordAdapter(PlatformAdapter[DiscordConfig]):
     platform: ClassVar[str] = "discord"
     max_message_chars: ClassVar[int] = 2000
     typing_interval: ClassVar[float] = 8.0  # a typing ping shows for ~10 s
 
-    def __init__(
-        self,
-        bus: Bus,
-        config: DiscordConfig,
-        *,
-        bot_id: str,
-        personas: PersonaStore | None = None,
-        retry: RetryPolicy = RetryPolicy(),
-    ) -> None:
-        super().__init__(bus, bot_id=bot_id, personas=personas, retry=retry)
-        self.config = config
-        self.stats: Counter[str] = Counter()  # received, ignored, submitted, duplicates, text_only
+    def __init__(self, bus: Bus, config: DiscordConfig, **options: Any) -> None:
+        super().__init__(bus, config, **options)
         self._client: _Client | None = None
         self._gateway: asyncio.Task[None] | None = None
-        self._failure: DeliveryError | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     async def connect(self) -> None:
-        if not self.config.token.strip():
-            raise AdapterAuthError(f"DISCORD_BOT_TOKEN is empty; {TOKEN_HELP}")
-        self._failure = self.error = None  # a restart after a failure starts clean
-        client = _Client(self.config, self._on_message)
+        client = self._client = _Client(self.config, self._on_message)
         try:
             await client.login(self.config.token)
         except discord.LoginFailure:
-            await client.close()
             raise AdapterAuthError(f"{REJECTED} (401 Unauthorized); {TOKEN_HELP}") from None
         except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
-            await client.close()
             where = self.config.api_base_url or DiscordRoute.BASE
             raise DeliveryError(
                 f"cannot log in to Discord at {where} ({exc}); check DISCORD_API_BASE_URL and the network"
             ) from None
-        self._client = client
         self._gateway = asyncio.create_task(self._run_gateway(client), name="discord-gateway")
         ready = asyncio.create_task(client.connected.wait())
         await asyncio.wait(
             {ready, self._gateway}, timeout=self.config.connect_timeout, return_when=asyncio.FIRST_COMPLETED
         )
         ready.cancel()
-        if self._failure is not None:
-            await self.disconnect()
-            raise self._failure
+        if self.failure is not None:
+            raise self.failure
         if not client.connected.is_set():
             log.warning("discord: no READY from the gateway yet; discord.py keeps trying")
 
@@ -162,31 +157,15 @@ class DiscordAdapter(Adapter):
         try:
             await client.connect(reconnect=True)
         except discord.PrivilegedIntentsRequired:
-            self._fail(
-                AdapterAuthError(
-                    "Discord refused the MESSAGE CONTENT intent; enable it in the Developer Portal "
-                    "(Applications > your app > Bot > Privileged Gateway Intents)"
-                )
-            )
+            self.fail(AdapterAuthError(INTENT_REFUSED))
         except discord.ConnectionClosed as exc:
-            if exc.code == 4004:
-                self._fail(AdapterAuthError(f"{REJECTED} at the gateway (4004); {TOKEN_HELP}"))
-            else:
-                self._fail(
-                    DeliveryError(f"the Discord gateway closed the connection ({exc.code} {exc.reason})")
-                )
+            closed = f"the Discord gateway closed the connection ({exc.code} {exc.reason})"
+            bad_token = f"{REJECTED} at the gateway (4004); {TOKEN_HELP}"
+            self.fail(AdapterAuthError(bad_token) if exc.code == 4004 else DeliveryError(closed))
         except Exception as exc:  # one line for the operator, not a traceback
-            self._fail(DeliveryError(f"the Discord gateway stopped: {type(exc).__name__}: {exc}"))
-        if self._failure is not None:
+            self.fail(DeliveryError(f"the Discord gateway stopped: {type(exc).__name__}: {exc}"))
+        if self.failure is not None:
             await client.close()  # discord.py leaves its HTTP session open on some fatal closes
-
-    def _fail(self, error: DeliveryError) -> None:
-        """Stop this adapter with one line (others keep running); replies stay queued in
-        Redis. (A candidate for adapters/base.py: every gateway-style adapter needs it.)"""
-        self._failure = error
-        self.error = str(error)
-        log.error("discord adapter stopped: %s", error)
-        self._stop.set()
 
     async def disconnect(self) -> None:
         client, self._client = self._client, None
@@ -200,18 +179,9 @@ class DiscordAdapter(Adapter):
     # -- intake ------------------------------------------------------------------------
     async def _on_message(self, message: discord.Message) -> None:
         """MESSAGE_CREATE only: discord.py's edit/delete events are not listened to."""
-        self.stats["received"] += 1
-        client = self._client
-        me = client.user if client else None
-        if me is None or message.author.bot or message.author.id == me.id or message.webhook_id:
-            self.stats["ignored"] += 1
-            return
-        direct = isinstance(message.channel, (discord.DMChannel, discord.GroupChannel))
-        if message.type not in (discord.MessageType.default, discord.MessageType.reply) or not (
-            direct or _addresses(message, me.id) or await self.answers_every_group_message()
-        ):
-            self.stats["ignored"] += 1  # system messages (joins, pins), unaddressed guild chatter
-            return
+        me = self._client.user if self._client else None
+        if me is None:
+            return  # not logged in (yet)
         meta = {"message_id": str(message.id), "channel_id": str(message.channel.id)}
         guild_id = message.guild.id if message.guild else getattr(message.channel, "guild_id", None)
         if guild_id:
@@ -226,14 +196,17 @@ class DiscordAdapter(Adapter):
             message_id=str(message.id),
             meta=meta,
         )
-        event_id = str(message.id)  # a resumed session may redeliver: the id keys intake
-        if not incoming.text and (message.attachments or message.stickers):
-            await self.reply_text_only(incoming, event_id)
-            self.stats["text_only"] += 1
-        elif await self.submit(incoming, event_id):
-            self.stats["submitted"] += 1
-        else:
-            self.stats["duplicates"] += 1
+        system = message.type not in (discord.MessageType.default, discord.MessageType.reply)
+        event = Event(
+            incoming,
+            event_id=str(message.id),  # a resumed session may redeliver: the id keys intake
+            # bots, ourselves, webhooks; system messages (joins, pins) are nobody talking
+            from_bot=message.author.bot or message.author.id == me.id or bool(message.webhook_id) or system,
+            direct=isinstance(message.channel, (discord.DMChannel, discord.GroupChannel)),
+            addressed=_addresses(message, me.id),
+            text_only=not incoming.text and bool(message.attachments or message.stickers),
+        )
+        await self.accept(event)
 
     # -- delivery ------------------------------------------------------------------------
     async def send_text(self, reply: Reply, text: str, part: int) -> None:
@@ -242,22 +215,26 @@ class DiscordAdapter(Adapter):
             raise DeliveryError("the Discord client is not connected")
         guild_id = int(reply.meta["guild_id"]) if reply.meta.get("guild_id") else None
         channel = client.get_partial_messageable(int(reply.chat_id), guild_id=guild_id)
-        reference = None
+        # Ping only the customer replied to, and only on the first part.
+        options: dict[str, Any] = {"allowed_mentions": discord.AllowedMentions.none()}
+        options["allowed_mentions"].replied_user = part == 0
         if reply.meta.get("message_id"):
-            reference = discord.MessageReference(  # fail_if_not_exists=False: deleted? still answer
-                message_id=int(reply.meta["message_id"]),
-                channel_id=int(reply.chat_id),
-                guild_id=guild_id,
-                fail_if_not_exists=False,
+            options["reference"] = (
+                discord.MessageReference(  # fail_if_not_exists=False: deleted? still answer
+                    message_id=int(reply.meta["message_id"]),
+                    channel_id=int(reply.chat_id),
+                    guild_id=guild_id,
+                    fail_if_not_exists=False,
+                )
             )
-        mentions = discord.AllowedMentions(everyone=False, users=False, roles=False, replied_user=part == 0)
-        # ^ ping only the customer replied to, and only on the first part
+        marked_up = to_discord_markdown(text)  # escapes can push a full part over the limit:
+        content = marked_up if len(marked_up) <= self.max_message_chars else text  # then as written
         try:
-            await channel.send(text, reference=reference, allowed_mentions=mentions)
+            await channel.send(content, **options)
         except discord.RateLimited as exc:  # discord.py would wait longer than max_ratelimit_timeout
             raise RateLimited(exc.retry_after) from None
         except discord.HTTPException as exc:
-            _raise_for_http_error(exc, reply)
+            _raise_for_http_error(exc)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise DeliveryError(f"Discord unreachable: {type(exc).__name__}: {exc}") from None
 
@@ -279,11 +256,11 @@ def _addresses(message: discord.Message, bot_user_id: int) -> bool:
     return isinstance(resolved, discord.Message) and resolved.author.id == bot_user_id
 
 
-def _raise_for_http_error(exc: discord.HTTPException, reply: Reply) -> None:
+def _raise_for_http_error(exc: discord.HTTPException) -> None:
     """Map discord.py's HTTP errors to the delivery contract. discord.py sleeps and retries
     a genuine 429 itself (5 tries); a 429 it gives up on is retried by the Outbox. A 4xx
-    retrying cannot fix (403 no permission, 404 deleted channel, 400) is logged and
-    dropped, or it would block that chat's lane forever."""
+    retrying cannot fix (403 no permission, 404 deleted channel, 400) is permanent: the
+    outbox drops that reply, or it would block that chat's lane forever."""
     status = exc.status
     if status == 401:
         raise AdapterAuthError(f"{REJECTED} while sending (401 Unauthorized); {TOKEN_HELP}") from None
@@ -294,11 +271,4 @@ def _raise_for_http_error(exc: discord.HTTPException, reply: Reply) -> None:
         raise RateLimited(retry_after) from None
     if status >= 500:
         raise DeliveryError(f"Discord answered {status}: {exc.text or 'server error'}") from None
-    log.error(
-        "discord: reply %s to channel %s dropped: %s %s (code %s); retrying cannot help",
-        reply.reply_id,
-        reply.chat_id,
-        status,
-        exc.text,
-        exc.code,
-    )
+    raise PermanentDeliveryError(f"Discord answered {status}: {exc.text} (code {exc.code})") from None

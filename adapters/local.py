@@ -39,12 +39,22 @@ class LocalAdapter(Adapter):
         finally:
             self._waiting.pop(message.message_id, None)
 
-    async def send_text(self, reply: Reply, text: str, part: int) -> None:
+    async def _deliver_reply(self, reply: Reply) -> None:
+        """Hand the whole reply to whoever waits for it: never split, and an empty reply
+        (the engine's receipt on a conversation the support team holds) is handed over
+        too, so the caller stops waiting."""
         future = self._waiting.get(reply.in_reply_to)
         if future is not None and not future.done():
             future.set_result(reply)
-        else:  # the caller gave up (timeout, closed tab): keep it for the next poll
-            self.unclaimed.setdefault(reply.user_id, []).append(reply)
+        elif reply.text:  # nobody waits (an agent's answer, a reminder, a caller that gave up)
+            await self.on_unsolicited(reply)
+
+    async def send_text(self, reply: Reply, text: str, part: int) -> None:
+        await self._deliver_reply(reply)
+
+    async def on_unsolicited(self, reply: Reply) -> None:
+        """A reply nobody is waiting for: kept for the next poll."""
+        self.unclaimed.setdefault(reply.user_id, []).append(reply)
 
     def take_unclaimed(self, user_id: str) -> list[Reply]:
         return self.unclaimed.pop(user_id, [])

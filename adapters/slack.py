@@ -14,11 +14,9 @@ waiting on 429 and backing off on network errors, so nothing is sent twice or lo
 
 from __future__ import annotations
 
-import html
 import logging
-import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import aiohttp
@@ -30,12 +28,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from adapters.base import Adapter
+from adapters.base import Event, PlatformAdapter, is_url, require
+from adapters.markup import from_slack_text, to_slack_mrkdwn
 from core.bus import Bus
-from core.delivery import RetryPolicy
-from core.errors import AdapterAuthError, ConfigError, DeliveryError, RateLimited
+from core.errors import AdapterAuthError, DeliveryError, PermanentDeliveryError, RateLimited
 from core.messages import IncomingMessage, Reply
-from core.persona import PersonaStore
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +50,10 @@ AUTH_ERRORS = frozenset(
 TRANSIENT_ERRORS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
+TOKEN_PAGES = {
+    "SLACK_BOT_TOKEN": "OAuth & Permissions, xoxb-...",
+    "SLACK_APP_TOKEN": "Basic Information > App-Level Tokens, xapp-...",
+}
 # Message subtypes written by a person; everything else (bot_message, message_changed,
 # message_deleted, channel_join, ...) is not a customer talking to the bot.
 USER_SUBTYPES = frozenset({None, "file_share", "thread_broadcast", "me_message"})
@@ -62,34 +63,27 @@ USER_SUBTYPES = frozenset({None, "file_share", "thread_broadcast", "me_message"}
 class SlackConfig:
     """SLACK_BOT_TOKEN plus SLACK_SIGNING_SECRET (HTTP) and/or SLACK_APP_TOKEN (Socket Mode)."""
 
-    bot_token: str
-    signing_secret: str = ""
-    app_token: str = ""
+    bot_token: str = field(repr=False)
+    signing_secret: str = field(default="", repr=False)
+    app_token: str = field(default="", repr=False)
     api_url: str = DEFAULT_API_URL
 
+    def __post_init__(self) -> None:
+        require(bool(self.bot_token), "SLACK_BOT_TOKEN is not set; copy the Bot User OAuth Token (xoxb-...)")
+        require(
+            bool(self.signing_secret or self.app_token),
+            "set SLACK_SIGNING_SECRET (Events API over HTTP) or SLACK_APP_TOKEN (Socket Mode)",
+        )
+        require(is_url(self.api_url), f"SLACK_API_URL must be an http(s) URL (got {self.api_url!r})")
 
-class SlackAdapter(Adapter):
+
+class SlackAdapter(PlatformAdapter[SlackConfig]):
     platform: ClassVar[str] = "slack"
     max_message_chars: ClassVar[int] = 3900  # Slack recommends <= 4,000; truncates at 40,000
     typing_interval: ClassVar[float] = 0.0  # Slack has no typing indicator for bots
 
-    def __init__(
-        self,
-        bus: Bus,
-        config: SlackConfig,
-        *,
-        bot_id: str,
-        personas: PersonaStore | None = None,
-        retry: RetryPolicy = RetryPolicy(),
-    ) -> None:
-        if not config.bot_token:
-            raise ConfigError("SLACK_BOT_TOKEN is not set; copy the Bot User OAuth Token (xoxb-...)")
-        if not (config.signing_secret or config.app_token):
-            raise ConfigError(
-                "set SLACK_SIGNING_SECRET (Events API over HTTP) or SLACK_APP_TOKEN (Socket Mode)"
-            )
-        super().__init__(bus, bot_id=bot_id, personas=personas, retry=retry)
-        self.config = config
+    def __init__(self, bus: Bus, config: SlackConfig, **options: Any) -> None:
+        super().__init__(bus, config, **options)
         api_url = config.api_url if config.api_url.endswith("/") else config.api_url + "/"
         # retry_handlers=[]: no hidden waits or resends inside the SDK; the Outbox retries.
         self.client = AsyncWebClient(token=config.bot_token, base_url=api_url, retry_handlers=[])
@@ -104,7 +98,7 @@ class SlackAdapter(Adapter):
                 signing_secret=config.signing_secret,
                 process_before_response=True,  # ack only once the message is on the stream
                 logger=bolt_log,
-                name=f"chatbot-{bot_id}",
+                name=f"chatbot-{self.bot_id}",
             )
         finally:
             bolt_log.setLevel(level)
@@ -163,22 +157,18 @@ class SlackAdapter(Adapter):
     async def _intake(
         self, event: dict[str, Any], body: dict[str, Any], context: dict[str, Any], *, mention: bool
     ) -> None:
-        subtype = event.get("subtype")
-        if event.get("bot_id") or subtype not in USER_SUBTYPES or not event.get("user"):
-            return  # bots (ourselves included), edits, deletions, joins
+        if event.get("subtype") not in USER_SUBTYPES or not event.get("user"):
+            return  # edits, deletions, joins: not a customer writing
         channel = str(event.get("channel") or "")
         bot_user = str(context.get("bot_user_id") or self.bot_user_id)
         is_dm = event.get("channel_type") == "im" or (
             not event.get("channel_type") and channel.startswith("D")
         )
         raw_text = str(event.get("text") or "")
-        if mention and is_dm:
-            return  # the DM's own "message" event answers it
-        if not mention and not is_dm:
-            if not await self.answers_every_group_message():
-                return  # channels: only app_mention
-            if bot_user and f"<@{bot_user}>" in raw_text:
-                return  # the app_mention event for the same message answers it
+        # Slack sends a mention in a channel twice (message + app_mention) and a DM once
+        # (message): answer the app_mention in channels and the message in DMs.
+        if (mention and is_dm) or (not mention and not is_dm and f"<@{bot_user}>" in raw_text):
+            return
         ts = str(event.get("ts") or "")
         thread_ts = str(event.get("thread_ts") or ("" if is_dm else ts))
         message = IncomingMessage(
@@ -190,32 +180,32 @@ class SlackAdapter(Adapter):
             message_id=ts or uuid.uuid4().hex,
             meta={"channel": channel, "thread_ts": thread_ts, "team": str(body.get("team_id") or "")},
         )
-        event_id = body.get("event_id")
-        if not message.text.strip() and event.get("files"):
-            await self.reply_text_only(message, event_id)
-            return
-        await self.submit(message, event_id)
+        await self.accept(
+            Event(
+                message,
+                event_id=body.get("event_id"),
+                from_bot=bool(event.get("bot_id")),  # other bots, and our own replies
+                direct=is_dm,
+                addressed=mention,
+                text_only=not message.text.strip() and bool(event.get("files")),
+            )
+        )
 
     # -- delivery ----------------------------------------------------------------------
     async def send_text(self, reply: Reply, text: str, part: int) -> None:
         channel = reply.meta.get("channel") or reply.chat_id
-        try:
-            await self._call(
-                "chat.postMessage",
-                self.client.chat_postMessage(
-                    channel=channel,
-                    text=to_mrkdwn(text),
-                    thread_ts=reply.meta.get("thread_ts") or None,
-                    mrkdwn=True,
-                    unfurl_links=False,
-                    unfurl_media=False,
-                ),
-                "SLACK_BOT_TOKEN",
-            )
-        except _Permanent as exc:
-            # channel_not_found, not_in_channel, is_archived...: retrying cannot help and
-            # would block this chat's lane forever.
-            log.error("slack: reply to %s dropped: chat.postMessage said %s", channel, exc)
+        await self._call(
+            "chat.postMessage",
+            self.client.chat_postMessage(
+                channel=channel,
+                text=to_slack_mrkdwn(text),
+                thread_ts=reply.meta.get("thread_ts") or None,
+                mrkdwn=True,
+                unfurl_links=False,
+                unfurl_media=False,
+            ),
+            "SLACK_BOT_TOKEN",
+        )
 
     async def _call(self, method: str, call: Any, env_var: str) -> Any:
         """Await one Web API call, mapping its failures onto the framework's errors."""
@@ -232,19 +222,15 @@ class SlackAdapter(Adapter):
                 ) from None
             if error in AUTH_ERRORS:
                 raise AdapterAuthError(
-                    f"{env_var} was rejected by Slack ({error}); copy a valid token from your app's page "
-                    "at api.slack.com/apps"
-                    + (
-                        " (OAuth & Permissions, xoxb-...)"
-                        if env_var == "SLACK_BOT_TOKEN"
-                        else " (Basic Information > App-Level Tokens, xapp-...)"
-                    )
+                    f"{env_var} was rejected by Slack ({error}); copy a valid token from your app's "
+                    f"page at api.slack.com/apps ({TOKEN_PAGES[env_var]})"
                 ) from None
             if status >= 500 or error in TRANSIENT_ERRORS or not error:
                 raise DeliveryError(
                     f"Slack {method} failed (HTTP {status}, {error or 'no error code'})"
                 ) from None
-            raise _Permanent(error) from None
+            # channel_not_found, not_in_channel, is_archived...: retrying cannot help
+            raise PermanentDeliveryError(f"Slack {method} said {error}") from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise DeliveryError(
                 f"cannot reach the Slack Web API at {self.client.base_url} ({type(exc).__name__}); "
@@ -252,61 +238,8 @@ class SlackAdapter(Adapter):
             ) from None
 
 
-class _Permanent(Exception):
-    """A Slack error code that retrying the same call will not fix."""
-
-
 def _error_code(response: Any) -> str:
     try:
         return str(response.get("error") or "")
     except (AttributeError, TypeError, KeyError):
         return ""
-
-
-# -- text -----------------------------------------------------------------------------
-_SLACK_LINK = re.compile(r"<(?:[^<>|]*\|)?([^<>]*)>")
-
-
-def from_slack_text(text: str, bot_user_id: str) -> str:
-    """A customer's Slack text as plain text: our mention removed, ``<url|label>`` and
-    ``<#C1|name>`` reduced to their label, Slack's ``&amp; &lt; &gt;`` undone."""
-    if bot_user_id:
-        text = re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", " ", text)
-    text = _SLACK_LINK.sub(lambda m: m.group(1), text)
-    return re.sub(r"[ \t]{2,}", " ", html.unescape(text)).strip()
-
-
-_CODE = re.compile(r"(```.*?```|`[^`\n]+`)", re.DOTALL)
-_BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*|__(?=\S)(.+?)(?<=\S)__")
-_ITALIC = re.compile(r"(?<![*\w])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![*\w])")
-_STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
-_LINK = re.compile(r"\[([^\]\n]+)\]\((https?://[^)\s]+)\)")
-_HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t]*#*$", re.MULTILINE)
-_BULLET = re.compile(r"^([ \t]*)[-*+][ \t]+", re.MULTILINE)
-_BOLD_MARK = "\x00"
-
-
-def escape_slack(text: str) -> str:
-    """Slack's only escaping rule: ``&``, ``<`` and ``>`` as HTML entities."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def to_mrkdwn(text: str) -> str:
-    """Light markdown (``**bold**``, ``*italic*``, ``~~strike~~``, ``[label](url)``,
-    ``# heading``, ``- item``) as Slack mrkdwn; code spans and fences kept verbatim
-    (escaped only, as Slack requires everywhere)."""
-    parts = _CODE.split(text)
-    out = []
-    for i, part in enumerate(parts):
-        if i % 2:  # a code span or fence
-            out.append(escape_slack(part))
-            continue
-        part = escape_slack(part)
-        part = _LINK.sub(lambda m: f"<{m.group(2)}|{m.group(1)}>", part)
-        part = _HEADING.sub(lambda m: f"{_BOLD_MARK}{m.group(1)}{_BOLD_MARK}", part)
-        part = _BULLET.sub(lambda m: f"{m.group(1)}• ", part)
-        part = _BOLD.sub(lambda m: f"{_BOLD_MARK}{m.group(1) or m.group(2)}{_BOLD_MARK}", part)
-        part = _ITALIC.sub(lambda m: f"_{m.group(1)}_", part)
-        part = _STRIKE.sub(lambda m: f"~{m.group(1)}~", part)
-        out.append(part.replace(_BOLD_MARK, "*"))
-    return "".join(out)

@@ -4,17 +4,15 @@ Long polling by default (``Updater.start_polling``); with a webhook URL the bot 
 it with a secret token and Telegram POSTs updates to :meth:`TelegramAdapter.routes`,
 which the web app mounts. Either way one function turns an ``Update`` into an
 :class:`IncomingMessage`, keyed on the bot's id and the ``update_id`` so a redelivered
-update is answered once. Replies are sent as Telegram HTML converted from the engine's
-light markdown (escaped; plain text if Telegram still refuses to parse it). Edited and
-deleted messages are not subscribed to (``allowed_updates=["message"]``), so ignored.
+update is answered once. Replies are sent as Telegram HTML (``adapters.markup``; plain
+text if Telegram still refuses to parse it). Edited and deleted messages are not
+subscribed to (``allowed_updates=["message"]``), so ignored.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hmac
-import html
 import json
 import logging
 import re
@@ -31,12 +29,11 @@ from telegram.constants import ChatAction, ChatType, ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, RetryAfter, TelegramError
 from telegram.ext import Application, ContextTypes, TypeHandler
 
-from adapters.base import Adapter
+from adapters.base import Event, PlatformAdapter, is_url, require
+from adapters.markup import to_telegram_html
 from core.bus import Bus
-from core.delivery import RetryPolicy
-from core.errors import AdapterAuthError, ConfigError, DeliveryError, RateLimited
+from core.errors import AdapterAuthError, ConfigError, DeliveryError, PermanentDeliveryError, RateLimited
 from core.messages import IncomingMessage, Reply
-from core.persona import PersonaStore
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +41,8 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_UPDATE_BYTES = 1024 * 1024
 _TOKEN = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
 _SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what setWebhook accepts
-_PTB_LOGGERS = (
-    "httpx",
-    "telegram",
-    "telegram.Bot",
-    "telegram.ext",
-    "telegram.ext.ExtBot",
-    "telegram.ext.Updater",
-    "telegram.ext.Application",
-)
+_PTB_CHILDREN = ("Bot", "ext", "ext.ExtBot", "ext.Updater", "ext.Application")
+_PTB_LOGGERS = ("httpx", "telegram", *(f"telegram.{name}" for name in _PTB_CHILDREN))
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,59 +56,47 @@ class TelegramConfig:
     read_timeout: float = 10.0
 
     def __post_init__(self) -> None:
-        if not _TOKEN.match(self.token or ""):
-            raise ConfigError(
-                "TELEGRAM_BOT_TOKEN does not look like a bot token (123456:ABC-...); copy it from @BotFather"
-            )
-        if urlparse(self.api_base_url).scheme not in ("http", "https"):
-            raise ConfigError(
-                f"TELEGRAM_API_BASE_URL must be an http(s) URL such as "
-                f"https://api.telegram.org/bot (got {self.api_base_url!r})"
-            )
+        require(
+            bool(_TOKEN.match(self.token or "")),
+            "TELEGRAM_BOT_TOKEN does not look like a bot token (123456:ABC-...); copy it from @BotFather",
+        )
+        require(
+            is_url(self.api_base_url),
+            "TELEGRAM_API_BASE_URL must be an http(s) URL such as "
+            f"https://api.telegram.org/bot (got {self.api_base_url!r})",
+        )
         if self.webhook_url is not None:
-            url = urlparse(self.webhook_url)
-            if url.scheme not in ("http", "https") or not url.netloc or url.path in ("", "/"):
-                raise ConfigError(
-                    "TELEGRAM_WEBHOOK_URL must be a full URL with a path, e.g. "
-                    f"https://bot.example.com/telegram/webhook (got {self.webhook_url!r})"
-                )
-            if not _SECRET.match(self.webhook_secret or ""):
-                raise ConfigError(
-                    "TELEGRAM_WEBHOOK_SECRET is required in webhook mode: 1-256 "
-                    "characters from A-Z, a-z, 0-9, _ and -"
-                )
+            require(
+                is_url(self.webhook_url, path=True),
+                "TELEGRAM_WEBHOOK_URL must be a full URL with a path, e.g. "
+                f"https://bot.example.com/telegram/webhook (got {self.webhook_url!r})",
+            )
+            require(
+                bool(_SECRET.match(self.webhook_secret or "")),
+                "TELEGRAM_WEBHOOK_SECRET is required in webhook mode: 1-256 characters from "
+                "A-Z, a-z, 0-9, _ and -",
+            )
 
     @property
     def webhook_path(self) -> str:
         return urlparse(self.webhook_url or "").path or "/telegram/webhook"
 
 
-class TelegramAdapter(Adapter):
+class TelegramAdapter(PlatformAdapter[TelegramConfig]):
     platform: ClassVar[str] = "telegram"
     max_message_chars: ClassVar[int] = 4096
     typing_interval: ClassVar[float] = 4.0  # Telegram shows "typing…" for ~5 s per call
+    sdk_loggers: ClassVar[tuple[str, ...]] = _PTB_LOGGERS  # httpx logs URLs, and the token is in them
 
-    def __init__(
-        self,
-        bus: Bus,
-        config: TelegramConfig,
-        *,
-        bot_id: str,
-        personas: PersonaStore | None = None,
-        retry: RetryPolicy = RetryPolicy(),
-    ) -> None:
-        super().__init__(bus, bot_id=bot_id, personas=personas, retry=retry)
-        self.config = config
+    def __init__(self, bus: Bus, config: TelegramConfig, **options: Any) -> None:
+        super().__init__(bus, config, **options)
         self._app: Application | None = None
-        self._redact = _Redact(config.token, config.webhook_secret)
         self._me_id = 0
         self._mention = re.compile(r"$^")  # replaced by "@username" once logged in
 
     # -- lifecycle -----------------------------------------------------------------------
     async def connect(self) -> None:
         cfg = self.config
-        for name in _PTB_LOGGERS:  # httpx logs request URLs, and the token is in the URL
-            logging.getLogger(name).addFilter(self._redact)
         builder = (
             Application.builder()
             .token(cfg.token)
@@ -143,38 +121,29 @@ class TelegramAdapter(Adapter):
                 await app.bot.set_webhook(
                     cfg.webhook_url, secret_token=cfg.webhook_secret, allowed_updates=updates
                 )
-            else:
+            elif app.updater is not None:  # polling mode always has one
                 await app.start()
                 await app.updater.start_polling(
                     timeout=dt.timedelta(seconds=cfg.poll_timeout), allowed_updates=updates
                 )
         except InvalidToken:
-            await self.disconnect()
             raise self._auth_error() from None
         except BadRequest as exc:
-            await self.disconnect()
             raise ConfigError(
-                f"Telegram refused TELEGRAM_WEBHOOK_URL: {self._redact.text(str(exc))}"
+                f"Telegram refused TELEGRAM_WEBHOOK_URL: {self.redact.text(str(exc))}"
             ) from None
         except TelegramError as exc:
-            await self.disconnect()
+            why = f"{self.redact.text(str(exc))}); check TELEGRAM_API_BASE_URL and the network"
             raise DeliveryError(
-                f"cannot reach the Telegram Bot API at {_host(cfg.api_base_url)} "
-                f"({self._redact.text(str(exc))}); check TELEGRAM_API_BASE_URL "
-                "and the network"
+                f"cannot reach the Telegram Bot API at {_host(cfg.api_base_url)} ({why}"
             ) from None
-        log.info(
-            "telegram: logged in as @%s (%s)",
-            me.username,
-            "webhook " + cfg.webhook_path if cfg.webhook_url else "long polling",
-        )
+        mode = f"webhook {cfg.webhook_path}" if cfg.webhook_url else "long polling"
+        log.info("telegram: logged in as @%s (%s)", me.username, mode)
 
     async def disconnect(self) -> None:
         app, self._app = self._app, None
         if app is not None:
             await _close(app)
-        for name in _PTB_LOGGERS:
-            logging.getLogger(name).removeFilter(self._redact)
 
     # -- intake --------------------------------------------------------------------------
     def routes(self) -> list[BaseRoute]:
@@ -202,59 +171,57 @@ class TelegramAdapter(Adapter):
         if update is None:
             return JSONResponse({"error": "body must be a Telegram Update object"}, status_code=400)
         try:
-            await self.on_update(update)
+            await self.on_update(update, hold=False)
         except (RedisError, OSError) as exc:
             log.warning("telegram: update %s not queued (%s); Telegram will resend it", update.update_id, exc)
             return JSONResponse({"error": "queue unavailable"}, status_code=503)
         return JSONResponse({"ok": True})
 
     async def _on_polled_update(self, update: object, _context: ContextTypes.DEFAULT_TYPE) -> None:
-        """PTB hands polled updates here one at a time; hold on while Redis is down so
-        nothing fetched is lost (later updates wait in PTB's queue, in order)."""
-        backoff = 0.5
-        while self._app is not None and isinstance(update, Update):
-            try:
-                return await self.on_update(update)
-            except (RedisError, OSError) as exc:
-                log.warning("telegram: queue unavailable (%s); retrying in %.1fs", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
+        """PTB hands polled updates here one at a time; while Redis is down the base holds
+        this one (later updates wait in PTB's queue, in order), so nothing fetched is lost."""
+        if isinstance(update, Update):
+            await self.on_update(update)
 
-    async def on_update(self, update: Update) -> None:
-        """Turn one Update into an IncomingMessage (or a text-only prompt, or nothing)."""
+    async def on_update(self, update: Update, *, hold: bool = True) -> None:
+        """Turn one Update into an Event for the base (a message, or a sticker...)."""
         message = update.message
         user = message.from_user if message else None
-        if message is None or user is None or user.is_bot:
-            return  # not a new message (edit, channel post...), or a bot talking
-        private = message.chat.type == ChatType.PRIVATE
-        if not (private or self._addressed_to_me(message) or await self.answers_every_group_message()):
-            return
+        if message is None or user is None:
+            return  # not a new message: an edit, a channel post...
         meta = {"message_id": str(message.message_id), "chat_type": message.chat.type}
         if message.is_topic_message and message.message_thread_id:
             meta["thread_id"] = str(message.message_thread_id)
-        text = " ".join(self._mention.sub(" ", message.text or "").split())
         incoming = IncomingMessage(
             bot_id=self.bot_id,
             platform=self.platform,
             chat_id=str(message.chat.id),
             user_id=str(user.id),
-            text=text,
+            text=" ".join(self._mention.sub(" ", message.text or "").split()),
             display_name=user.full_name,
             message_id=f"{message.chat.id}:{message.message_id}",
             meta=meta,
         )
-        event_id = f"{self._me_id}:{update.update_id}"  # update ids are per bot
-        if message.text is None:  # sticker, photo, voice, file...
-            await self.reply_text_only(incoming, event_id)
-        else:
-            await self.submit(incoming, event_id)
+        event = Event(
+            incoming,
+            event_id=f"{self._me_id}:{update.update_id}",  # update ids are per bot
+            from_bot=user.is_bot,
+            direct=message.chat.type == ChatType.PRIVATE,
+            addressed=not user.is_bot and self._addressed_to_me(message),
+            text_only=message.text is None,  # sticker, photo, voice, file...
+        )
+        await self.accept(event, hold=hold)
 
     def _addressed_to_me(self, message: Message) -> bool:
         """An @mention of this bot (in the text or a caption) or a reply to this bot."""
         replied = message.reply_to_message
         if replied and replied.from_user and replied.from_user.id == self._me_id:
             return True
-        kinds = [MessageEntity.MENTION, MessageEntity.TEXT_MENTION, MessageEntity.BOT_COMMAND]
+        kinds: list[str | None] = [
+            MessageEntity.MENTION,
+            MessageEntity.TEXT_MENTION,
+            MessageEntity.BOT_COMMAND,
+        ]
         found = {**message.parse_entities(kinds), **message.parse_caption_entities(kinds)}
         return any(
             (entity.user is not None and entity.user.id == self._me_id)
@@ -272,29 +239,25 @@ class TelegramAdapter(Adapter):
             options["reply_parameters"] = ReplyParameters(
                 int(reply.meta["message_id"]), allow_sending_without_reply=True
             )
-        bot = self._bot()
+        bot, marked_up = self._bot(), to_telegram_html(text)
         try:
             try:
-                await bot.send_message(chat_id, to_telegram_html(text), parse_mode=ParseMode.HTML, **options)
+                await bot.send_message(chat_id, marked_up, parse_mode=ParseMode.HTML, **options)
             except ChatMigrated as exc:  # the group became a supergroup: same chat, new id
-                await bot.send_message(
-                    exc.new_chat_id, to_telegram_html(text), parse_mode=ParseMode.HTML, **options
-                )
+                await bot.send_message(exc.new_chat_id, marked_up, parse_mode=ParseMode.HTML, **options)
             except BadRequest as exc:
                 if "parse entities" not in str(exc).lower():
                     raise
                 await bot.send_message(chat_id, text, **options)
         except RetryAfter as exc:
             wait = exc.retry_after
-            raise RateLimited(
-                wait.total_seconds() if isinstance(wait, dt.timedelta) else float(wait)
-            ) from None
+            raise RateLimited(wait.total_seconds() if isinstance(wait, dt.timedelta) else wait) from None
         except InvalidToken:
             raise self._auth_error() from None
         except (Forbidden, BadRequest) as exc:  # blocked by the user, removed from the group...
-            log.warning("telegram: reply to chat %s dropped: %s", reply.chat_id, exc)
+            raise PermanentDeliveryError(f"Telegram refused it: {exc}") from None
         except TelegramError as exc:  # network, timeouts, 5xx: the outbox retries
-            raise DeliveryError(f"telegram send failed: {self._redact.text(str(exc))}") from None
+            raise DeliveryError(f"telegram send failed: {self.redact.text(str(exc))}") from None
 
     async def send_typing(self, chat_id: str, meta: dict[str, str]) -> None:
         thread = int(meta["thread_id"]) if meta.get("thread_id") else None
@@ -312,51 +275,7 @@ class TelegramAdapter(Adapter):
         )
 
 
-# -- formatting ------------------------------------------------------------------------------
-_CODE = re.compile(r"```[^\n`]*\n?(.*?)```|`([^`\n]+)`", re.DOTALL)
-_BOLD = re.compile(r"\*\*(?=\S)([^\n]+?)(?<=\S)\*\*")
-_BULLET = re.compile(r"^(\s*)[-*] (?=\S)", re.MULTILINE)
-
-
-def to_telegram_html(text: str) -> str:
-    """Light markdown (**bold**, `code`, ``` blocks, - lists) as Telegram HTML, with every
-    other character escaped, so nothing a customer or the model wrote can break markup."""
-    out, pos = [], 0
-    for match in _CODE.finditer(text):
-        out.append(_inline(text[pos : match.start()]))
-        block = match.group(1) is not None
-        code = html.escape(match.group(1) if block else match.group(2), quote=False)
-        out.append(f"<pre>{code}</pre>" if block else f"<code>{code}</code>")
-        pos = match.end()
-    out.append(_inline(text[pos:]))
-    return "".join(out)
-
-
-def _inline(text: str) -> str:
-    text = _BULLET.sub(r"\1• ", html.escape(text, quote=False))
-    return _BOLD.sub(r"<b>\1</b>", text)
-
-
 # -- helpers -----------------------------------------------------------------------------------
-class _Redact(logging.Filter):
-    """Replaces the token and webhook secret in log records (httpx logs every URL)."""
-
-    def __init__(self, *secrets: str | None) -> None:
-        super().__init__()
-        self.secrets = [s for s in secrets if s]
-
-    def text(self, value: str) -> str:
-        for secret in self.secrets:
-            value = value.replace(secret, "<redacted>")
-        return value
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if any(secret in message for secret in self.secrets):
-            record.msg, record.args = self.text(message), None
-        return True
-
-
 def _host(url: str) -> str:
     return urlparse(url).netloc or url
 

@@ -1,92 +1,267 @@
-"""The built-in web chat: a page at ``/`` and ``POST /api/chat``.
+"""The built-in web chat: a page at ``/``, ``POST /api/chat``, its history and push channel.
 
-Each browser gets a stable anonymous id in a cookie; the JSON API also accepts an
-explicit ``user``. The request waits for the engine's reply (through the streams like
-any platform) and returns it with its intent, confidence and route.
+A browser's identity is a random id in a cookie signed with the server's secret, so no
+caller can write into, read or mute another customer's conversation by naming them.
+Server-to-server callers holding an API token (``Authorization: Bearer``) may name the
+``user`` explicitly. A message waits for the engine's reply (through the streams like any
+platform) unless the support team holds the conversation: then it is accepted at once
+(route ``human``), and what comes later (an agent's answer, a "still waiting" notice)
+arrives on ``GET /api/chat/events`` (Server-Sent Events).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from itsdangerous import BadSignature, URLSafeSerializer
+from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from adapters.local import LocalAdapter
+from adapters.webjson import BadRequest, clean_name, error, read_object
 from core.errors import ChatbotError
-from core.messages import IncomingMessage
+from core.history import Turn
+from core.messages import ConversationKey, IncomingMessage, Reply
 
-PAGE = Path(__file__).resolve().parent / "static" / "webchat.html"
+STATIC = Path(__file__).resolve().parent / "static"
 COOKIE = "chatbot_uid"
-MAX_BODY = 64 * 1024
+MAX_USER_CHARS = 128
+MAX_NAME_CHARS = 80
+QUEUE_SIZE = 100  # pushed replies held for one slow page before the oldest are dropped
+
+
+@dataclass(frozen=True, slots=True)
+class WebChatConfig:
+    secret_key: str
+    cookie_secure: bool = True
+    max_body_bytes: int = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class WebChatHooks:
+    """What the composition root lends the web chat; each is optional."""
+
+    token_owner: Callable[[str], Awaitable[str | None]] | None = None  # API token -> account
+    transcript: Callable[[ConversationKey], Awaitable[list[Turn]]] | None = None
+    held: Callable[[ConversationKey], Awaitable[bool]] | None = None  # the team holds it
 
 
 class WebChatAdapter(LocalAdapter):
     platform: ClassVar[str] = "web"
 
+    def __init__(
+        self,
+        *args: Any,
+        config: WebChatConfig | None = None,
+        hooks: WebChatHooks = WebChatHooks(),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.config = config or WebChatConfig(secret_key=secrets.token_urlsafe(32))
+        self.hooks = hooks
+        self._signer = URLSafeSerializer(self.config.secret_key, salt="chatbot.webchat.uid")
+        self._listeners: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
+
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/", self.page, methods=["GET"]),
             Route("/api/chat", self.chat, methods=["POST"]),
-            Route("/api/chat/pending", self.pending, methods=["GET"]),
+            Route("/api/chat/history", self.history, methods=["GET"]),
+            Route("/api/chat/events", self.events, methods=["GET"]),
             Route("/api/bot", self.bot, methods=["GET"]),
+            Mount("/static/chat", StaticFiles(directory=STATIC), name="webchat-static"),
         ]
+
+    # -- identity ------------------------------------------------------------------------
+    def browser_id(self, request: Request) -> str | None:
+        """The id in the signed cookie, or None when absent or forged."""
+        try:
+            uid = self._signer.loads(request.cookies.get(COOKIE, ""))
+        except BadSignature:
+            return None
+        return uid if isinstance(uid, str) else None
+
+    def _set_browser_id(self, response: Response, uid: str) -> None:
+        response.set_cookie(
+            COOKIE,
+            self._signer.dumps(uid),
+            max_age=365 * 24 * 3600,
+            httponly=True,
+            samesite="lax",
+            secure=self.config.cookie_secure,
+        )
+
+    async def _caller(self, request: Request, named: object) -> tuple[str, bool]:
+        """(user id, whether a new browser id must be set) for this request."""
+        header = request.headers.get("authorization", "")
+        if header:
+            scheme, _, token = header.partition(" ")
+            owner = None
+            if scheme.lower() == "bearer" and token.strip() and self.hooks.token_owner is not None:
+                owner = await self.hooks.token_owner(token.strip())
+            if owner is None:
+                raise BadRequest(401, "invalid API token; create one with `chatbot token create NAME`")
+            user = clean_name(named or "", MAX_USER_CHARS)
+            if not user:
+                raise BadRequest(400, 'an API caller must name the customer: "user" (1-128 characters)')
+            return user, False
+        if named is not None:
+            raise BadRequest(
+                403,
+                'an explicit "user" needs an API token (Authorization: Bearer ...); '
+                "browsers are identified by their cookie",
+            )
+        uid = self.browser_id(request)
+        return (uid, False) if uid else ("web-" + secrets.token_hex(12), True)
+
+    async def _bot(self, value: object) -> str:
+        bot_id = value if isinstance(value, str) and value else self.bot_id
+        if self.personas is None:
+            known = bot_id == self.bot_id
+        else:
+            known = bot_id in await self.personas.get_many([bot_id])
+        if not known:
+            raise BadRequest(400, f"unknown bot {str(bot_id)[:64]!r}")
+        return bot_id
+
+    # -- routes --------------------------------------------------------------------------
+    async def page(self, request: Request) -> Response:
+        response = HTMLResponse((STATIC / "webchat.html").read_text(encoding="utf-8"))
+        if self.browser_id(request) is None:
+            self._set_browser_id(response, "web-" + secrets.token_hex(12))
+        return response
 
     async def bot(self, request: Request) -> Response:
         """Name and greeting for the page header (from the live persona)."""
         if self.personas is None:
-            return _error(404, "no persona store")
+            return error(404, "no persona store")
         try:
             persona = await self.personas.get(self.bot_id)
         except ChatbotError as exc:
-            return _error(404, str(exc))
+            return error(404, str(exc))
         return JSONResponse(
             {"bot_id": persona.bot_id, "display_name": persona.display_name, "greeting": persona.greeting}
         )
 
-    async def page(self, request: Request) -> Response:
-        response = HTMLResponse(PAGE.read_text(encoding="utf-8"))
-        if COOKIE not in request.cookies:
-            response.set_cookie(
-                COOKIE, "web-" + secrets.token_hex(8), max_age=365 * 24 * 3600, httponly=True, samesite="lax"
-            )
-        return response
-
     async def chat(self, request: Request) -> Response:
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return _error(413, f"request body over {MAX_BODY} bytes")
         try:
-            data = json.loads(body or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return _error(400, 'body must be JSON: {"user": "...", "text": "..."}')
-        if not isinstance(data, dict) or not isinstance(data.get("text", ""), str):
-            return _error(400, 'body must be a JSON object with a string "text"')
-        user = data.get("user") or request.cookies.get(COOKIE)
-        if not isinstance(user, str) or not user.strip() or len(user) > 128:
-            return _error(400, 'give "user" (1-128 characters) or open / first to get a browser id')
+            data = await read_object(request, self.config.max_body_bytes)
+            if not isinstance(data.get("text", ""), str):
+                raise BadRequest(400, 'body must be a JSON object with a string "text"')
+            user, new_id = await self._caller(request, data.get("user"))
+            if not new_id and "authorization" not in request.headers:
+                _require_json(request)  # a cookie rides along: no cross-site form posts
+            bot_id = await self._bot(data.get("bot"))
+        except BadRequest as exc:
+            return exc.response()
+        name = clean_name(data.get("name") or "", MAX_NAME_CHARS) or user[:MAX_NAME_CHARS]
         message = IncomingMessage(
-            bot_id=str(data.get("bot") or self.bot_id),
+            bot_id=bot_id,
             platform=self.platform,
             chat_id=user,
             user_id=user,
             text=data.get("text", ""),
-            display_name=str(data.get("name") or user)[:80],
+            display_name=name,
         )
+        if self.hooks.held is not None and await self.hooks.held(message.conversation):
+            # A person answers later, on the push channel; the acknowledgement too, when due.
+            await self.submit(message, message.message_id)
+            body: dict[str, Any] = {"text": "", "route": "human", "intent": "", "confidence": 0.0}
+            response: Response = JSONResponse({"user": user, **body, "in_reply_to": message.message_id})
+        else:
+            try:
+                reply = await self.ask(message)
+            except TimeoutError:
+                response = error(504, "the bot did not answer in time; the reply will arrive on the page")
+            else:
+                response = JSONResponse({"user": user, **reply.to_api()})
+        if new_id:
+            self._set_browser_id(response, user)
+        return response
+
+    async def _reader(self, request: Request) -> tuple[str, str]:
+        """(user, bot) for the read-only routes: the cookie, or a token's ``?user=``."""
+        named = request.query_params.get("user")
+        user, new_id = await self._caller(request, named)
+        if new_id:
+            raise BadRequest(401, "no web-chat identity yet: open the chat page first")
+        return user, await self._bot(request.query_params.get("bot"))
+
+    async def history(self, request: Request) -> Response:
         try:
-            reply = await self.ask(message)
-        except TimeoutError:
-            return _error(504, "the bot did not answer in time; the reply will arrive at /api/chat/pending")
-        return JSONResponse({"user": user, **reply.to_api()})
+            user, bot_id = await self._reader(request)
+        except BadRequest as exc:
+            return exc.response()
+        conv = ConversationKey(bot_id, self.platform, user, user)
+        turns = await self.hooks.transcript(conv) if self.hooks.transcript else []
+        return JSONResponse(
+            {"user": user, "bot": bot_id, "turns": [_turn_json(t) for t in turns]},
+            headers={"Cache-Control": "no-store"},
+        )
 
-    async def pending(self, request: Request) -> Response:
-        user = request.query_params.get("user") or request.cookies.get(COOKIE) or ""
-        return JSONResponse({"replies": [r.to_api() for r in self.take_unclaimed(user)]})
+    async def events(self, request: Request) -> Response:
+        try:
+            user, _bot_id = await self._reader(request)
+        except BadRequest as exc:
+            return exc.response()
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
+        self._listeners.setdefault(user, set()).add(queue)
+
+        async def stream() -> AsyncIterator[dict[str, str]]:
+            try:
+                yield {"event": "ready", "data": "{}"}
+                while True:
+                    yield {"event": "reply", "data": json.dumps(await queue.get(), ensure_ascii=False)}
+            finally:
+                listeners = self._listeners.get(user, set())
+                listeners.discard(queue)
+                if not listeners:
+                    self._listeners.pop(user, None)
+
+        return EventSourceResponse(stream(), ping=15, headers={"Cache-Control": "no-store"})
+
+    # -- delivery ------------------------------------------------------------------------
+    async def on_unsolicited(self, reply: Reply) -> None:
+        # Nobody waits on the line: push it to the customer's open pages. A page opened
+        # later reads it from the history, so nothing is kept here.
+        event = _reply_json(reply, reply.text)
+        for queue in self._listeners.get(reply.user_id, set()):
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(event)
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def _require_json(request: Request) -> None:
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        raise BadRequest(415, "send the message as JSON (Content-Type: application/json)")
+
+
+def _turn_json(turn: Turn) -> dict[str, Any]:
+    """What a customer may see of a turn: who spoke, what, when (no intents or scores)."""
+    role = turn.role if turn.role in ("user", "bot", "agent") else "bot"
+    return {
+        "role": role,
+        "text": turn.text,
+        "at": turn.timestamp,
+        "name": turn.display_name if role == "agent" else "",
+    }
+
+
+def _reply_json(reply: Reply, text: str) -> dict[str, Any]:
+    agent = reply.meta.get("agent", "")
+    return {
+        "role": "agent" if agent or reply.route.value == "agent" else "bot",
+        "name": agent,
+        "text": text,
+        "route": reply.route.value,
+        "at": reply.timestamp,
+    }

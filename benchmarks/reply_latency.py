@@ -24,12 +24,12 @@ from core.bus import Bus
 from core.connection import connect
 from core.conversation import Conversations
 from core.engine import Engine, EngineConfig
-from core.escalation import Escalations
 from core.history import History
 from core.keys import Keys
 from core.messages import IncomingMessage
 from core.persona import PersonaStore
 from core.registry import ModelRegistry
+from core.tickets import Tickets
 from core.training.data import BITEXT_CSV, load_examples, stratified_split
 
 
@@ -54,7 +54,7 @@ async def main(n: int, models_dir: Path, out: Path | None) -> dict[str, float]:
         bus=bus,
         personas=PersonaStore(redis, keys),
         conversations=conversations,
-        escalations=Escalations(redis, keys, conversations),
+        tickets=Tickets(redis, keys, bus=bus, conversations=conversations),
         config=EngineConfig(batch_size=n),
     )
     _train, held = stratified_split(load_examples(BITEXT_CSV), 0.1)

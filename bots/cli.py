@@ -7,7 +7,9 @@
     chatbot models list|build         the model registry; build the defaults
     chatbot persona show|set|import|export|versions
     chatbot history show|export|forget
-    chatbot escalations list|show|resolve
+    chatbot escalations list|show|claim|release|reply|resolve
+    chatbot admin create-user|disable|enable|reset-password|list
+    chatbot token create NAME         an API token for scripts (the desk API, the web chat)
 
 Every user error is one red line and exit code 2, never a traceback.
 """
@@ -26,6 +28,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 import yaml
 
+from bots.commands.accounts import register as register_account_commands
+from bots.commands.escalations import app as escalations_app
 from bots.config import Settings, load_settings
 from bots.console import console, fail, friendly, out
 from core.errors import ConfigError
@@ -43,7 +47,6 @@ eval_app = typer.Typer(help="Evaluate a trained model and write a report.", no_a
 models_app = typer.Typer(help="The model registry under models/.", no_args_is_help=True)
 persona_app = typer.Typer(help="Edit bot personas live (no restart needed).", no_args_is_help=True)
 history_app = typer.Typer(help="A user's conversation history: show, export, forget.", no_args_is_help=True)
-escalations_app = typer.Typer(help="Conversations handed to the support team.", no_args_is_help=True)
 for sub, name in (
     (train_app, "train"),
     (eval_app, "eval"),
@@ -317,44 +320,6 @@ def history_forget(
     out.print(f"forgot {platform} user {user!r}: {removed} keys deleted")
 
 
-# -- escalations -------------------------------------------------------------------------
-@escalations_app.command("list")
-@friendly
-def escalations_list() -> None:
-    """Open escalations, oldest first."""
-
-    async def main(rt: Any) -> list[Any]:
-        return [await rt.escalations.get(i) for i in await rt.escalations.open_ids()]
-
-    rows = [e for e in _with_runtime(main) if e]
-    if not rows:
-        out.print("no open escalations")
-    for e in rows:
-        c = e.conversation
-        out.print(f"{e.id}  {c.platform}:{c.user_id} ({e.display_name or '-'})  {e.reason}")
-
-
-@escalations_app.command("show")
-@friendly
-def escalations_show(escalation_id: str) -> None:
-    """The transcript of one escalation."""
-    e = _with_runtime(lambda rt: rt.escalations.get(escalation_id))
-    if e is None:
-        fail(f"no escalation {escalation_id!r}; see `chatbot escalations list`")
-    out.print(f"[bold]{e.id}[/] {e.status} — {e.reason}")
-    for t in e.transcript:
-        out.print(f"  {t['role']:>5}: {t['text']}", highlight=False)
-
-
-@escalations_app.command("resolve")
-@friendly
-def escalations_resolve(escalation_id: str) -> None:
-    """Hand the conversation back to the bot."""
-    if not _with_runtime(lambda rt: rt.escalations.resolve(escalation_id)):
-        fail(f"no escalation {escalation_id!r}; see `chatbot escalations list`")
-    out.print(f"escalation {escalation_id} resolved; the bot answers this user again")
-
-
 # -- models ------------------------------------------------------------------------------
 @models_app.command("list")
 @friendly
@@ -395,6 +360,7 @@ def _register_model_commands() -> None:
 
 
 _register_model_commands()
+register_account_commands(app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

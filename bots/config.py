@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.connection import RedisOptions
 from core.errors import ConfigError
+from core.tickets import TicketConfig
 from core.upkeep import UpkeepConfig
 
 
@@ -59,9 +60,34 @@ class Settings(BaseSettings):
         description="intake backlog above which /readyz is 503; 0 = none",
     )
 
+    # support desk (tickets)
+    ticket_reopen_minutes: float = Field(
+        60, alias="CHATBOT_TICKET_REOPEN_MINUTES", gt=0, description="escalating again this soon reopens"
+    )
+    ticket_claim_timeout_minutes: float = Field(
+        15, alias="CHATBOT_TICKET_CLAIM_TIMEOUT_MINUTES", gt=0, description="idle claim may be taken over"
+    )
+    ticket_reminder_minutes: float = Field(
+        5, alias="CHATBOT_TICKET_REMINDER_MINUTES", gt=0, description="unclaimed: 'still waiting' interval"
+    )
+
     # web app
     host: str = Field("127.0.0.1", alias="CHATBOT_HOST")
     port: int = Field(8080, alias="CHATBOT_PORT", ge=0, le=65535)
+    secret_key: SecretStr | None = Field(
+        None,
+        alias="CHATBOT_SECRET_KEY",
+        description="signs web-chat identities; unset = generated once and kept in DATA_DIR/secret_key",
+    )
+    cookie_secure: bool = Field(
+        True, alias="CHATBOT_COOKIE_SECURE", description="false only for plain HTTP beyond localhost"
+    )
+    max_body_bytes: int = Field(64 * 1024, alias="CHATBOT_MAX_BODY_BYTES", ge=1024, le=16 * 1024 * 1024)
+
+    # support desk
+    desk_session_hours: float = Field(12, alias="CHATBOT_DESK_SESSION_HOURS", gt=0, le=24 * 30)
+    login_limit_account: str = Field("5/minute", alias="CHATBOT_LOGIN_LIMIT_ACCOUNT")
+    login_limit_address: str = Field("20/minute", alias="CHATBOT_LOGIN_LIMIT_ADDRESS")
 
     # Telegram
     telegram_bot_token: SecretStr | None = None
@@ -96,6 +122,15 @@ class Settings(BaseSettings):
     @property
     def history_ttl_seconds(self) -> int:
         return max(1, int(self.history_ttl_days * 24 * 3600))
+
+    @property
+    def ticket_config(self) -> TicketConfig:
+        return TicketConfig(
+            reopen_window_s=self.ticket_reopen_minutes * 60,
+            claim_timeout_s=self.ticket_claim_timeout_minutes * 60,
+            reminder_interval_s=self.ticket_reminder_minutes * 60,
+            ttl_seconds=self.history_ttl_seconds,
+        )
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -13,11 +13,11 @@ from core.bus import Bus
 from core.connection import connect
 from core.conversation import Conversations
 from core.engine import Engine, EngineConfig
-from core.escalation import Escalations
 from core.history import History
 from core.keys import Keys
 from core.persona import PersonaStore
 from core.registry import ModelRegistry
+from core.tickets import Tickets
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,13 @@ class Runtime:
         )
         self.conversations = Conversations(self.redis, self.keys, self.history)
         self.personas = PersonaStore(self.redis, self.keys)
-        self.escalations = Escalations(self.redis, self.keys, self.conversations)
+        self.tickets = Tickets(
+            self.redis,
+            self.keys,
+            bus=self.bus,
+            conversations=self.conversations,
+            config=self.settings.ticket_config,
+        )
         if self.seed_personas:
             await self.seed_missing_personas()
         return self
@@ -72,7 +78,7 @@ class Runtime:
             bus=self.bus,
             personas=self.personas,
             conversations=self.conversations,
-            escalations=self.escalations,
+            tickets=self.tickets,
             config=EngineConfig(
                 max_message_chars=self.settings.max_message_chars,
                 batch_size=self.settings.engine_batch_size,

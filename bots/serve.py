@@ -25,6 +25,7 @@ from collections.abc import Callable
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -32,6 +33,8 @@ from starlette.routing import BaseRoute, Route
 from adapters.base import Adapter
 from adapters.webchat import WebChatAdapter
 from bots.config import Settings
+from bots.desk.app import build_desk, webchat_config
+from bots.desk.headers import SecurityHeaders
 from bots.health import Health
 from bots.platforms import Platforms, configured_adapters
 from bots.roles import Role, consumer_name
@@ -66,7 +69,7 @@ def build_app(
     for adapter in [web, *adapters] if web else adapters:
         routes += adapter.routes()
     routes += extra_routes or []
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -143,9 +146,16 @@ async def _serve(
             health.loops.update(engine=lambda: engine.running, intake_upkeep=lambda: upkeep.running)
         web: WebChatAdapter | None = None
         if role.runs_web_chat:
+            desk = build_desk(rt)
             web = WebChatAdapter(
-                rt.bus, bot_id=settings.default_bot, personas=rt.personas, consumer=consumer_name("web")
+                rt.bus,
+                bot_id=settings.default_bot,
+                personas=rt.personas,
+                config=webchat_config(settings),
+                hooks=desk.webchat_hooks(),
+                consumer=consumer_name("web"),
             )
+            app.router.routes.extend(desk.routes())
         adapters = [a for a in [web, *platforms.adapters] if a is not None]
         for adapter in platforms.adapters:
             adapter.outbox.consumer = consumer_name(adapter.platform)

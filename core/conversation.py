@@ -6,7 +6,7 @@ the ``queue_*`` writers, so a turn, its state and its reply are stored together 
 at all. The store owns these Redis keys:
 
     {ns}:history:{bot}:{platform}:{chat}:{user}   LIST of turns (through core.history)
-    {ns}:handoff:{bot}:{platform}:{chat}:{user}   the escalation/ticket id a human holds it by
+    {ns}:handoff:{bot}:{platform}:{chat}:{user}   the ticket id a human holds it by
     {ns}:lowconf:{bot}:{platform}:{chat}:{user}   unsure turns in a row
 
 Each is listed in the user's index set, so erasing a user erases them too.
@@ -32,6 +32,7 @@ class ConversationState:
     history: tuple[Turn, ...] = ()  # the recent window, oldest first
     handed_off: bool = False  # a human from the support team holds the conversation
     unsure_streak: int = 0  # unsure turns in a row just before this message
+    acknowledged: bool = False  # held, and the customer got the one acknowledgement already
 
 
 class Conversations:
@@ -76,7 +77,7 @@ class Conversations:
             pipe.delete(key)
 
     def queue_hand_off(self, pipe: Any, conv: ConversationKey, held_by: str) -> None:
-        """Mark the conversation as held by a human (``held_by``: the escalation id)."""
+        """Mark the conversation as held by a human (``held_by``: the ticket id)."""
         key = self.keys.handoff(conv)
         pipe.set(key, held_by, ex=self.ttl_seconds)
         pipe.sadd(self.keys.user_index(conv.platform, conv.user_id), key)

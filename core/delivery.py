@@ -2,9 +2,11 @@
 
 Each chat gets a lane (a queue and a worker) so a rate-limited or failing chat waits
 alone while other conversations keep flowing. An entry is acknowledged only once the
-platform took it; until then it stays pending in Redis, so a crash loses nothing and a
-restart resends it. A Redis outage is waited out with ``core.retry``'s backoff (reads
-and acknowledgements alike), so the loop outlives a restart of Redis.
+platform took it, or refused it for good (:class:`PermanentDeliveryError`: dropped
+with one log line); until then it stays pending in Redis, so a crash loses nothing and
+a restart resends it. Waits follow ``core.retry``: a 429 waits what the platform asked,
+anything else backs off; rejected credentials stop the outbox. A Redis outage is waited
+out the same way.
 """
 
 from __future__ import annotations
@@ -13,12 +15,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
 from core.bus import Bus
-from core.errors import AdapterAuthError, DeliveryError, RateLimited
+from core.errors import AdapterAuthError, PermanentDeliveryError, RateLimited
 from core.messages import Reply
 from core.metrics import DELIVERY_RETRIES, observe_delivered
 from core.retry import Backoff, retrying
@@ -26,15 +27,8 @@ from core.retry import Backoff, retrying
 log = logging.getLogger(__name__)
 
 Deliver = Callable[[Reply], Awaitable[None]]
+DEFAULT_DELIVERY_BACKOFF = Backoff(first=0.5, cap=30.0)
 REDIS_DOWN = (RedisError, OSError)
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    first_backoff: float = 0.5
-    max_backoff: float = 30.0
-    max_in_flight: int = 1000
-    redis_backoff: Backoff = Backoff(first=0.5, cap=10.0)  # noqa: RUF009 (frozen: shared safely)
 
 
 class Outbox:
@@ -48,33 +42,34 @@ class Outbox:
         deliver: Deliver,
         *,
         consumer: str = "delivery-1",
-        retry: RetryPolicy = RetryPolicy(),
+        backoff: Backoff = DEFAULT_DELIVERY_BACKOFF,
+        max_in_flight: int = 1000,
     ) -> None:
         self.bus = bus
         self.platform = platform
         self.bot_id = bot_id
         self.deliver = deliver
         self.consumer = consumer
-        self.retry = retry
+        self.backoff = backoff
+        self.max_in_flight = max_in_flight
         self._lanes: dict[str, asyncio.Queue[tuple[str, Reply]]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._in_flight = 0
         self._in_flight_ids: set[str] = set()  # a re-read of pending entries skips these
         self._fatal: AdapterAuthError | None = None
         self.delivered = 0
+        self.dropped = 0
         self.retries = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set; raises :class:`AdapterAuthError` if the
         platform rejects our credentials (retrying cannot help)."""
-        redis = retrying(
-            f"{self.platform} outbound read", retry_on=REDIS_DOWN, backoff=self.retry.redis_backoff
-        )
+        redis = retrying(f"{self.platform} outbound read", retry_on=REDIS_DOWN, backoff=self.backoff)
         try:
             while not stop.is_set():
                 if self._fatal:
                     raise self._fatal
-                if self._in_flight >= self.retry.max_in_flight:
+                if self._in_flight >= self.max_in_flight:
                     await asyncio.sleep(0.05)
                     continue
                 entries: list[tuple[str, Reply]] = await redis(
@@ -106,7 +101,7 @@ class Outbox:
         queue.put_nowait((entry_id, reply))
 
     async def _work(self, lane: str, queue: asyncio.Queue[tuple[str, Reply]]) -> None:
-        ack = retrying(f"{self.platform} outbound ack", retry_on=REDIS_DOWN, backoff=self.retry.redis_backoff)
+        ack = retrying(f"{self.platform} outbound ack", retry_on=REDIS_DOWN, backoff=self.backoff)
         while True:
             try:
                 entry_id, reply = await asyncio.wait_for(queue.get(), timeout=30.0)
@@ -116,36 +111,39 @@ class Outbox:
                     self._workers.pop(lane, None)
                     return
                 continue
-            await self._deliver_until_done(reply)
-            observe_delivered(reply, time.time())
+            try:
+                await self._deliver_until_done(reply)
+            except AdapterAuthError as exc:
+                self._fatal = exc
+                await asyncio.Event().wait()  # parked, reply unacknowledged, until run() cancels us
+            except PermanentDeliveryError as exc:
+                self.dropped += 1
+                log.error("%s: reply %s to chat %s dropped: %s", self.platform, reply.reply_id, lane, exc)
+            else:
+                self.delivered += 1
+                observe_delivered(reply, time.time())
             await ack(self.bus.ack_outbound, self.platform, self.bot_id, [entry_id])
             self._in_flight_ids.discard(entry_id)
             self._in_flight -= 1
-            self.delivered += 1
 
     async def _deliver_until_done(self, reply: Reply) -> None:
-        backoff = self.retry.first_backoff
-        while True:
-            try:
-                await self.deliver(reply)
-                return
-            except AdapterAuthError as exc:
-                self._fatal = exc
-                await asyncio.Event().wait()  # parked until run() cancels us
-            except RateLimited as exc:
-                self.retries += 1
-                DELIVERY_RETRIES.labels(self.platform, "rate_limited").inc()
-                log.warning("%s: rate limited, retrying in %.1fs", self.platform, exc.retry_after)
-                await asyncio.sleep(exc.retry_after)
-            except (TimeoutError, DeliveryError, OSError) as exc:
-                self.retries += 1
-                DELIVERY_RETRIES.labels(self.platform, "error").inc()
-                log.warning("%s: delivery failed (%s), retrying in %.1fs", self.platform, exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.retry.max_backoff)
-            except Exception:  # a bug in an adapter must not kill the lane or lose the reply
-                self.retries += 1
-                DELIVERY_RETRIES.labels(self.platform, "error").inc()
-                log.exception("%s: unexpected delivery error, retrying in %.1fs", self.platform, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.retry.max_backoff)
+        """Retry every failure (an adapter's bug included: it must not lose the reply)
+        except rejected credentials and a permanent refusal, which are raised."""
+        policy = retrying(
+            f"{self.platform} delivery",
+            retry_on=(Exception,),
+            give_up_on=(AdapterAuthError, PermanentDeliveryError),
+            backoff=self.backoff,
+        )
+        async for attempt in policy:
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    self.retries += 1
+                try:
+                    await self.deliver(reply)
+                except (AdapterAuthError, PermanentDeliveryError):
+                    raise
+                except Exception as exc:  # retried: counted by platform and reason
+                    reason = "rate_limited" if isinstance(exc, RateLimited) else "error"
+                    DELIVERY_RETRIES.labels(self.platform, reason).inc()
+                    raise

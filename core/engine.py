@@ -11,8 +11,14 @@ For each batch read from the intake stream (consumer group ``engine``):
    writes all ``generate`` replies as one batch, and the router's second step turns an
    empty or failed generation into a visible ``rephrase`` or ``unavailable``;
 3. one transaction per wave appends the user and bot turns, updates the state, opens
-   escalations, queues the replies on each platform's outbound stream and acknowledges
-   the intake entries; a crash before it leaves the entries pending, so nothing is lost.
+   or reopens tickets, queues the replies on each platform's outbound stream and
+   acknowledges the intake entries; a crash before it leaves the entries pending, so
+   nothing is lost.
+
+While the support team holds a conversation (``core.tickets``) the bot only stores the
+customer's messages (the ticket's live transcript), answers the first one with the
+persona's short acknowledgement and then stays quiet; a reminder task tells customers
+of unclaimed tickets that they are still waiting, once per interval.
 
 The engine only carries out the router's decisions. Model loading and model calls run
 in a worker thread, never on the event loop. ``async with engine:`` (or ``start`` /
@@ -26,7 +32,7 @@ import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import redis.asyncio as aioredis
@@ -35,7 +41,6 @@ from core import router
 from core.bus import ENGINE_GROUP, Bus
 from core.conversation import Conversations, ConversationState
 from core.errors import ChatbotError
-from core.escalation import Escalations
 from core.history import Turn
 from core.messages import ConversationKey, IncomingMessage, Reply, Route
 from core.metrics import BATCH_SECONDS, observe_reply
@@ -44,6 +49,7 @@ from core.protocols import GenerationRequest, IntentModel, IntentPrediction, Rep
 from core.retry import Backoff, retrying
 from core.slots import fill_slots
 from core.text import clean_incoming
+from core.tickets import ASK_FOR_PERSON, REASON_ASKED, REASON_INTENT, REASON_LOW_CONFIDENCE, Ticket, Tickets
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +76,7 @@ class EngineConfig:
     block_ms: int = 500
     backoff: Backoff = ENGINE_BACKOFF
     stop_timeout_s: float = 10.0  # how long ``stop`` lets the current batch finish
+    reminder_poll_s: float = 5.0  # how often the reminder task looks for unclaimed tickets
 
 
 @dataclass(slots=True)
@@ -86,6 +93,8 @@ class _Work:
     unavailable: str = ""
     decision: router.Decision = _UNDECIDED
     generated: str = ""
+    ticket: Ticket | None = None  # the conversation's latest ticket, if it ever had one
+    stale_handoff: bool = False  # held by a ticket that no longer holds it: hand back
 
     @property
     def situation(self) -> router.Situation:
@@ -101,7 +110,7 @@ class Engine:
         bus: Bus,
         personas: PersonaStore,
         conversations: Conversations,
-        escalations: Escalations,
+        tickets: Tickets,
         config: EngineConfig = EngineConfig(),
     ) -> None:
         self.redis = redis
@@ -109,10 +118,11 @@ class Engine:
         self.bus = bus
         self.personas = personas
         self.conversations = conversations
-        self.escalations = escalations
+        self.tickets = tickets
         self.config = config
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._reminders: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -121,14 +131,17 @@ class Engine:
             raise RuntimeError("engine already started")
         self._stop.clear()
         self._task = asyncio.create_task(self._run(), name=f"engine-{self.config.consumer}")
+        self._reminders = asyncio.create_task(self._remind(), name=f"reminders-{self.config.consumer}")
 
     async def stop(self) -> None:
         """Finish the batch in hand (up to ``stop_timeout_s``), then stop."""
         self._stop.set()
         task, self._task = self._task, None
-        if task is not None:
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(task, timeout=self.config.stop_timeout_s)
+        reminders, self._reminders = self._reminders, None
+        for running in (task, reminders):
+            if running is not None:
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    await asyncio.wait_for(running, timeout=self.config.stop_timeout_s)
 
     @property
     def running(self) -> bool:
@@ -159,6 +172,29 @@ class Engine:
             # Keep the entries pending and read them again on the retry.
             self.bus.rewind(self.bus.keys.intake(), self.config.consumer)
             raise
+
+    async def _remind(self) -> None:
+        while not self._stop.is_set():
+            async for attempt in retrying("ticket reminders", backoff=self.config.backoff):
+                with attempt:
+                    await self.send_reminders()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self.config.reminder_poll_s)
+
+    async def send_reminders(self) -> int:
+        """Tell each customer whose ticket nobody has claimed for an interval that they
+        are still waiting (the persona's ``still_waiting``); returns how many were told.
+        Several engines may run this at once: each reminder is sent by exactly one."""
+        tickets = await self.tickets.due_reminders()
+        if not tickets:
+            return 0
+        personas = await self.personas.get_many([t.bot_id for t in tickets])
+        sent = 0
+        for ticket in tickets:
+            persona = personas.get(ticket.bot_id) or _NO_PERSONA
+            text = fill_slots(persona.messages.still_waiting, persona.facts)
+            sent += await self.tickets.remind(ticket.id, text)
+        return sent
 
     async def handle(self, batch: Sequence[tuple[str, IncomingMessage]]) -> list[Reply]:
         """Answer a batch of intake entries; returns the replies in input order."""
@@ -208,6 +244,14 @@ class Engine:
         windows = [(w.message.conversation, _persona(w).generation.history_turns) for w in works]
         for w, state in zip(works, await self.conversations.load(windows), strict=True):
             w.state = state
+        latest = await self.tickets.latest_many(w.message.conversation for w in works)
+        for w in works:
+            w.ticket = latest.get(w.message.conversation)
+            if w.state.handed_off:
+                if w.ticket is not None and w.ticket.held:
+                    w.state = replace(w.state, acknowledged=w.ticket.acknowledged)
+                else:  # no ticket holds it (e.g. a hand-off from before tickets): the bot answers
+                    w.state, w.stale_handoff = replace(w.state, handed_off=False), True
 
     async def _classify(self, works: list[_Work]) -> None:
         by_model: dict[str, list[_Work]] = defaultdict(list)
@@ -258,7 +302,7 @@ class Engine:
     def _reply(self, w: _Work) -> Reply:
         persona, decision = _persona(w), w.decision
         text = fill_slots(router.answer_text(decision, persona, w.generated), persona.facts)
-        if w.truncated:
+        if w.truncated and text:
             text = f"{text}\n\n{persona.messages.too_long.format(limit=self.config.max_message_chars)}"
         prediction = w.prediction
         return Reply.to(
@@ -283,17 +327,45 @@ class Engine:
                     display_name=w.message.display_name,
                 )
                 bot_turn = Turn(role="bot", text=reply.text, route=reply.route.value, intent=reply.intent)
-                self.conversations.queue_turns(pipe, conv, [user_turn, bot_turn])
+                # A quiet turn on a held conversation stores only the customer's words.
+                self.conversations.queue_turns(
+                    pipe, conv, [user_turn, bot_turn] if reply.text else [user_turn]
+                )
                 self.conversations.queue_unsure_streak(pipe, conv, decision.streak)
-                if decision.route is Route.ESCALATE:
-                    transcript = [*w.state.history, user_turn, bot_turn]
-                    escalation_id = self.escalations.queue_open(
-                        pipe, conv, decision.reason, transcript, w.message.display_name
+                if w.stale_handoff:
+                    self.conversations.queue_hand_back(pipe, conv)
+                if decision.route is Route.HUMAN and w.ticket is not None:
+                    self.tickets.queue_customer_message(
+                        pipe, w.ticket, acknowledged=decision.says == "handoff_waiting", meta=w.message.meta
                     )
-                    self.conversations.queue_hand_off(pipe, conv, escalation_id)
+                elif decision.route is Route.ESCALATE:
+                    reason, detail = _ticket_reason(decision)
+                    self.tickets.queue_open(
+                        pipe,
+                        conv,
+                        previous=w.ticket,
+                        reason=reason,
+                        detail=detail,
+                        intent=reply.intent,
+                        confidence=reply.confidence,
+                        display_name=w.message.display_name,
+                        meta=w.message.meta,
+                    )
+                # A quiet turn still queues its (empty) reply: it is the receipt that
+                # lets a waiting caller (web chat, console) and a typing indicator stop;
+                # platform adapters send nothing for it.
                 self.bus.queue_reply(pipe, reply)
             self.bus.queue_ack_intake(pipe, [w.entry_id for w in works])
             await pipe.execute()
+
+
+def _ticket_reason(decision: router.Decision) -> tuple[str, str]:
+    """Which rule handed the conversation over, for the ticket."""
+    if decision.low_confidence:
+        return REASON_LOW_CONFIDENCE, decision.reason
+    if decision.intent == ASK_FOR_PERSON:
+        return REASON_ASKED, "the customer asked for a person"
+    return REASON_INTENT, decision.reason
 
 
 def _persona(w: _Work) -> Persona:

@@ -4,9 +4,14 @@
      ├── ConfigError             a setting, file or persona is wrong (names the key/file/line)
      ├── RedisUnavailable        the configured Redis cannot be reached
      ├── ModelMissing            a model folder is absent or unreadable
-     └── DeliveryError           a platform send failed; the reply stays queued and is retried
-          ├── RateLimited        the platform said 429; retry after ``retry_after`` seconds
-          └── AdapterAuthError   the credentials are wrong; that adapter stops, others go on
+     ├── DeliveryError           a platform send failed; the reply stays queued and is retried
+     │    ├── RateLimited        the platform said 429; retry after ``retry_after`` seconds
+     │    ├── AdapterAuthError   the credentials are wrong; that adapter stops, others go on
+     │    └── PermanentDeliveryError  the platform refused this one reply for good (the
+     │                           bot was blocked, the chat is gone); it is dropped
+     ├── TicketNotFound          no ticket has that id (the desk answers 404)
+     └── TicketStateError        the ticket's state forbids the action, e.g. reply on resolved (409)
+          └── ClaimConflict      another, still active agent holds the claim (409)
 
 Every message is one line a user can act on: what is wrong and what to do.
 """
@@ -44,3 +49,20 @@ class RateLimited(DeliveryError):
 
 class AdapterAuthError(DeliveryError):
     """The platform rejected our credentials; retrying will not help."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """The platform refused this reply and always will (blocked, removed, chat deleted):
+    the outbox drops it with one log line, so it cannot hold up that chat's later replies."""
+
+
+class TicketNotFound(ChatbotError):
+    """No ticket has the given id (a typo, or it expired long after being resolved)."""
+
+
+class TicketStateError(ChatbotError):
+    """The ticket's status does not allow the action (claiming a resolved ticket...)."""
+
+
+class ClaimConflict(TicketStateError):
+    """Another agent holds the ticket and has been active within the claim timeout."""

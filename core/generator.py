@@ -86,9 +86,8 @@ class Generator:
         self.device = device
         self.path = path
         cfg = model.config
-        self.context_window = int(
-            getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", 1024)
-        )
+        window = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+        self.context_window = int(window or 1024)
         ids = special_ids(tokenizer)
         self.end_id = ids[END]
         self.stop_ids = sorted(
@@ -125,7 +124,8 @@ class Generator:
                 folder,
             )
             model.resize_token_embeddings(len(tokenizer))
-        return cls(model.to(dev), tokenizer, dev, folder)
+        model = model.to(dev)  # type: ignore[arg-type]  # transformers types .to() as a module wrapper
+        return cls(model, tokenizer, dev, folder)
 
     @torch.inference_mode()
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:

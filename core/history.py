@@ -114,7 +114,9 @@ class History:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(*keys, index)
             for key in keys:
-                if ":escalation:" in key:
-                    pipe.zrem(self.keys.escalations_open(), key.rsplit(":", 1)[-1])
+                if key.startswith(self.keys.ticket("")):
+                    ticket_id = key.rsplit(":", 1)[-1]
+                    for status in ("open", "claimed", "resolved", "all", "reminders"):
+                        pipe.zrem(self.keys.tickets(status), ticket_id)
             result = await pipe.execute()
         return max(0, int(result[0]) - 1)

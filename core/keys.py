@@ -50,18 +50,35 @@ class Keys:
         per bot token), so two bots on one platform never shadow each other."""
         return self._k("seen", platform, bot_id, event_id)
 
-    # personas and escalations
+    # personas
     def persona(self, bot_id: str) -> str:
         return self._k("persona", bot_id)
 
     def persona_versions(self, bot_id: str) -> str:
         return self._k("persona-versions", bot_id)
 
-    def escalation(self, escalation_id: str) -> str:
-        return self._k("escalation", escalation_id)
+    # tickets (hand-offs to the support team)
+    def ticket(self, ticket_id: str) -> str:
+        return self._k("ticket", ticket_id)
 
-    def escalations_open(self) -> str:
-        return self._k("escalations", "open")
+    def ticket_audit(self, ticket_id: str) -> str:
+        return self._k("ticket-audit", ticket_id)
+
+    def tickets(self, status: str) -> str:
+        """Ticket ids of one status (or ``all``), scored by their newest activity."""
+        return self._k("tickets", status)
+
+    def ticket_reminders(self) -> str:
+        """Open ticket ids scored by when the customer is next told "still waiting"."""
+        return self._k("tickets", "reminders")
+
+    def conversation_ticket(self, conv: ConversationKey) -> str:
+        """The conversation's latest ticket id (a new escalation may reopen it)."""
+        return self._k("conv-ticket", *conv.parts())
+
+    def ticket_events(self) -> str:
+        """The pub/sub channel of ticket events (live desk pages)."""
+        return self._k("ticket-events")
 
     def pattern(self) -> str:
         return f"{self.namespace}:*"

@@ -11,7 +11,7 @@ import json
 import re
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -129,5 +129,5 @@ class Reply:
 
 def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     """Drop fields a newer producer added, so old consumers keep working."""
-    names = set(cls.__dataclass_fields__)
+    names = {f.name for f in fields(cls)}
     return {k: v for k, v in data.items() if k in names}

@@ -21,7 +21,9 @@ BATCH_SECONDS = Histogram(
     "Time to answer one intake batch",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32),
 )
-ESCALATIONS_OPENED = Counter("chatbot_escalations_opened_total", "Conversations handed to a human")
+ESCALATIONS_OPENED = Counter(
+    "chatbot_escalations_opened_total", "Conversations handed to a human (a ticket opened or reopened)"
+)
 INTAKE_TO_REPLY_SECONDS = Histogram(
     "chatbot_intake_to_reply_seconds",
     "From the customer's message to the engine's reply (queueing plus models)",

@@ -87,11 +87,13 @@ class Messages(_Strict):
         "send the rest in another message if it matters."
     )
     rephrase: str = "Sorry, I'm not sure I understood. Could you rephrase that?"
-    handoff: str = (
-        "I'm passing this conversation to a member of our support team. "
-        "They will reply here as soon as they can."
+    handoff: str = "I've passed this to our support team; a person will reply here."
+    # The one acknowledgement while the team holds the conversation (once per ticket).
+    handoff_waiting: str = (
+        "Thanks, I've added that to your conversation; the person who picks it up will see it."
     )
-    handoff_waiting: str = "Thanks, I've added that to your conversation; our team will reply here."
+    # While nobody has claimed the ticket, once per CHATBOT_TICKET_REMINDER_MINUTES.
+    still_waiting: str = "You're still in our support queue; a person will reply here as soon as one is free."
     unavailable: str = "Sorry, I can't answer right now. Please try again in a moment."
     text_only: str = "I can only read text messages for now. Please type your question."
 

@@ -6,7 +6,8 @@ prediction, the conversation's state and the bot's persona) and returns a
 unsure-turn streak to store. In order:
 
 1. no persona for the bot, an empty message, a conversation a human holds: decided
-   without the classifier (:func:`needs_intent` is False for these);
+   without the classifier (:func:`needs_intent` is False for these); a held
+   conversation gets the persona's acknowledgement once, then nothing;
 2. the classifier could not run: ``unavailable``;
 3. below the persona's confidence threshold, or out of scope: ask to rephrase, and after
    ``escalate_after_low_confidence`` such turns in a row escalate instead of looping;
@@ -29,7 +30,9 @@ from core.protocols import OUT_OF_SCOPE, IntentPrediction
 
 # Which text answers: the reply model, the persona's canned answer for the intent, or
 # one of the persona's fixed messages (a field of ``Persona.messages``).
-Says = Literal["model", "canned", "empty", "rephrase", "handoff", "handoff_waiting", "unavailable"]
+Says = Literal[
+    "model", "canned", "empty", "rephrase", "handoff", "handoff_waiting", "unavailable", "nothing"
+]  # "nothing": the bot stays quiet (a person has the conversation and it acknowledged once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,8 @@ def answer_text(decision: Decision, persona: Persona, generated: str = "") -> st
             return says.handoff_waiting
         case "unavailable":
             return says.unavailable
+        case "nothing":
+            return ""
 
 
 def _without_intent(situation: Situation) -> Decision | None:
@@ -108,7 +113,8 @@ def _without_intent(situation: Situation) -> Decision | None:
     if not situation.text:
         return Decision(Route.PROMPT, "empty message", "empty", streak)
     if situation.state.handed_off:
-        return Decision(Route.HUMAN, "conversation is with the support team", "handoff_waiting", streak)
+        says: Says = "nothing" if situation.state.acknowledged else "handoff_waiting"
+        return Decision(Route.HUMAN, "conversation is with the support team", says, streak)
     return None
 
 

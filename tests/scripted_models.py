@@ -7,7 +7,8 @@ exercised end to end in tests/test_end_to_end.py.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
@@ -15,11 +16,11 @@ from redis.asyncio import Redis
 from core.bus import Bus
 from core.conversation import Conversations
 from core.engine import Engine, EngineConfig, ModelProvider
-from core.escalation import Escalations
 from core.history import History
 from core.keys import Keys
 from core.persona import PersonaStore
 from core.protocols import OUT_OF_SCOPE, GenerationRequest, IntentPrediction
+from core.tickets import TicketConfig, Tickets
 
 
 @dataclass
@@ -76,17 +77,20 @@ def build_engine(
     *,
     history: History | None = None,
     config: EngineConfig = EngineConfig(block_ms=50),
+    tickets: TicketConfig = TicketConfig(),
+    clock: Callable[[], float] = time.time,
 ) -> Engine:
     """An engine on the test's Redis namespace, wired as ``bots.runtime.Runtime`` wires it
     (scripted models unless ``models`` is given)."""
     history = history or History(redis, keys, max_turns=50, ttl_seconds=3600)
     conversations = Conversations(redis, keys, history)
+    bus = Bus(redis, keys)
     return Engine(
         redis,
         models or ScriptedProvider(),
-        bus=Bus(redis, keys),
+        bus=bus,
         personas=PersonaStore(redis, keys),
         conversations=conversations,
-        escalations=Escalations(redis, keys, conversations),
+        tickets=Tickets(redis, keys, bus=bus, conversations=conversations, config=tickets, clock=clock),
         config=config,
     )

@@ -5,20 +5,25 @@ replies are checked where discord.py delivered them (the emulator's record)."""
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
+import logging
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 import adapters.discord as discord_adapter
+from adapters.base import PlatformAdapter
 from adapters.discord import DiscordAdapter, DiscordConfig, strip_mention
 from core.bus import DELIVERY_GROUP, Bus
-from core.delivery import RetryPolicy
+from core.connection import connect
 from core.errors import AdapterAuthError
 from core.keys import Keys
 from core.messages import IncomingMessage
 from core.persona import Messages, Persona, PersonaStore
+from core.retry import Backoff
 from tests.emulators.discord import (
     BOT_ID,
     CUSTOMER,
@@ -29,10 +34,12 @@ from tests.emulators.discord import (
     OTHER_CUSTOMER,
     DiscordEmulator,
 )
+from tests.emulators.redis_server import PrivateRedis
 from tests.fake_engine import FakeEngine, reply_text, running_fake_engine
 from tests.helpers import wait_for
 
-FAST = RetryPolicy(first_backoff=0.05)
+FAST = Backoff(first=0.05)
+OUTAGE = Backoff(first=0.05, cap=0.5)  # retry often enough to notice Redis is back
 
 
 def config_for(emulator: DiscordEmulator, token: str | None = None) -> DiscordConfig:
@@ -45,7 +52,7 @@ def config_for(emulator: DiscordEmulator, token: str | None = None) -> DiscordCo
 async def running(
     bus: Bus, emulator: DiscordEmulator, personas: PersonaStore | None = None
 ) -> AsyncIterator[tuple[DiscordAdapter, FakeEngine]]:
-    adapter = DiscordAdapter(bus, config_for(emulator), bot_id="support", personas=personas, retry=FAST)
+    adapter = DiscordAdapter(bus, config_for(emulator), bot_id="support", personas=personas, backoff=FAST)
     async with running_fake_engine(bus) as engine:
         await adapter.start()
         try:
@@ -79,9 +86,11 @@ async def barrier(emulator: DiscordEmulator) -> str:
 
 
 def test_the_sdk_is_imported_not_our_module() -> None:
-    assert discord_adapter.discord.__name__ == "discord"
-    assert "site-packages" in (discord_adapter.discord.__file__ or "")
-    assert hasattr(discord_adapter.discord, "Client")
+    sdk = discord_adapter.discord
+    assert sdk.__name__ == "discord" and sdk is not discord_adapter
+    assert sdk.__version__ == importlib.metadata.version("discord.py")  # the installed distribution
+    assert issubclass(discord_adapter.DiscordAdapter, PlatformAdapter)
+    assert issubclass(discord_adapter._Client, sdk.Client) and sdk.Client.__module__ == "discord.client"
 
 
 def test_strip_mention_both_forms() -> None:
@@ -168,6 +177,43 @@ async def test_429_the_sdk_gives_up_on_is_retried_by_the_outbox(
     await wait_for(lambda: emulator.replies_to(message_id), what="reply after the 429")
     assert emulator.rate_limited == 1
     assert adapter.outbox.retries == 1
+    assert [m.content for m in emulator.replies_to(message_id)] == ["echo: are you there?"]
+
+
+async def test_reply_refused_for_good_is_dropped_and_the_next_is_delivered(
+    discord_bot, emulator: DiscordEmulator
+) -> None:
+    adapter, _ = discord_bot
+    emulator.forbid_next = 1  # 403 Missing Permissions: retrying cannot help
+    refused = await emulator.message_create("first question")
+    await wait_for(lambda: adapter.outbox.dropped == 1, what="the refused reply dropped")
+    answered = await emulator.message_create("second question")  # same chat, same lane
+    await wait_for(lambda: emulator.replies_to(answered), what="the next reply")
+    assert emulator.replies_to(refused) == [] and adapter.outbox.retries == 0
+    assert [m.content for m in emulator.replies_to(answered)] == ["echo: second question"]
+
+
+async def test_message_arriving_while_redis_is_down_is_answered_when_it_returns(
+    tmp_path: Path, keys: Keys, emulator: DiscordEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="core.retry")
+    server = await PrivateRedis(tmp_path).start()
+    client = await connect(server.url, tmp_path)
+    bus = Bus(client, keys)
+    adapter = DiscordAdapter(bus, config_for(emulator), bot_id="support", backoff=OUTAGE)
+    await adapter.start()
+    try:
+        await server.stop()  # Redis goes away; then a customer writes
+        message_id = await emulator.message_create("are you there?")
+        await wait_for(lambda: "discord intake failed" in caplog.text, what="the message held")
+        await server.start()
+        async with running_fake_engine(bus):
+            await wait_for(lambda: emulator.replies_to(message_id), what="the reply once Redis is back")
+        assert adapter.running and adapter.stats["submitted"] == 1
+    finally:
+        await adapter.stop()
+        await client.aclose()
+        await server.stop()
     assert [m.content for m in emulator.replies_to(message_id)] == ["echo: are you there?"]
 
 

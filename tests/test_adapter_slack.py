@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,27 +18,24 @@ import pytest
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
 
-from adapters.slack import SlackAdapter, SlackConfig, from_slack_text, to_mrkdwn
+from adapters.markup import to_slack_mrkdwn
+from adapters.slack import SlackAdapter, SlackConfig
 from core.bus import Bus
-from core.delivery import RetryPolicy
+from core.connection import connect
 from core.errors import AdapterAuthError, ConfigError
 from core.keys import Keys
 from core.messages import IncomingMessage
 from core.persona import Messages, Persona, PersonaStore
+from core.retry import Backoff
 from core.text import split_message
+from tests.emulators.redis_server import PrivateRedis
 from tests.emulators.slack import SlackEmulator, event_body, signed_event_request
 from tests.fake_engine import FakeEngine, reply_text, running_fake_engine
+from tests.helpers import wait_for
 
 SECRET = "test-signing-secret"
-FAST = RetryPolicy(first_backoff=0.05)
-
-
-async def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
+FAST = Backoff(first=0.05)
+OUTAGE = Backoff(first=0.05, cap=0.5)  # retry often enough to notice Redis is back
 
 
 @dataclass
@@ -68,14 +66,16 @@ async def harness(
     async with SlackEmulator() as emulator:
         bus = Bus(redis, keys)
         config = SlackConfig(bot_token=emulator.token, signing_secret=SECRET, api_url=emulator.url)
-        adapter = SlackAdapter(bus, config, bot_id="support", personas=personas, retry=FAST)
+        adapter = SlackAdapter(bus, config, bot_id="support", personas=personas, backoff=FAST)
         await adapter.start()
         try:
             app = Starlette(routes=adapter.routes())
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://slack.test") as http:
-                async with running_fake_engine(bus) as engine:
-                    yield Harness(emulator, adapter, http, engine, redis, keys)
+            async with (
+                httpx.AsyncClient(transport=transport, base_url="http://slack.test") as http,
+                running_fake_engine(bus) as engine,
+            ):
+                yield Harness(emulator, adapter, http, engine, redis, keys)
         finally:
             await adapter.stop()
 
@@ -202,12 +202,53 @@ async def test_retried_delivery_of_the_same_event_is_answered_once(slack: Harnes
     assert await slack.queued() == 2
 
 
+async def test_reply_refused_for_good_is_dropped_and_the_next_is_delivered(slack: Harness) -> None:
+    slack.emulator.refuse_next = ["is_archived"]
+    await slack.post(event_body(dm("first")))
+    await wait_for(lambda: slack.adapter.outbox.dropped == 1, what="the refused reply dropped")
+    await slack.post(event_body(dm("second")))
+    await wait_for(lambda: len(slack.emulator.posted) == 1, what="the next reply")
+    assert [p.text for p in slack.emulator.posted] == ["echo: second"]
+    assert slack.adapter.outbox.retries == 0
+
+
+async def test_event_arriving_while_redis_is_down_is_answered_when_it_returns(
+    tmp_path: Any, keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="core.retry")
+    server = await PrivateRedis(tmp_path).start()
+    client = await connect(server.url, tmp_path)
+    bus = Bus(client, keys)
+    async with SlackEmulator() as emulator:
+        config = SlackConfig(bot_token=emulator.token, signing_secret=SECRET, api_url=emulator.url)
+        adapter = SlackAdapter(bus, config, bot_id="support", backoff=OUTAGE)
+        await adapter.start()
+        try:
+            transport = httpx.ASGITransport(app=Starlette(routes=adapter.routes()))
+            async with httpx.AsyncClient(transport=transport, base_url="http://slack.test") as http:
+                await server.stop()  # Redis goes away; then a customer writes
+                raw, headers = signed_event_request(event_body(dm("are you there?")), SECRET)
+                posting = asyncio.create_task(http.post("/slack/events", content=raw, headers=headers))
+                await wait_for(lambda: "slack intake failed" in caplog.text, what="the event held")
+                assert not posting.done()  # no 200 yet: the event is not queued
+                await server.start()
+                response = await posting
+                async with running_fake_engine(bus):
+                    await wait_for(lambda: len(emulator.posted) == 1, what="the reply once Redis is back")
+        finally:
+            await adapter.stop()
+            await client.aclose()
+            await server.stop()
+    assert response.status_code == 200
+    assert [p.text for p in emulator.posted] == ["echo: are you there?"]
+
+
 # -- what is not a customer's text -----------------------------------------------------
 async def test_file_without_text_gets_the_text_only_reply(slack: Harness) -> None:
     files = [{"id": "F0001", "name": "photo.png", "mimetype": "image/png"}]
     await slack.post(event_body(dm("", subtype="file_share", files=files)))
     await wait_for(lambda: len(slack.emulator.posted) == 1)
-    assert slack.emulator.posted[0].text == to_mrkdwn(Messages().text_only)
+    assert slack.emulator.posted[0].text == to_slack_mrkdwn(Messages().text_only)
     assert await slack.queued() == 0  # answered without the engine
 
 
@@ -266,7 +307,7 @@ async def test_socket_mode_event_is_acknowledged_and_answered(redis: aioredis.Re
     async with SlackEmulator() as emulator:
         bus = Bus(redis, keys)
         config = SlackConfig(bot_token=emulator.token, app_token=emulator.app_token, api_url=emulator.url)
-        adapter = SlackAdapter(bus, config, bot_id="support", retry=FAST)
+        adapter = SlackAdapter(bus, config, bot_id="support", backoff=FAST)
         await adapter.start()
         try:
             async with running_fake_engine(bus):
@@ -288,18 +329,3 @@ async def test_bad_app_token_is_reported_in_one_line(redis: aioredis.Redis, keys
         adapter = SlackAdapter(Bus(redis, keys), config, bot_id="support")
         with pytest.raises(AdapterAuthError, match="SLACK_APP_TOKEN"):
             await adapter.start()
-
-
-# -- text --------------------------------------------------------------------------------
-def test_markdown_becomes_mrkdwn_and_is_escaped() -> None:
-    text = "# Order\n**Total** is < $5 & *maybe* ~~more~~\n- see [the page](https://x.example/a?b=1&c=2)\n`a<b **c**`"
-    assert to_mrkdwn(text) == (
-        "*Order*\n*Total* is &lt; $5 &amp; _maybe_ ~more~\n"
-        "• see <https://x.example/a?b=1&amp;c=2|the page>\n`a&lt;b **c**`"
-    )
-
-
-def test_incoming_text_loses_the_mention_and_slack_escapes() -> None:
-    assert from_slack_text("<@UBOT> is 1 &lt; 2 &amp; <https://x.example|x.example>?", "UBOT") == (
-        "is 1 < 2 & x.example?"
-    )

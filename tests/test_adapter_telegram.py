@@ -3,41 +3,32 @@ API emulator, with the real Redis streams and the fake engine in between."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 
-from adapters.telegram import TelegramAdapter, TelegramConfig, to_telegram_html
+from adapters.telegram import TelegramAdapter, TelegramConfig
 from core.bus import Bus
-from core.delivery import RetryPolicy
+from core.connection import connect
 from core.errors import AdapterAuthError, ConfigError, DeliveryError
 from core.keys import Keys
 from core.messages import IncomingMessage
 from core.persona import Messages, Persona, PersonaStore
+from core.retry import Backoff
+from tests.emulators.redis_server import PrivateRedis
 from tests.emulators.telegram import GROUP_ID, EmulatedBot, TelegramEmulator
 from tests.fake_engine import reply_text, running_fake_engine
+from tests.helpers import wait_for
 
 TOKEN = "123456:TEST-token_abc"
 OTHER_TOKEN = "654321:OTHER-token_xyz"
 SECRET = "s3cret_Token-1"
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 15.0) -> Any:
-    """Wait for ``check()`` to be truthy (a deadline, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.02)
-    return result
 
 
 @pytest.fixture
@@ -62,9 +53,7 @@ def make_adapter(
     cfg = TelegramConfig(
         token=token, api_base_url=tg.base_url, poll_timeout=1, connect_timeout=2, read_timeout=5, **config
     )
-    return TelegramAdapter(
-        bus, cfg, bot_id="support", personas=personas, retry=RetryPolicy(first_backoff=0.05)
-    )
+    return TelegramAdapter(bus, cfg, bot_id="support", personas=personas, backoff=Backoff(first=0.05))
 
 
 @contextlib.asynccontextmanager
@@ -79,7 +68,8 @@ async def test_dm_answered_with_escaped_html_and_no_token_in_logs(
     caplog.set_level(logging.DEBUG)
     async with running_fake_engine(bus) as engine, running(bus, tg):
         bot.dm("1 < 2 & **yes**")
-        sent = await eventually(lambda: bot.sent)
+        await wait_for(lambda: bool(bot.sent), what="the reply")
+    sent = bot.sent
     assert sent[0]["chat_id"] == 42
     assert sent[0]["text"] == "echo: 1 &lt; 2 &amp; <b>yes</b>"
     assert sent[0]["parse_mode"] == "HTML"
@@ -95,7 +85,8 @@ async def test_typing_indicator_while_the_engine_works(
 ) -> None:
     async with running(bus, tg):  # no engine: the customer waits, the bot shows "typing"
         bot.dm("hello?")
-        actions = await eventually(lambda: bot.actions)
+        await wait_for(lambda: bool(bot.actions), what="a typing action")
+    actions = bot.actions
     assert actions[0]["chat_id"] == 42 and actions[0]["action"] == "typing"
 
 
@@ -107,7 +98,7 @@ async def test_group_answers_mentions_and_replies_only(
         bot.group("@other_bot hi")  # someone else's bot: ignored
         asked = bot.group("@shop_bot where is my order?")
         bot.group("ok, and the refund?", reply_to_bot=True)
-        await eventually(lambda: len(bot.sent) >= 2)  # one chat, one ordered lane: a wrongly
+        await wait_for(lambda: len(bot.sent) >= 2)  # one chat, one ordered lane: a wrongly
     # accepted earlier message would have been answered first
     assert bot.texts(GROUP_ID) == ["echo: where is my order?", "echo: ok, and the refund?"]
     first = bot.sent[0]
@@ -123,7 +114,7 @@ async def test_group_persona_answering_every_message(
     await personas.put(Persona(bot_id="support", display_name="Shop", group_replies="all"))
     async with running_fake_engine(bus), running(bus, tg, personas=personas):
         bot.group("does anyone know the opening hours?")
-        await eventually(lambda: bot.sent)
+        await wait_for(lambda: bot.sent)
     assert bot.texts(GROUP_ID) == ["echo: does anyone know the opening hours?"]
 
 
@@ -133,7 +124,7 @@ async def test_long_reply_split_under_the_limit_between_words(
     expected = reply_text(IncomingMessage("support", "telegram", "42", "42", "LONG please"))
     async with running_fake_engine(bus), running(bus, tg):
         bot.dm("LONG please")
-        await eventually(lambda: sum(len(t) for t in bot.texts()) >= len(expected) - 10)
+        await wait_for(lambda: " ".join(bot.texts()).split() == expected.split(), what="every part")
     chunks = bot.texts()
     assert len(chunks) >= 2
     assert all(len(chunk) <= 4096 for chunk in chunks)
@@ -146,10 +137,24 @@ async def test_rate_limited_send_is_retried_and_nothing_lost(
     bot.rate_limit_next_send(retry_after=1)
     async with running_fake_engine(bus), running(bus, tg) as adapter:
         bot.dm("hello")
-        await eventually(lambda: bot.sent)
+        await wait_for(lambda: bot.sent)
         assert adapter.outbox.retries >= 1
     assert [c.status for c in bot.calls if c.method == "sendMessage"] == [429, 200]
     assert bot.texts() == ["echo: hello"]
+
+
+async def test_reply_refused_for_good_is_dropped_and_the_next_is_delivered(
+    bus: Bus, tg: TelegramEmulator, bot: EmulatedBot
+) -> None:
+    async with running_fake_engine(bus), running(bus, tg) as adapter:
+        bot.blocked_by.add(42)  # the customer blocked the bot: Telegram answers 403
+        bot.dm("first")
+        await wait_for(lambda: adapter.outbox.dropped == 1, what="the refused reply dropped")
+        bot.blocked_by.clear()  # and unblocked it again
+        bot.dm("second")
+        await wait_for(lambda: bool(bot.sent), what="the next reply")
+    assert [c.status for c in bot.calls if c.method == "sendMessage"] == [403, 200]
+    assert bot.texts() == ["echo: second"] and adapter.outbox.retries == 0
 
 
 async def test_redelivered_update_answered_once(bus: Bus, tg: TelegramEmulator, bot: EmulatedBot) -> None:
@@ -157,7 +162,7 @@ async def test_redelivered_update_answered_once(bus: Bus, tg: TelegramEmulator, 
         first = bot.dm("hello")
         bot.push(first)  # Telegram sends the same update_id again
         bot.dm("ping")
-        await eventually(lambda: "echo: ping" in bot.texts())
+        await wait_for(lambda: "echo: ping" in bot.texts())
     assert bot.texts() == ["echo: hello", "echo: ping"]
     assert [m.text for m in engine.seen] == ["hello", "ping"]
 
@@ -201,7 +206,7 @@ async def test_sticker_gets_text_only_prompt(bus: Bus, tg: TelegramEmulator, bot
         )  # ignored
         bot.sticker()
         bot.group("@shop_bot hi")  # answered after the sticker, were that wrongly accepted
-        await eventually(lambda: len(bot.sent) >= 2)
+        await wait_for(lambda: len(bot.sent) >= 2)
     assert bot.texts(42) == [Messages().text_only]
     assert bot.texts(GROUP_ID) == ["echo: hi"]
     assert [m.text for m in engine.seen] == ["hi"]  # the engine never saw the stickers
@@ -211,7 +216,7 @@ async def test_messages_from_bots_ignored(bus: Bus, tg: TelegramEmulator, bot: E
     async with running_fake_engine(bus) as engine, running(bus, tg):
         bot.group("@shop_bot beep", user_id=777, is_bot=True)
         bot.group("@shop_bot hi")
-        await eventually(lambda: bot.sent)
+        await wait_for(lambda: bot.sent)
     assert bot.texts() == ["echo: hi"]
     assert [m.text for m in engine.seen] == ["hi"]
 
@@ -225,12 +230,12 @@ async def test_rejected_token_stops_only_that_adapter(
     try:
         async with running(bus, tg) as good, running(other_bus, tg, token=OTHER_TOKEN) as bad:
             other.dm("help")
-            await eventually(lambda: other.actions)  # submitted; its engine is not running yet
+            await wait_for(lambda: bool(other.actions))  # submitted; its engine is not running yet
             other.revoked = True  # the token is revoked in @BotFather
             async with running_fake_engine(other_bus), running_fake_engine(bus):
-                await eventually(lambda: bad.error)
+                await wait_for(lambda: bad.error)
                 bot.dm("still there?")
-                await eventually(lambda: bot.sent)
+                await wait_for(lambda: bot.sent)
             assert "TELEGRAM_BOT_TOKEN" in bad.error and not bad.running
             assert good.running and good.error is None
         assert bot.texts() == ["echo: still there?"]
@@ -263,7 +268,7 @@ async def test_webhook_checks_secret_and_answers(bus: Bus, tg: TelegramEmulator,
             first = await post("/telegram/webhook", json=hello, headers={header: SECRET})
             again = await post("/telegram/webhook", json=hello, headers={header: SECRET})  # a resend
             await post("/telegram/webhook", json=update(904, "ping"), headers={header: SECRET})
-            await eventually(lambda: "echo: ping" in bot.texts())
+            await wait_for(lambda: "echo: ping" in bot.texts())
     assert (missing.status_code, wrong.status_code, garbage.status_code) == (401, 403, 400)
     assert (first.status_code, again.status_code) == (200, 200)
     assert bot.texts() == ["echo: hello", "echo: ping"]
@@ -271,9 +276,50 @@ async def test_webhook_checks_secret_and_answers(bus: Bus, tg: TelegramEmulator,
     assert "getUpdates" not in {c.method for c in bot.calls}
 
 
-def test_markdown_to_telegram_html() -> None:
-    text = "**Steps**\n- open `<settings>`\n* pay & go\n```\nif a < b:\n    **x**\n```"
-    assert to_telegram_html(text) == (
-        "<b>Steps</b>\n• open <code>&lt;settings&gt;</code>\n• pay &amp; go\n"
-        "<pre>if a &lt; b:\n    **x**\n</pre>"
-    )
+async def test_webhook_answers_503_while_redis_is_down_and_the_resend_is_answered(
+    tg: TelegramEmulator, bot: EmulatedBot, keys: Keys, tmp_path: Any
+) -> None:
+    url, header = "https://bot.example.com/telegram/webhook", {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+    update = {
+        "update_id": 77,
+        "message": bot.message({"id": 42, "type": "private", "first_name": "Ada"}, "hi"),
+    }
+    server = await PrivateRedis(tmp_path).start()
+    client = await connect(server.url, tmp_path)
+    bus = Bus(client, keys)
+    try:
+        async with running(bus, tg, webhook_url=url, webhook_secret=SECRET) as adapter:
+            app = Starlette(routes=adapter.routes())
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+                await server.stop()
+                down = await http.post("/telegram/webhook", json=update, headers=header)
+                await server.start()
+                again = await http.post("/telegram/webhook", json=update, headers=header)  # Telegram resends
+                async with running_fake_engine(bus):
+                    await wait_for(lambda: bool(bot.sent), what="the reply once Redis is back")
+        assert (down.status_code, again.status_code) == (503, 200)
+        assert bot.texts() == ["echo: hi"]
+    finally:
+        await client.aclose()
+        await server.stop()
+
+
+async def test_polled_update_is_held_while_redis_is_down(
+    tg: TelegramEmulator, bot: EmulatedBot, keys: Keys, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="core.retry")
+    server = await PrivateRedis(tmp_path).start()
+    client = await connect(server.url, tmp_path)
+    bus = Bus(client, keys)
+    try:
+        async with running(bus, tg):
+            await server.stop()
+            bot.dm("still there?")  # fetched by getUpdates, then held until Redis is back
+            await wait_for(lambda: "telegram intake failed" in caplog.text, what="the update held")
+            await server.start()
+            async with running_fake_engine(bus):
+                await wait_for(lambda: bool(bot.sent), what="the reply once Redis is back")
+        assert bot.texts() == ["echo: still there?"]
+    finally:
+        await client.aclose()
+        await server.stop()

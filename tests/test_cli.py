@@ -1,4 +1,4 @@
-"""The ``chatbot`` command: persona, history, escalations, and its error lines."""
+"""The ``chatbot`` command: persona, history, and its error lines (escalations: test_escalations_cli)."""
 
 from __future__ import annotations
 
@@ -98,12 +98,6 @@ def test_missing_models_tell_how_to_build_them(env, redis) -> None:
     assert "chatbot train intent" in out and "Traceback" not in out
     code, out = cli("models", "list")
     assert code == 0 and "chatbot models build" in out
-
-
-def test_escalations_empty_and_unknown(env, redis) -> None:
-    assert "no open escalations" in cli("escalations", "list")[1]
-    code, out = cli("escalations", "resolve", "nope")
-    assert code == 2 and "no escalation 'nope'" in out
 
 
 def test_busy_port_is_one_line_before_anything_loads(env, redis) -> None:

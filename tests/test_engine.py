@@ -97,18 +97,16 @@ async def test_history_isolated_between_users_and_chats(setup) -> None:
     assert [t.text for t in a2 if t.role == "user"] == ["alice in c2"]
 
 
-async def test_escalation_records_transcript_and_mutes_bot(setup, redis, keys) -> None:
-    engine, _p, _h, bus = setup
+async def test_escalation_opens_a_ticket_and_mutes_bot(setup) -> None:
+    engine, _p, _h, bus = setup  # the hand-off in depth: tests/test_engine_tickets.py
     await run_once(engine, bus, msg("hello"))
     [reply] = await run_once(engine, bus, msg("I want a human [contact_human_agent:0.95]"))
     assert reply.route is Route.ESCALATE
-    escalations = engine.escalations
-    [eid] = await escalations.open_ids()
-    record = await escalations.get(eid)
-    assert record is not None and [t["text"] for t in record.transcript][:1] == ["hello"]
+    [ticket] = await engine.tickets.list()
+    assert [t.text for t in await engine.tickets.transcript(ticket.id)][:1] == ["hello"]
     [after] = await run_once(engine, bus, msg("are you there?"))
     assert after.route is Route.HUMAN
-    assert await escalations.resolve(eid)
+    await engine.tickets.resolve(ticket.id, "dana")
     [back] = await run_once(engine, bus, msg("thanks"))
     assert back.route is Route.GENERATE
 

@@ -12,11 +12,12 @@ from bots.health import Health
 from bots.serve import build_app
 from core.bus import ENGINE_GROUP, Bus
 from core.connection import RedisOptions, connect
-from core.delivery import Outbox, RetryPolicy
+from core.delivery import Outbox
 from core.errors import RateLimited
 from core.keys import Keys
 from core.messages import IncomingMessage, Reply, Route
 from core.metrics import observe_reply
+from core.retry import Backoff
 from core.upkeep import StreamUpkeep
 from tests.emulators.redis_server import PrivateRedis
 from tests.helpers import wait_for
@@ -96,7 +97,7 @@ async def test_metrics_show_stream_depth_lag_pending_latency_and_retries(redis, 
             raise RateLimited(0.01)
 
     stop = asyncio.Event()
-    outbox = Outbox(bus, "metricsplatform", "support", deliver, retry=RetryPolicy(first_backoff=0.01))
+    outbox = Outbox(bus, "metricsplatform", "support", deliver, backoff=Backoff(first=0.01, cap=0.05))
     await bus.publish_reply(
         Reply.to(IncomingMessage("support", "metricsplatform", "c", "u", "x"), "y", Route.CANNED)
     )

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from bots.personas import default_personas
 from core.bus import DELIVERY_GROUP, ENGINE_GROUP, Bus
 from core.connection import RedisOptions, connect
-from core.delivery import Outbox, RetryPolicy
+from core.delivery import Outbox
 from core.engine import EngineConfig
 from core.keys import Keys
 from core.messages import IncomingMessage, Reply
@@ -30,7 +30,7 @@ from tests.emulators.redis_server import PrivateRedis
 from tests.helpers import wait_for
 from tests.scripted_models import build_engine
 
-QUICK = RetryPolicy(first_backoff=0.05, redis_backoff=Backoff(first=0.05, cap=0.2))
+QUICK = Backoff(first=0.05, cap=0.2)
 FAST = UpkeepConfig(interval_s=0.05, claim_idle_ms=60_000, backoff=Backoff(first=0.05, cap=0.2))
 
 
@@ -90,7 +90,7 @@ async def test_engine_and_outbox_answer_again_after_redis_restarts_empty(private
     engine = build_engine(
         client, keys, config=EngineConfig(block_ms=50, backoff=Backoff(first=0.05, cap=0.2))
     )
-    outbox = Outbox(bus, "web", "support", deliver, consumer="web-x", retry=QUICK)
+    outbox = Outbox(bus, "web", "support", deliver, consumer="web-x", backoff=QUICK)
     upkeep = StreamUpkeep(bus, keys.intake(), ENGINE_GROUP, engine.config.consumer, FAST, also=seed)
     stop = asyncio.Event()
     outbox_task = asyncio.create_task(outbox.run(stop))

@@ -86,7 +86,7 @@ async def test_a_web_process_and_two_workers_answer_together(env: Keys, redis) -
             assert health["adapters"] == {"web": "running"}
             assert (await client.get("/readyz")).status_code == 200
             for text in ("where is my order?", "I want a refund"):
-                r = await client.post("/api/chat", json={"user": "erin", "text": text})
+                r = await client.post("/api/chat", json={"text": text})
                 assert r.status_code == 200 and r.json()["text"].strip()
         for url in (w1, w2):
             async with httpx.AsyncClient(base_url=url) as client:

@@ -19,8 +19,9 @@ def test_clean_truncates_at_the_limit() -> None:
 
 def test_clean_does_not_split_a_combining_mark() -> None:
     text = "a" * 9 + "e\u0301\u0301"  # NFC cannot fully compose the double accent
-    clean = clean_incoming(text, 10)
-    assert not clean.text.endswith("\u0301") or len(clean.text) <= 10
+    clean = clean_incoming(text, 10)  # NFC: 9 x "a", "é", then a lone U+0301 at index 10
+    assert clean.truncated
+    assert clean.text == "a" * 9  # the cut backs off to before "é", never keeps a bare mark
 
 
 @pytest.mark.parametrize("limit", [50, 200, 2000])

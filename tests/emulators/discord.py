@@ -79,6 +79,7 @@ class DiscordEmulator:
         self.message_content_enabled = True  # the portal's privileged MESSAGE CONTENT switch
         self.intents: int | None = None  # what the last IDENTIFY asked for
         self._rate_limits: list[bool] = []  # pending 429s for POST messages; True = with Via header
+        self.forbid_next = 0  # answer this many message sends with 403 Missing Permissions
         self._ids = itertools.count(940000000000000001)
         self._sessions: list[_Session] = []
         self._session_id = ""
@@ -298,6 +299,9 @@ class DiscordEmulator:
                 429,
                 headers,
             )
+        if self.forbid_next > 0:
+            self.forbid_next -= 1
+            return self._json(request, {"message": "Missing Permissions", "code": 50013}, 403)
         body = await request.json()
         reference = (body.get("message_reference") or {}).get("message_id")
         self.sent.append(

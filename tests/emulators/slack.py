@@ -50,6 +50,7 @@ class SlackEmulator:
         self.rate_limit_next = 0  # answer this many chat.postMessage calls with 429
         self.retry_after = 1
         self.rate_limited = 0  # how many 429s were sent
+        self.refuse_next: list[str] = []  # error codes for the next chat.postMessage calls
         self.calls: list[str] = []  # Web API method names, in order
         self.acks: list[str] = []  # Socket Mode envelope ids acknowledged by the client
         self._sockets: list[web.WebSocketResponse] = []
@@ -120,6 +121,8 @@ class SlackEmulator:
                 status=429,
                 headers={"Retry-After": str(self.retry_after)},
             )
+        if self.refuse_next:
+            return web.json_response({"ok": False, "error": self.refuse_next.pop(0)})
         channel, text = str(args.get("channel") or ""), str(args.get("text") or "")
         if not channel:
             return web.json_response({"ok": False, "error": "channel_not_found"})

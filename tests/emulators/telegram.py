@@ -59,6 +59,7 @@ class EmulatedBot:
     pending: list[dict[str, Any]] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
     rate_limits: list[int] = field(default_factory=list)  # retry_after of the next 429s
+    blocked_by: set[int] = field(default_factory=set)  # chats whose user blocked the bot
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _message_ids: itertools.count = field(default_factory=lambda: itertools.count(5000))
     _news: asyncio.Event = field(default_factory=asyncio.Event)
@@ -234,6 +235,8 @@ class TelegramEmulator:
                 return 429, _fail(
                     429, f"Too Many Requests: retry after {retry}", parameters={"retry_after": retry}
                 )
+            if params.get("chat_id") in bot.blocked_by:
+                return 403, _fail(403, "Forbidden: bot was blocked by the user")
             text = params.get("text", "")
             if params.get("parse_mode") == "HTML":  # the limit counts text after entity parsing
                 visible = html.unescape(re.sub(r"<[^>]+>", "", text))
