@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from core.keys import Keys
 from core.messages import IncomingMessage, Reply
+from core.retry import retrying
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,26 @@ class Bus:
         key = f"{stream}|{consumer}"
         self._pending_cursor[key] = "0"
         self._rewinds[key] = self._rewinds.get(key, 0) + 1
+
+    # -- forwarding between local-adapter processes ------------------------------------
+    async def forward_reply(self, instance: str, reply: Reply) -> bool:
+        """Hand ``reply`` to the process ``instance`` (it holds the waiting request);
+        False when that process is gone."""
+        return int(await self.redis.publish(self.keys.reply_channel(instance), reply.to_json())) > 0
+
+    async def receive_forwarded(self, instance: str, on_reply: Callable[[Reply], Awaitable[None]]) -> None:
+        """Call ``on_reply`` for every reply forwarded to ``instance``, until cancelled.
+        One connection per process, however many requests wait; a Redis outage is
+        waited out and the channel subscribed again."""
+        channel = self.keys.reply_channel(instance)
+        async for attempt in retrying(f"reply channel {instance}", retry_on=(RedisError, OSError)):
+            with attempt:
+                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(channel)
+                    while True:  # short waits: a silent channel is not a socket timeout
+                        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                        if message and message.get("type") == "message":
+                            await on_reply(Reply.from_json(message["data"]))
 
     # -- recovery -------------------------------------------------------------------
     async def claim_stale(

@@ -147,3 +147,25 @@ def _probe(client: httpx.AsyncClient, path: str) -> Callable[[], object]:
             return False
 
     return check
+
+
+async def test_two_web_processes_each_get_the_replies_their_customers_wait_for(env: Keys, redis) -> None:  # noqa: F811
+    async with running("worker"), running("web") as web1, running("web") as web2:
+        clients = [httpx.AsyncClient(base_url=url, timeout=60) for url in (web1, web2) for _ in range(3)]
+        try:
+            # six customers on two web processes that share one outbound stream: whichever
+            # process reads a reply forwards it to the one holding the request
+            replies = await asyncio.gather(
+                *(
+                    client.post("/api/chat", json={"text": f"where is order {n}?"})
+                    for n, client in enumerate(clients)
+                )
+            )
+        finally:
+            await asyncio.gather(*(client.aclose() for client in clients))
+        assert [r.status_code for r in replies] == [200] * 6
+        assert all(r.json()["text"].strip() for r in replies)
+        consumers = {
+            c["name"] for c in await redis.xinfo_consumers(env.outbound("web", "support"), "delivery")
+        }
+        assert len(consumers) == 2  # both processes read the stream
