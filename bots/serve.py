@@ -113,6 +113,9 @@ async def _serve(
                 log_config=None,  # our logging setup stays; uvicorn's dictConfig would close its handlers
                 lifespan="off",
                 timeout_graceful_shutdown=max(1, int(grace * 0.4)),
+                # Idle keep-alive connections outlive a load balancer's (60 s is common), so
+                # a client never sends a request on a connection the server is closing.
+                timeout_keep_alive=75,
             )
         )
         loop, stopping = asyncio.get_running_loop(), list[bool]()
