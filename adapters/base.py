@@ -8,7 +8,11 @@ idempotent intake keyed on the platform's event id, holding an event while Redis
 down, the typing indicator while the engine works, splitting long replies under the
 platform's limit (resuming a split reply after a retry without resending parts), the
 outbound delivery loop (``core.delivery.Outbox``) and stopping with one line
-(:meth:`Adapter.fail`).
+(:meth:`Adapter.fail`). For the platform module it runs an SDK's receive loop in the
+background (:meth:`Adapter.receive_in_background`), closes its clients without letting a
+close error hide another, and keeps the config's secrets out of the SDK's logs
+(``adapters.redact``). Config checks live in ``adapters.config``, what a failed call
+means for delivery in ``adapters.failures``, webhook endpoints in ``adapters.webhooks``.
 
 Lifecycle: ``await adapter.start()`` / ``await adapter.stop()`` or ``async with``.
 """
@@ -21,18 +25,20 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass, fields, is_dataclass
 from enum import StrEnum
-from typing import ClassVar, Generic, TypeVar
-from urllib.parse import urlparse
+from typing import Any, ClassVar, Generic, TypeVar
 
 from redis.exceptions import RedisError
 from starlette.routing import BaseRoute
 from tenacity import AsyncRetrying, RetryCallState
 
+from adapters.config import host
+from adapters.redact import RedactSecrets
 from core.bus import Bus
 from core.delivery import DEFAULT_DELIVERY_BACKOFF, Outbox
-from core.errors import AdapterAuthError, ChatbotError, ConfigError, PermanentDeliveryError
+from core.errors import AdapterAuthError, ChatbotError, DeliveryError, PermanentDeliveryError
 from core.messages import IncomingMessage, Reply, Route
 from core.persona import Messages, PersonaStore
 from core.retry import Backoff, retrying
@@ -42,6 +48,7 @@ log = logging.getLogger(__name__)
 
 TYPING_MAX_SECONDS = 60.0
 REDIS_DOWN = (RedisError, OSError)  # what a Redis outage raises from the bus
+ClientT = TypeVar("ClientT")  # a platform SDK's client
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +76,7 @@ class Adapter(ABC):
     platform: ClassVar[str]
     max_message_chars: ClassVar[int] = 4000
     typing_interval: ClassVar[float] = 0.0  # seconds between typing pings; 0 = none
-    sdk_loggers: ClassVar[tuple[str, ...]] = ()  # loggers that may print a secret (a URL with a token)
+    sdk_loggers: ClassVar[tuple[str, ...]] = ()  # loggers (and their children) that may print a secret
 
     def __init__(
         self,
@@ -98,6 +105,8 @@ class Adapter(ABC):
         self.stats: Counter[str] = Counter()  # received, and each Intake outcome
         self._stop = asyncio.Event()
         self._outbox_task: asyncio.Task[None] | None = None
+        self._receiver: asyncio.Task[None] | None = None  # an SDK's receive loop, if it needs one
+        self._filtered: list[logging.Logger] = []  # where self.redact is installed
         self._typing: dict[str, asyncio.Task[None]] = {}
         self._chunks_sent: dict[str, int] = {}
         self._group_policy: tuple[float, str] = (0.0, "mentions")
@@ -118,6 +127,12 @@ class Adapter(ABC):
         429, AdapterAuthError on rejected credentials, PermanentDeliveryError when the
         platform refuses this reply for good, DeliveryError otherwise."""
 
+    def receive_failure(self, exc: Exception) -> ChatbotError:
+        """Why the receive loop (``receive_in_background``) ended, in one line naming what
+        to fix; a platform that knows its SDK's errors says more."""
+        why = self.redact.text(f"{type(exc).__name__}: {exc}")
+        return DeliveryError(f"{self.platform} stopped receiving events: {why}")
+
     async def send_typing(self, chat_id: str, meta: dict[str, str]) -> None:
         """Show a typing indicator in a chat (platforms without one keep this no-op)."""
         return None
@@ -125,6 +140,43 @@ class Adapter(ABC):
     def routes(self) -> list[BaseRoute]:
         """HTTP endpoints the platform calls (webhooks), mounted on the web app."""
         return []
+
+    # -- what the base lends a platform module -------------------------------------------
+    def connected(self, client: ClientT | None) -> ClientT:
+        """``client`` for a send; while it is not connected, a DeliveryError the outbox retries."""
+        if client is None:
+            raise DeliveryError(f"the {self.platform} adapter is not connected")
+        return client
+
+    def unreachable(self, service: str, url: str, exc: BaseException, setting: str) -> DeliveryError:
+        """One line for an API that did not answer: where, why (secrets redacted: an SDK's
+        error text may hold a token), and which setting to check."""
+        why = self.redact.text(f"{type(exc).__name__}: {exc}")
+        return DeliveryError(
+            f"cannot reach {service} at {host(url)} ({why}); check {setting} and the network"
+        )
+
+    async def receive_in_background(
+        self, receive: Coroutine[Any, Any, None], ready: asyncio.Event, timeout: float
+    ) -> bool:
+        """For ``connect``: run an SDK's receive loop (a gateway) as a task and wait until it
+        sets ``ready``, fails, or ``timeout`` passes. A failure, now or later, stops the
+        adapter with ``receive_failure``'s one line and disconnects; one during the wait is
+        raised here. Returns whether the loop became ready in time."""
+        self._receiver = asyncio.create_task(self._receive(receive), name=f"{self.platform}-receiver")
+        waiting = asyncio.create_task(ready.wait())
+        await asyncio.wait({waiting, self._receiver}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if self.failure is not None:
+            raise self.failure
+        return ready.is_set()
+
+    async def _receive(self, receive: Coroutine[Any, Any, None]) -> None:
+        try:
+            await receive
+        except Exception as exc:  # one line for the operator, not a traceback
+            self.fail(self.receive_failure(exc))
+            await self._disconnect()  # an SDK may leave its HTTP session open after a fatal close
 
     # -- intake ------------------------------------------------------------------------
     async def accept(self, event: Event, *, hold: bool = True) -> Intake:
@@ -239,8 +291,9 @@ class Adapter(ABC):
     async def start(self) -> None:
         self._stop.clear()
         self.error = self.failure = None  # a restart after a failure starts clean
-        for name in self.sdk_loggers:  # a filter does not see records of child loggers
-            logging.getLogger(name).addFilter(self.redact)
+        self._filtered = self._sdk_loggers()
+        for logger in self._filtered:
+            logger.addFilter(self.redact)
         try:
             await self.connect()
         except BaseException:  # a half-made connection (a client, a session) is closed
@@ -253,8 +306,7 @@ class Adapter(ABC):
             await self.outbox.run(self._stop)
         except AdapterAuthError as exc:
             self.fail(exc)
-            with contextlib.suppress(Exception):
-                await self.disconnect()
+            await self._disconnect()
 
     async def stop(self) -> None:
         self._stop.set()
@@ -267,11 +319,28 @@ class Adapter(ABC):
         await self._disconnect()
 
     async def _disconnect(self) -> None:
+        """Close the platform's clients and wait for the receive loop. An error here is
+        logged, never raised: it must not hide the error that brought us here (a failed
+        start) nor end a shutdown half way."""
         try:
             await self.disconnect()
-        finally:
-            for name in self.sdk_loggers:
-                logging.getLogger(name).removeFilter(self.redact)
+        except Exception:
+            log.exception("%s: error while disconnecting", self.platform)
+        receiver, self._receiver = self._receiver, None
+        if receiver is not None and receiver is not asyncio.current_task():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(receiver, timeout=5)
+        for logger in self._filtered:
+            logger.removeFilter(self.redact)
+        self._filtered = []
+
+    def _sdk_loggers(self) -> list[logging.Logger]:
+        """The loggers in ``sdk_loggers`` and all their children, as imported so far (a
+        filter does not see the records a child logger passes up)."""
+        names = [*self.sdk_loggers, *logging.root.manager.loggerDict]
+        prefixes = tuple(f"{name}." for name in self.sdk_loggers)
+        chosen = {name for name in names if name in self.sdk_loggers or name.startswith(prefixes)}
+        return [logging.getLogger(name) for name in sorted(chosen)]
 
     @property
     def running(self) -> bool:
@@ -283,38 +352,6 @@ class Adapter(ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-
-
-class RedactSecrets(logging.Filter):
-    """Replaces secrets (tokens in request URLs, webhook secrets) in log records and in
-    error texts, so an SDK's or HTTP client's logging never shows them."""
-
-    def __init__(self, *secrets: str | None) -> None:
-        super().__init__()
-        self.secrets = [s for s in secrets if s]
-
-    def text(self, value: str) -> str:
-        for secret in self.secrets:
-            value = value.replace(secret, "<redacted>")
-        return value
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if any(secret in message for secret in self.secrets):
-            record.msg, record.args = self.text(message), None
-        return True
-
-
-def require(ok: bool, problem: str) -> None:
-    """One config check: ``problem`` names the setting and says what to do."""
-    if not ok:
-        raise ConfigError(problem)
-
-
-def is_url(value: str | None, *, schemes: tuple[str, ...] = ("http", "https"), path: bool = False) -> bool:
-    """A full URL with one of ``schemes`` (and a path, when ``path``)."""
-    url = urlparse(value or "")
-    return url.scheme in schemes and bool(url.netloc) and (not path or url.path not in ("", "/"))
 
 
 ConfigT = TypeVar("ConfigT")

@@ -11,7 +11,6 @@ and ``adapters/`` is a package, never a ``sys.path`` entry (guarded below).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -24,10 +23,12 @@ import yarl
 from discord.http import HTTPClient
 from discord.http import Route as DiscordRoute
 
-from adapters.base import Event, PlatformAdapter, is_url, require
+from adapters.base import Event, PlatformAdapter
+from adapters.config import require, require_url
+from adapters.failures import for_status
 from adapters.markup import to_discord_markdown
 from core.bus import Bus
-from core.errors import AdapterAuthError, DeliveryError, PermanentDeliveryError, RateLimited
+from core.errors import AdapterAuthError, ChatbotError, DeliveryError, RateLimited
 from core.messages import IncomingMessage, Reply
 
 if not hasattr(discord, "Client"):  # adapters/ put on sys.path would import this file as `discord`
@@ -58,14 +59,8 @@ class DiscordConfig:
 
     def __post_init__(self) -> None:
         require(bool(self.token.strip()), f"DISCORD_BOT_TOKEN is empty; {TOKEN_HELP}")
-        require(
-            self.api_base_url is None or is_url(self.api_base_url),
-            f"DISCORD_API_BASE_URL must be an http(s) URL (got {self.api_base_url!r})",
-        )
-        require(
-            self.gateway_url is None or is_url(self.gateway_url, schemes=("ws", "wss")),
-            f"DISCORD_GATEWAY_URL must be a ws(s) URL (got {self.gateway_url!r})",
-        )
+        require_url(self.api_base_url, "DISCORD_API_BASE_URL", optional=True)
+        require_url(self.gateway_url, "DISCORD_GATEWAY_URL", schemes=("ws", "wss"), optional=True)
 
 
 class RoutedHTTPClient(HTTPClient):
@@ -127,7 +122,6 @@ class DiscordAdapter(PlatformAdapter[DiscordConfig]):
     def __init__(self, bus: Bus, config: DiscordConfig, **options: Any) -> None:
         super().__init__(bus, config, **options)
         self._client: _Client | None = None
-        self._gateway: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     async def connect(self) -> None:
@@ -138,43 +132,26 @@ class DiscordAdapter(PlatformAdapter[DiscordConfig]):
             raise AdapterAuthError(f"{REJECTED} (401 Unauthorized); {TOKEN_HELP}") from None
         except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
             where = self.config.api_base_url or DiscordRoute.BASE
-            raise DeliveryError(
-                f"cannot log in to Discord at {where} ({exc}); check DISCORD_API_BASE_URL and the network"
-            ) from None
-        self._gateway = asyncio.create_task(self._run_gateway(client), name="discord-gateway")
-        ready = asyncio.create_task(client.connected.wait())
-        await asyncio.wait(
-            {ready, self._gateway}, timeout=self.config.connect_timeout, return_when=asyncio.FIRST_COMPLETED
-        )
-        ready.cancel()
-        if self.failure is not None:
-            raise self.failure
-        if not client.connected.is_set():
+            raise self.unreachable("Discord", where, exc, "DISCORD_API_BASE_URL") from None
+        # discord.py's gateway loop (heartbeats, reconnects, resumes) runs in the background.
+        gateway = client.connect(reconnect=True)
+        if not await self.receive_in_background(gateway, client.connected, self.config.connect_timeout):
             log.warning("discord: no READY from the gateway yet; discord.py keeps trying")
 
-    async def _run_gateway(self, client: _Client) -> None:
-        """discord.py's gateway loop (heartbeats, reconnects, resumes) as a background task."""
-        try:
-            await client.connect(reconnect=True)
-        except discord.PrivilegedIntentsRequired:
-            self.fail(AdapterAuthError(INTENT_REFUSED))
-        except discord.ConnectionClosed as exc:
-            closed = f"the Discord gateway closed the connection ({exc.code} {exc.reason})"
-            bad_token = f"{REJECTED} at the gateway (4004); {TOKEN_HELP}"
-            self.fail(AdapterAuthError(bad_token) if exc.code == 4004 else DeliveryError(closed))
-        except Exception as exc:  # one line for the operator, not a traceback
-            self.fail(DeliveryError(f"the Discord gateway stopped: {type(exc).__name__}: {exc}"))
-        if self.failure is not None:
-            await client.close()  # discord.py leaves its HTTP session open on some fatal closes
+    def receive_failure(self, exc: Exception) -> ChatbotError:
+        """Why the gateway loop ended, in one line naming what to fix."""
+        if isinstance(exc, discord.PrivilegedIntentsRequired):
+            return AdapterAuthError(INTENT_REFUSED)
+        if isinstance(exc, discord.ConnectionClosed) and exc.code == 4004:
+            return AdapterAuthError(f"{REJECTED} at the gateway (4004); {TOKEN_HELP}")
+        if isinstance(exc, discord.ConnectionClosed):
+            return DeliveryError(f"the Discord gateway closed the connection ({exc.code} {exc.reason})")
+        return DeliveryError(f"the Discord gateway stopped: {type(exc).__name__}: {exc}")
 
     async def disconnect(self) -> None:
         client, self._client = self._client, None
         if client is not None:
             await client.close()
-        task, self._gateway = self._gateway, None
-        if task is not None and task is not asyncio.current_task():
-            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError, Exception):
-                await asyncio.wait_for(task, timeout=5)
 
     # -- intake ------------------------------------------------------------------------
     async def _on_message(self, message: discord.Message) -> None:
@@ -234,7 +211,7 @@ class DiscordAdapter(PlatformAdapter[DiscordConfig]):
         except discord.RateLimited as exc:  # discord.py would wait longer than max_ratelimit_timeout
             raise RateLimited(exc.retry_after) from None
         except discord.HTTPException as exc:
-            _raise_for_http_error(exc)
+            raise _send_failure(exc) from None
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise DeliveryError(f"Discord unreachable: {type(exc).__name__}: {exc}") from None
 
@@ -256,19 +233,12 @@ def _addresses(message: discord.Message, bot_user_id: int) -> bool:
     return isinstance(resolved, discord.Message) and resolved.author.id == bot_user_id
 
 
-def _raise_for_http_error(exc: discord.HTTPException) -> None:
-    """Map discord.py's HTTP errors to the delivery contract. discord.py sleeps and retries
-    a genuine 429 itself (5 tries); a 429 it gives up on is retried by the Outbox. A 4xx
-    retrying cannot fix (403 no permission, 404 deleted channel, 400) is permanent: the
-    outbox drops that reply, or it would block that chat's lane forever."""
-    status = exc.status
-    if status == 401:
-        raise AdapterAuthError(f"{REJECTED} while sending (401 Unauthorized); {TOKEN_HELP}") from None
-    if status == 429:
-        retry_after = 5.0
-        with contextlib.suppress(TypeError, ValueError, AttributeError):
-            retry_after = float(exc.response.headers.get("Retry-After", retry_after))
-        raise RateLimited(retry_after) from None
-    if status >= 500:
-        raise DeliveryError(f"Discord answered {status}: {exc.text or 'server error'}") from None
-    raise PermanentDeliveryError(f"Discord answered {status}: {exc.text} (code {exc.code})") from None
+def _send_failure(exc: discord.HTTPException) -> ChatbotError:
+    """discord.py sleeps and retries a genuine 429 itself (5 tries); one it gives up on
+    is waited out by the Outbox, like every other failure ``for_status`` sorts."""
+    return for_status(
+        exc.status,
+        f"Discord answered {exc.status}: {exc.text or 'no details'} (code {exc.code})",
+        auth=AdapterAuthError(f"{REJECTED} while sending (401 Unauthorized); {TOKEN_HELP}"),
+        retry_after=getattr(exc.response, "headers", {}).get("Retry-After"),
+    )

@@ -26,10 +26,13 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
-from adapters.base import Event, PlatformAdapter, is_url, require
+from adapters.base import Event, PlatformAdapter
+from adapters.config import require, require_url
+from adapters.failures import retry_after_seconds
 from adapters.markup import from_slack_text, to_slack_mrkdwn
+from adapters.webhooks import webhook_routes
 from core.bus import Bus
 from core.errors import AdapterAuthError, DeliveryError, PermanentDeliveryError, RateLimited
 from core.messages import IncomingMessage, Reply
@@ -74,7 +77,7 @@ class SlackConfig:
             bool(self.signing_secret or self.app_token),
             "set SLACK_SIGNING_SECRET (Events API over HTTP) or SLACK_APP_TOKEN (Socket Mode)",
         )
-        require(is_url(self.api_url), f"SLACK_API_URL must be an http(s) URL (got {self.api_url!r})")
+        require_url(self.api_url, "SLACK_API_URL")
 
 
 class SlackAdapter(PlatformAdapter[SlackConfig]):
@@ -140,9 +143,7 @@ class SlackAdapter(PlatformAdapter[SlackConfig]):
     def routes(self) -> list[BaseRoute]:
         """``POST /slack/events``: the Events API Request URL (signatures checked by bolt);
         none in Socket Mode without a signing secret."""
-        if not self.config.signing_secret:
-            return []
-        return [Route("/slack/events", self._events_endpoint, methods=["POST"])]
+        return webhook_routes("/slack/events" if self.config.signing_secret else None, self._events_endpoint)
 
     async def _events_endpoint(self, request: Request) -> Response:
         return await self._http.handle(request)
@@ -216,7 +217,7 @@ class SlackAdapter(PlatformAdapter[SlackConfig]):
             status = int(getattr(response, "status_code", 0) or getattr(response, "status", 0) or 0)
             error = _error_code(response)
             if status == 429 or error == "ratelimited":
-                retry_after = float(response.headers.get("Retry-After", "1") or 1)
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"), default=1.0)
                 raise RateLimited(
                     retry_after, f"Slack {method} rate limited; retry after {retry_after:g}s"
                 ) from None
@@ -232,10 +233,7 @@ class SlackAdapter(PlatformAdapter[SlackConfig]):
             # channel_not_found, not_in_channel, is_archived...: retrying cannot help
             raise PermanentDeliveryError(f"Slack {method} said {error}") from None
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise DeliveryError(
-                f"cannot reach the Slack Web API at {self.client.base_url} ({type(exc).__name__}); "
-                "check SLACK_API_URL and the network"
-            ) from None
+            raise self.unreachable("the Slack Web API", self.client.base_url, exc, "SLACK_API_URL") from None
 
 
 def _error_code(response: Any) -> str:

@@ -12,25 +12,26 @@ subscribed to (``allowed_updates=["message"]``), so ignored.
 from __future__ import annotations
 
 import datetime as dt
-import hmac
-import json
 import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urlparse
 
-from redis.exceptions import RedisError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import Response
+from starlette.routing import BaseRoute
 from telegram import Message, MessageEntity, ReplyParameters, Update
 from telegram.constants import ChatAction, ChatType, ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, RetryAfter, TelegramError
 from telegram.ext import Application, ContextTypes, TypeHandler
 
-from adapters.base import Event, PlatformAdapter, is_url, require
+from adapters.base import Event, PlatformAdapter
+from adapters.config import host, require, require_url
+from adapters.failures import retry_after_seconds
 from adapters.markup import to_telegram_html
+from adapters.webhooks import check_secret, queued, webhook_routes
+from adapters.webjson import answers_bad_requests, error, read_object
 from core.bus import Bus
 from core.errors import AdapterAuthError, ConfigError, DeliveryError, PermanentDeliveryError, RateLimited
 from core.messages import IncomingMessage, Reply
@@ -41,8 +42,8 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_UPDATE_BYTES = 1024 * 1024
 _TOKEN = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
 _SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what setWebhook accepts
-_PTB_CHILDREN = ("Bot", "ext", "ext.ExtBot", "ext.Updater", "ext.Application")
-_PTB_LOGGERS = ("httpx", "telegram", *(f"telegram.{name}" for name in _PTB_CHILDREN))
+_UPDATES = [Update.MESSAGE]  # not edits, channel posts or reactions: those are ignored
+_ADDRESSING: list[str | None] = [MessageEntity.MENTION, MessageEntity.TEXT_MENTION, MessageEntity.BOT_COMMAND]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,17 +61,10 @@ class TelegramConfig:
             bool(_TOKEN.match(self.token or "")),
             "TELEGRAM_BOT_TOKEN does not look like a bot token (123456:ABC-...); copy it from @BotFather",
         )
-        require(
-            is_url(self.api_base_url),
-            "TELEGRAM_API_BASE_URL must be an http(s) URL such as "
-            f"https://api.telegram.org/bot (got {self.api_base_url!r})",
-        )
+        require_url(self.api_base_url, "TELEGRAM_API_BASE_URL", example="https://api.telegram.org/bot")
         if self.webhook_url is not None:
-            require(
-                is_url(self.webhook_url, path=True),
-                "TELEGRAM_WEBHOOK_URL must be a full URL with a path, e.g. "
-                f"https://bot.example.com/telegram/webhook (got {self.webhook_url!r})",
-            )
+            example = "https://bot.example.com/telegram/webhook"
+            require_url(self.webhook_url, "TELEGRAM_WEBHOOK_URL", path=True, example=example)
             require(
                 bool(_SECRET.match(self.webhook_secret or "")),
                 "TELEGRAM_WEBHOOK_SECRET is required in webhook mode: 1-256 characters from "
@@ -78,15 +72,16 @@ class TelegramConfig:
             )
 
     @property
-    def webhook_path(self) -> str:
-        return urlparse(self.webhook_url or "").path or "/telegram/webhook"
+    def webhook_path(self) -> str | None:
+        """The route Telegram POSTs updates to (the path of the URL); None when polling."""
+        return urlparse(self.webhook_url).path if self.webhook_url else None
 
 
 class TelegramAdapter(PlatformAdapter[TelegramConfig]):
     platform: ClassVar[str] = "telegram"
     max_message_chars: ClassVar[int] = 4096
     typing_interval: ClassVar[float] = 4.0  # Telegram shows "typing…" for ~5 s per call
-    sdk_loggers: ClassVar[tuple[str, ...]] = _PTB_LOGGERS  # httpx logs URLs, and the token is in them
+    sdk_loggers: ClassVar[tuple[str, ...]] = ("httpx", "telegram")  # httpx logs URLs, with the token
 
     def __init__(self, bus: Bus, config: TelegramConfig, **options: Any) -> None:
         super().__init__(bus, config, **options)
@@ -116,72 +111,61 @@ class TelegramAdapter(PlatformAdapter[TelegramConfig]):
             me = app.bot.bot
             self._me_id = me.id
             self._mention = re.compile(rf"@{re.escape(me.username or '')}\b", re.IGNORECASE)
-            updates = [Update.MESSAGE]
             if cfg.webhook_url:
                 await app.bot.set_webhook(
-                    cfg.webhook_url, secret_token=cfg.webhook_secret, allowed_updates=updates
+                    cfg.webhook_url, secret_token=cfg.webhook_secret, allowed_updates=_UPDATES
                 )
             elif app.updater is not None:  # polling mode always has one
                 await app.start()
-                await app.updater.start_polling(
-                    timeout=dt.timedelta(seconds=cfg.poll_timeout), allowed_updates=updates
-                )
+                poll = dt.timedelta(seconds=cfg.poll_timeout)
+                await app.updater.start_polling(timeout=poll, allowed_updates=_UPDATES)
         except InvalidToken:
             raise self._auth_error() from None
         except BadRequest as exc:
-            raise ConfigError(
-                f"Telegram refused TELEGRAM_WEBHOOK_URL: {self.redact.text(str(exc))}"
-            ) from None
+            why = self.redact.text(str(exc))
+            raise ConfigError(f"Telegram refused TELEGRAM_WEBHOOK_URL: {why}") from None
         except TelegramError as exc:
-            why = f"{self.redact.text(str(exc))}); check TELEGRAM_API_BASE_URL and the network"
-            raise DeliveryError(
-                f"cannot reach the Telegram Bot API at {_host(cfg.api_base_url)} ({why}"
-            ) from None
+            raise self.unreachable("Telegram", cfg.api_base_url, exc, "TELEGRAM_API_BASE_URL") from None
         mode = f"webhook {cfg.webhook_path}" if cfg.webhook_url else "long polling"
         log.info("telegram: logged in as @%s (%s)", me.username, mode)
 
     async def disconnect(self) -> None:
+        """Stop polling and close PTB's HTTP clients, whatever state the app reached."""
         app, self._app = self._app, None
-        if app is not None:
-            await _close(app)
+        if app is None:
+            return
+        if app.updater is not None and app.updater.running:
+            await app.updater.stop()
+        if app.running:
+            await app.stop()
+        await app.shutdown()
+        await app.bot.shutdown()  # initialize() may have failed before app was initialized
 
     # -- intake --------------------------------------------------------------------------
     def routes(self) -> list[BaseRoute]:
         """The webhook endpoint (the path of TELEGRAM_WEBHOOK_URL); none in polling mode."""
-        if not self.config.webhook_url:
-            return []
-        return [Route(self.config.webhook_path, self.webhook, methods=["POST"])]
+        return webhook_routes(self.config.webhook_path, self.webhook)
 
+    @answers_bad_requests
     async def webhook(self, request: Request) -> Response:
-        """Check the secret on every request, queue the update, answer at once. A 503 when
-        Redis is down makes Telegram redeliver; the update id keeps that idempotent."""
-        given = request.headers.get(SECRET_HEADER)
-        if given is None:
-            return JSONResponse({"error": f"missing {SECRET_HEADER}"}, status_code=401)
-        if not hmac.compare_digest(given.encode(), (self.config.webhook_secret or "").encode()):
-            return JSONResponse({"error": f"wrong {SECRET_HEADER}"}, status_code=403)
+        """Check the secret on every request, queue the update, answer at once (a 503 while
+        Redis is down makes Telegram redeliver; the update id keeps that idempotent)."""
+        check_secret(request, SECRET_HEADER, self.config.webhook_secret or "")
         if self._app is None:
-            return JSONResponse({"error": "telegram adapter not connected"}, status_code=503)
-        body = await request.body()
+            return error(503, "telegram adapter not connected")
+        data = await read_object(request, MAX_UPDATE_BYTES)
         try:
-            data = json.loads(body) if len(body) <= MAX_UPDATE_BYTES else None
-            update = Update.de_json(data, self._app.bot) if isinstance(data, dict) else None
-        except (ValueError, TypeError, KeyError):
+            update = Update.de_json(data, self._app.bot)  # PTB 21 returns None for {}
+        except (ValueError, TypeError, KeyError, AttributeError):  # a field of the wrong type
             update = None
         if update is None:
-            return JSONResponse({"error": "body must be a Telegram Update object"}, status_code=400)
-        try:
-            await self.on_update(update, hold=False)
-        except (RedisError, OSError) as exc:
-            log.warning("telegram: update %s not queued (%s); Telegram will resend it", update.update_id, exc)
-            return JSONResponse({"error": "queue unavailable"}, status_code=503)
-        return JSONResponse({"ok": True})
+            return error(400, "body must be a Telegram Update object")
+        return await queued(self.on_update(update, hold=False), f"telegram: update {update.update_id}")
 
-    async def _on_polled_update(self, update: object, _context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def _on_polled_update(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         """PTB hands polled updates here one at a time; while Redis is down the base holds
         this one (later updates wait in PTB's queue, in order), so nothing fetched is lost."""
-        if isinstance(update, Update):
-            await self.on_update(update)
+        await self.on_update(update)
 
     async def on_update(self, update: Update, *, hold: bool = True) -> None:
         """Turn one Update into an Event for the base (a message, or a sticker...)."""
@@ -217,12 +201,7 @@ class TelegramAdapter(PlatformAdapter[TelegramConfig]):
         replied = message.reply_to_message
         if replied and replied.from_user and replied.from_user.id == self._me_id:
             return True
-        kinds: list[str | None] = [
-            MessageEntity.MENTION,
-            MessageEntity.TEXT_MENTION,
-            MessageEntity.BOT_COMMAND,
-        ]
-        found = {**message.parse_entities(kinds), **message.parse_caption_entities(kinds)}
+        found = {**message.parse_entities(_ADDRESSING), **message.parse_caption_entities(_ADDRESSING)}
         return any(
             (entity.user is not None and entity.user.id == self._me_id)
             or self._mention.search(text) is not None
@@ -239,7 +218,7 @@ class TelegramAdapter(PlatformAdapter[TelegramConfig]):
             options["reply_parameters"] = ReplyParameters(
                 int(reply.meta["message_id"]), allow_sending_without_reply=True
             )
-        bot, marked_up = self._bot(), to_telegram_html(text)
+        bot, marked_up = self.connected(self._app).bot, to_telegram_html(text)
         try:
             try:
                 await bot.send_message(chat_id, marked_up, parse_mode=ParseMode.HTML, **options)
@@ -250,8 +229,7 @@ class TelegramAdapter(PlatformAdapter[TelegramConfig]):
                     raise
                 await bot.send_message(chat_id, text, **options)
         except RetryAfter as exc:
-            wait = exc.retry_after
-            raise RateLimited(wait.total_seconds() if isinstance(wait, dt.timedelta) else wait) from None
+            raise RateLimited(retry_after_seconds(exc.retry_after)) from None
         except InvalidToken:
             raise self._auth_error() from None
         except (Forbidden, BadRequest) as exc:  # blocked by the user, removed from the group...
@@ -261,33 +239,11 @@ class TelegramAdapter(PlatformAdapter[TelegramConfig]):
 
     async def send_typing(self, chat_id: str, meta: dict[str, str]) -> None:
         thread = int(meta["thread_id"]) if meta.get("thread_id") else None
-        await self._bot().send_chat_action(int(chat_id), ChatAction.TYPING, message_thread_id=thread)
-
-    def _bot(self) -> Any:
-        if self._app is None:
-            raise DeliveryError("telegram adapter is not connected")
-        return self._app.bot
+        bot = self.connected(self._app).bot
+        await bot.send_chat_action(int(chat_id), ChatAction.TYPING, message_thread_id=thread)
 
     def _auth_error(self) -> AdapterAuthError:
         return AdapterAuthError(
-            f"TELEGRAM_BOT_TOKEN was rejected by the Bot API at {_host(self.config.api_base_url)} "
+            f"TELEGRAM_BOT_TOKEN was rejected by the Bot API at {host(self.config.api_base_url)} "
             "(401 Unauthorized); check the token from @BotFather"
         )
-
-
-# -- helpers -----------------------------------------------------------------------------------
-def _host(url: str) -> str:
-    return urlparse(url).netloc or url
-
-
-async def _close(app: Application) -> None:
-    """Stop polling and close PTB's HTTP clients, whatever state ``app`` reached."""
-    try:
-        if app.updater is not None and app.updater.running:
-            await app.updater.stop()
-        if app.running:
-            await app.stop()
-        await app.shutdown()
-        await app.bot.shutdown()  # initialize() may have failed before app was initialized
-    except Exception:  # closing must not hide the error that brought us here
-        log.exception("telegram: error while closing the Bot API client")

@@ -11,23 +11,29 @@ arrives on ``GET /api/chat/events`` (Server-Sent Events).
 
 from __future__ import annotations
 
-import asyncio
-import json
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from itsdangerous import BadSignature, URLSafeSerializer
-from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from adapters.local import LocalAdapter
-from adapters.webjson import BadRequest, clean_name, error, read_object
+from adapters.push import PushChannels
+from adapters.webjson import (
+    BadRequest,
+    answers_bad_requests,
+    bearer_token,
+    clean_name,
+    error,
+    read_object,
+    require_json,
+)
 from core.errors import ChatbotError
 from core.history import Turn
 from core.messages import ConversationKey, IncomingMessage, Reply
@@ -36,7 +42,6 @@ STATIC = Path(__file__).resolve().parent / "static"
 COOKIE = "chatbot_uid"
 MAX_USER_CHARS = 128
 MAX_NAME_CHARS = 80
-QUEUE_SIZE = 100  # pushed replies held for one slow page before the oldest are dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +74,7 @@ class WebChatAdapter(LocalAdapter):
         self.config = config or WebChatConfig(secret_key=secrets.token_urlsafe(32))
         self.hooks = hooks
         self._signer = URLSafeSerializer(self.config.secret_key, salt="chatbot.webchat.uid")
-        self._listeners: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
+        self.pages = PushChannels()  # each customer's open pages, by user id
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -102,12 +107,11 @@ class WebChatAdapter(LocalAdapter):
 
     async def _caller(self, request: Request, named: object) -> tuple[str, bool]:
         """(user id, whether a new browser id must be set) for this request."""
-        header = request.headers.get("authorization", "")
-        if header:
-            scheme, _, token = header.partition(" ")
+        token = bearer_token(request)
+        if token is not None:
             owner = None
-            if scheme.lower() == "bearer" and token.strip() and self.hooks.token_owner is not None:
-                owner = await self.hooks.token_owner(token.strip())
+            if token and self.hooks.token_owner is not None:
+                owner = await self.hooks.token_owner(token)
             if owner is None:
                 raise BadRequest(401, "invalid API token; create one with `chatbot token create NAME`")
             user = clean_name(named or "", MAX_USER_CHARS)
@@ -152,17 +156,15 @@ class WebChatAdapter(LocalAdapter):
             {"bot_id": persona.bot_id, "display_name": persona.display_name, "greeting": persona.greeting}
         )
 
+    @answers_bad_requests
     async def chat(self, request: Request) -> Response:
-        try:
-            data = await read_object(request, self.config.max_body_bytes)
-            if not isinstance(data.get("text", ""), str):
-                raise BadRequest(400, 'body must be a JSON object with a string "text"')
-            user, new_id = await self._caller(request, data.get("user"))
-            if not new_id and "authorization" not in request.headers:
-                _require_json(request)  # a cookie rides along: no cross-site form posts
-            bot_id = await self._bot(data.get("bot"))
-        except BadRequest as exc:
-            return exc.response()
+        data = await read_object(request, self.config.max_body_bytes)
+        if not isinstance(data.get("text", ""), str):
+            raise BadRequest(400, 'body must be a JSON object with a string "text"')
+        user, new_id = await self._caller(request, data.get("user"))
+        if not new_id and "authorization" not in request.headers:
+            require_json(request, "send the message as JSON")  # a cookie rides along: no cross-site forms
+        bot_id = await self._bot(data.get("bot"))
         name = clean_name(data.get("name") or "", MAX_NAME_CHARS) or user[:MAX_NAME_CHARS]
         message = IncomingMessage(
             bot_id=bot_id,
@@ -196,11 +198,9 @@ class WebChatAdapter(LocalAdapter):
             raise BadRequest(401, "no web-chat identity yet: open the chat page first")
         return user, await self._bot(request.query_params.get("bot"))
 
+    @answers_bad_requests
     async def history(self, request: Request) -> Response:
-        try:
-            user, bot_id = await self._reader(request)
-        except BadRequest as exc:
-            return exc.response()
+        user, bot_id = await self._reader(request)
         conv = ConversationKey(bot_id, self.platform, user, user)
         turns = await self.hooks.transcript(conv) if self.hooks.transcript else []
         return JSONResponse(
@@ -208,41 +208,17 @@ class WebChatAdapter(LocalAdapter):
             headers={"Cache-Control": "no-store"},
         )
 
+    @answers_bad_requests
     async def events(self, request: Request) -> Response:
-        try:
-            user, _bot_id = await self._reader(request)
-        except BadRequest as exc:
-            return exc.response()
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
-        self._listeners.setdefault(user, set()).add(queue)
-
-        async def stream() -> AsyncIterator[dict[str, str]]:
-            try:
-                yield {"event": "ready", "data": "{}"}
-                while True:
-                    yield {"event": "reply", "data": json.dumps(await queue.get(), ensure_ascii=False)}
-            finally:
-                listeners = self._listeners.get(user, set())
-                listeners.discard(queue)
-                if not listeners:
-                    self._listeners.pop(user, None)
-
-        return EventSourceResponse(stream(), ping=15, headers={"Cache-Control": "no-store"})
+        """The push channel: replies nobody waited for (an agent's, a reminder)."""
+        user, _bot_id = await self._reader(request)
+        return self.pages.stream(user, "reply")
 
     # -- delivery ------------------------------------------------------------------------
     async def on_unsolicited(self, reply: Reply) -> None:
         # Nobody waits on the line: push it to the customer's open pages. A page opened
         # later reads it from the history, so nothing is kept here.
-        event = _reply_json(reply, reply.text)
-        for queue in self._listeners.get(reply.user_id, set()):
-            if queue.full():
-                queue.get_nowait()
-            queue.put_nowait(event)
-
-
-def _require_json(request: Request) -> None:
-    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-        raise BadRequest(415, "send the message as JSON (Content-Type: application/json)")
+        self.pages.publish(reply.user_id, _reply_json(reply, reply.text))
 
 
 def _turn_json(turn: Turn) -> dict[str, Any]:

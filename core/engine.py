@@ -49,7 +49,8 @@ from core.protocols import GenerationRequest, IntentModel, IntentPrediction, Rep
 from core.retry import Backoff, retrying
 from core.slots import fill_slots
 from core.text import clean_incoming
-from core.tickets import ASK_FOR_PERSON, REASON_ASKED, REASON_INTENT, REASON_LOW_CONFIDENCE, Ticket, Tickets
+from core.ticket import ASK_FOR_PERSON, REASON_ASKED, REASON_INTENT, REASON_LOW_CONFIDENCE, Ticket
+from core.tickets import Tickets
 
 log = logging.getLogger(__name__)
 

@@ -106,7 +106,8 @@ class Generator:
         folder = Path(path)
         if not (folder / "config.json").is_file():
             raise ModelMissing(
-                f"no language model at {folder} (config.json missing); build it with `chatbot train lm --output {folder}`"
+                f"no language model at {folder} (config.json missing); "
+                f"build it with `chatbot train lm --output {folder}`"
             )
         dev = pick_device(device)
         try:

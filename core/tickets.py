@@ -11,7 +11,9 @@ its id while it is open or claimed, which is what keeps the bot quiet. Every cha
 one WATCH/MULTI transaction on the ticket's hash, so two agents claiming at once cannot
 both win, and an agent's reply is queued on the customer's outbound stream and stored as
 an ``agent`` turn in the same transaction. The transcript is not copied into the ticket:
-it is the conversation's history, read when asked, so it is always live.
+it is the conversation's history, read when asked, so it is always live. The record
+types (``Ticket``, ``TicketStatus``, ``AuditEntry``, ``TicketEvent``, ``TicketConfig``)
+live in :mod:`core.ticket` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import asdict, dataclass, field
-from enum import StrEnum
+from dataclasses import asdict, replace
 from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
@@ -35,98 +36,20 @@ from core.history import Turn
 from core.keys import Keys
 from core.messages import ConversationKey, Reply, Route
 from core.retry import Backoff, retrying
+from core.ticket import (
+    ASK_FOR_PERSON,
+    BOT,
+    REASONS,
+    AuditEntry,
+    Ticket,
+    TicketConfig,
+    TicketEvent,
+    TicketStatus,
+    ticket_from_hash,
+)
 
 T = TypeVar("T")
 Clock = Callable[[], float]
-BOT = "bot"  # the actor of every change the engine makes
-
-# Which rule handed the conversation over.
-REASON_INTENT = "intent"  # the persona routes the message's intent to a human
-REASON_LOW_CONFIDENCE = "low_confidence"  # too many unsure turns in a row
-REASON_ASKED = "asked"  # the customer asked for a person
-REASONS = (REASON_INTENT, REASON_LOW_CONFIDENCE, REASON_ASKED)
-ASK_FOR_PERSON = "contact_human_agent"  # the intent of "I want to talk to a person"
-
-
-class TicketStatus(StrEnum):
-    OPEN = "open"
-    CLAIMED = "claimed"
-    RESOLVED = "resolved"
-
-
-@dataclass(frozen=True, slots=True)
-class TicketConfig:
-    """Timings of the desk, in seconds."""
-
-    reopen_window_s: float = 3600.0  # escalating again this soon after resolve reopens the ticket
-    claim_timeout_s: float = 900.0  # a claim whose agent is idle this long may be taken over
-    reminder_interval_s: float = 300.0  # unclaimed this long: tell the customer "still waiting"
-    ttl_seconds: int = 30 * 24 * 3600  # how long a resolved ticket and its audit are kept
-
-    def __post_init__(self) -> None:
-        for name in ("reopen_window_s", "claim_timeout_s", "reminder_interval_s", "ttl_seconds"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"ticket setting {name} must be positive")
-
-
-@dataclass(frozen=True, slots=True)
-class Ticket:
-    id: str
-    bot_id: str
-    platform: str
-    chat_id: str
-    user_id: str
-    display_name: str
-    reason: str  # one of REASONS
-    detail: str  # one human line, e.g. "3 unsure turns in a row"
-    intent: str
-    confidence: float
-    status: TicketStatus
-    assignee: str  # "" when nobody holds it
-    created_at: float
-    updated_at: float  # newest activity (the queue's sort key)
-    claimed_at: float | None
-    resolved_at: float | None
-    acknowledged: bool = False  # the customer got the one "we have your message" line
-    meta: dict[str, str] = field(default_factory=dict)  # delivery details of the latest message
-
-    @property
-    def conversation(self) -> ConversationKey:
-        return ConversationKey(self.bot_id, self.platform, self.chat_id, self.user_id)
-
-    @property
-    def held(self) -> bool:
-        """The team has the conversation (the bot stays quiet)."""
-        return self.status is not TicketStatus.RESOLVED
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("meta")
-        data["status"] = self.status.value
-        return data
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    at: float
-    actor: str  # an agent's username, or "bot"
-    action: str  # opened, reopened, claimed, takeover, released, replied, resolved, reminded
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class TicketEvent:
-    ticket_id: str
-    kind: str  # opened reopened message claimed released replied resolved reminded
-    at: float
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, raw: str) -> TicketEvent:
-        data = json.loads(raw)
-        return cls(ticket_id=str(data["ticket_id"]), kind=str(data["kind"]), at=float(data["at"]))
 
 
 class Tickets:
@@ -154,7 +77,7 @@ class Tickets:
         data = cast(dict[str, str], await self.redis.hgetall(self.keys.ticket(ticket_id)))
         if not data:
             raise TicketNotFound(f"no ticket {ticket_id!r}")
-        return _ticket(data)
+        return ticket_from_hash(data)
 
     async def list(
         self,
@@ -299,7 +222,7 @@ class Tickets:
             pipe.expire(self.keys.ticket_audit(ticket.id), self.config.ttl_seconds)
             self._audit(pipe, ticket.id, now, agent, "resolved", "the bot answers this conversation again")
             self._publish(pipe, ticket.id, "resolved", now)
-            return _replace(ticket, status=TicketStatus.RESOLVED, resolved_at=now, updated_at=now)
+            return replace(ticket, status=TicketStatus.RESOLVED, resolved_at=now, updated_at=now)
 
         return await self._change(ticket_id, change)
 
@@ -450,7 +373,7 @@ class Tickets:
                     if not data:
                         raise TicketNotFound(f"no ticket {ticket_id!r}; see `chatbot escalations list`")
                     pipe.multi()
-                    result = change(pipe, _ticket(data), data, self.clock())
+                    result = change(pipe, ticket_from_hash(data), data, self.clock())
                     await pipe.execute()
                     return result
         raise AssertionError("unreachable")  # pragma: no cover
@@ -487,7 +410,7 @@ class Tickets:
         pipe.zrem(self.keys.ticket_reminders(), ticket.id)
         self._audit(pipe, ticket.id, now, agent, action, detail)
         self._publish(pipe, ticket.id, "claimed", now)
-        return _replace(ticket, status=TicketStatus.CLAIMED, assignee=agent, claimed_at=now, updated_at=now)
+        return replace(ticket, status=TicketStatus.CLAIMED, assignee=agent, claimed_at=now, updated_at=now)
 
     def _set_open(
         self, pipe: Any, ticket: Ticket, now: float, actor: str, action: str, detail: str
@@ -495,7 +418,7 @@ class Tickets:
         self._set_open_fields(pipe, ticket.id, now)
         self._audit(pipe, ticket.id, now, actor, action, detail)
         self._publish(pipe, ticket.id, action, now)
-        return _replace(ticket, status=TicketStatus.OPEN, assignee="", claimed_at=None, updated_at=now)
+        return replace(ticket, status=TicketStatus.OPEN, assignee="", claimed_at=None, updated_at=now)
 
     def _set_open_fields(self, pipe: Any, ticket_id: str, now: float) -> None:
         pipe.hset(
@@ -561,7 +484,7 @@ class Tickets:
         if not ids:
             return []
         rows = await self._pipe(lambda p: tuple(p.hgetall(self.keys.ticket(i)) for i in ids))
-        return [_ticket(row) for row in rows if row]
+        return [ticket_from_hash(row) for row in rows if row]
 
     async def _prune(self) -> None:
         """Drop ids of resolved tickets that have expired from the indexes."""
@@ -575,36 +498,6 @@ class Tickets:
         async with self.redis.pipeline(transaction=False) as pipe:
             queue(pipe)
             return list(await pipe.execute())
-
-
-def _ticket(data: dict[str, str]) -> Ticket:
-    def when(name: str) -> float | None:
-        return float(data[name]) if data.get(name) else None
-
-    return Ticket(
-        id=data["id"],
-        bot_id=data["bot_id"],
-        platform=data["platform"],
-        chat_id=data["chat_id"],
-        user_id=data["user_id"],
-        display_name=data.get("display_name", ""),
-        reason=data.get("reason", ""),
-        detail=data.get("detail", ""),
-        intent=data.get("intent", ""),
-        confidence=float(data.get("confidence") or 0.0),
-        status=TicketStatus(data["status"]),
-        assignee=data.get("assignee", ""),
-        created_at=float(data["created_at"]),
-        updated_at=float(data.get("updated_at") or data["created_at"]),
-        claimed_at=when("claimed_at"),
-        resolved_at=when("resolved_at"),
-        acknowledged=bool(data.get("acknowledged")),
-        meta=json.loads(data.get("meta") or "{}"),
-    )
-
-
-def _replace(ticket: Ticket, **changes: Any) -> Ticket:
-    return Ticket(**{**{f: getattr(ticket, f) for f in Ticket.__dataclass_fields__}, **changes})
 
 
 def _require_agent(agent: str) -> None:

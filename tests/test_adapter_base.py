@@ -1,10 +1,13 @@
-"""The adapter base: what happens to an event while Redis is down."""
+"""The adapter base: what happens to an event while Redis is down, a receive loop run in
+the background, closing quietly, and keeping secrets out of SDK logs."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import socket
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import pytest
 import redis.asyncio as aioredis
@@ -12,11 +15,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from adapters.base import Event, Intake
+from adapters.base import Event, Intake, PlatformAdapter
 from adapters.webchat import WebChatAdapter
 from core.bus import Bus
+from core.errors import DeliveryError
 from core.keys import Keys
-from core.messages import IncomingMessage
+from core.messages import IncomingMessage, Reply
 from core.retry import Backoff
 from tests.helpers import wait_for
 
@@ -64,3 +68,135 @@ async def test_bots_and_unaddressed_group_talk_are_ignored_without_touching_redi
     assert await adapter.accept(Event(message, "ev-2")) is Intake.IGNORED  # no persona store: mentions only
     assert adapter.stats[Intake.IGNORED] == 2
     await nowhere.aclose()
+
+
+# -- a receive loop in the background, quiet shutdown, redaction ------------------------------
+@dataclass(frozen=True, slots=True)
+class LoopConfig:
+    token: str = field(default="tok-123456", repr=False)
+
+
+class LoopAdapter(PlatformAdapter[LoopConfig]):
+    """A platform whose SDK needs its receive loop run in the background (like a gateway)."""
+
+    platform: ClassVar[str] = "loop"
+    sdk_loggers: ClassVar[tuple[str, ...]] = ("loopsdk",)
+
+    def __init__(self, bus: Bus, *, crash_before_ready: bool = False, ready_timeout: float = 10.0) -> None:
+        super().__init__(bus, LoopConfig(), bot_id="support")
+        self.crash_before_ready = crash_before_ready
+        self.ready_timeout = ready_timeout
+        self.handshake = asyncio.Event()  # the platform's "ready" arrives once this is set
+        self.handshake.set()
+        self.became_ready: bool | None = None
+        self.crash = asyncio.Event()  # the SDK's loop dies
+        self.closed = asyncio.Event()  # the SDK's client was closed: its loop returns
+        self.said_ready = False
+        self.loop_ended = False
+        self.disconnects = 0
+        self.close_error: Exception | None = None
+
+    async def connect(self) -> None:
+        ready = asyncio.Event()
+        self.became_ready = await self.receive_in_background(self._loop(ready), ready, self.ready_timeout)
+
+    async def _loop(self, ready: asyncio.Event) -> None:
+        if self.crash_before_ready:
+            raise ValueError(f"bad handshake for {self.config.token}")
+        await self.handshake.wait()
+        ready.set()
+        self.said_ready = True
+        crashed = asyncio.create_task(self.crash.wait())
+        closed = asyncio.create_task(self.closed.wait())
+        await asyncio.wait({crashed, closed}, return_when=asyncio.FIRST_COMPLETED)
+        crashed.cancel()
+        closed.cancel()
+        self.loop_ended = True
+        if self.crash.is_set():
+            raise ConnectionResetError("the socket closed")
+
+    async def disconnect(self) -> None:
+        self.disconnects += 1
+        self.closed.set()
+        if self.close_error is not None:
+            raise self.close_error
+
+    async def send_text(self, reply: Reply, text: str, part: int) -> None:
+        raise AssertionError("nothing is sent in these tests")
+
+
+async def test_start_waits_until_the_receive_loop_is_ready_and_stop_ends_it(redis, keys: Keys) -> None:
+    adapter = LoopAdapter(Bus(redis, keys))
+    async with adapter:
+        assert adapter.became_ready is True and adapter.running
+        assert not adapter.loop_ended
+    assert adapter.loop_ended and adapter.disconnects == 1
+
+
+async def test_a_loop_that_fails_before_ready_fails_the_start_in_one_redacted_line(redis, keys: Keys) -> None:
+    adapter = LoopAdapter(Bus(redis, keys), crash_before_ready=True)
+    with pytest.raises(DeliveryError) as caught:
+        await adapter.start()
+    assert str(caught.value) == "loop stopped receiving events: ValueError: bad handshake for <redacted>"
+    assert adapter.error == str(caught.value) and not adapter.running
+    assert adapter.disconnects >= 1  # the half-made client is closed
+
+
+async def test_a_loop_that_dies_later_stops_the_adapter_and_disconnects(redis, keys: Keys) -> None:
+    adapter = LoopAdapter(Bus(redis, keys))
+    await adapter.start()
+    adapter.crash.set()
+    await wait_for(lambda: adapter.error is not None, what="the adapter to stop")
+    assert adapter.error is not None and "ConnectionResetError: the socket closed" in adapter.error
+    await wait_for(lambda: adapter.disconnects == 1, what="the disconnect")
+    assert not adapter.running
+    await adapter.stop()
+
+
+async def test_a_loop_not_ready_in_time_is_reported_and_keeps_running(redis, keys: Keys) -> None:
+    adapter = LoopAdapter(Bus(redis, keys), ready_timeout=0.0)
+    adapter.handshake.clear()  # the platform is slow to say ready
+    async with adapter:
+        assert adapter.became_ready is False and adapter.running and not adapter.said_ready
+        adapter.handshake.set()  # the loop carries on in the background
+        await wait_for(lambda: adapter.said_ready, what="the loop to say ready")
+        assert adapter.running and not adapter.loop_ended
+
+
+async def test_an_error_while_closing_is_logged_not_raised(
+    redis, keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    adapter = LoopAdapter(Bus(redis, keys))
+    await adapter.start()
+    adapter.close_error = RuntimeError("session already closed")
+    with caplog.at_level(logging.ERROR, logger="adapters.base"):
+        await adapter.stop()  # does not raise: a shutdown is never left half way
+    assert "loop: error while disconnecting" in caplog.text and "session already closed" in caplog.text
+    assert adapter.loop_ended
+
+
+async def test_the_sdks_child_loggers_are_redacted_while_running(
+    redis, keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    child = logging.getLogger("loopsdk.http.client")  # created by the SDK's import, before start
+    caplog.set_level(logging.INFO)
+    adapter = LoopAdapter(Bus(redis, keys))
+    async with adapter:
+        child.info("GET https://api.example.com/bot%s/getMe", "tok-123456")
+        assert adapter.redact in child.filters and adapter.redact in logging.getLogger("loopsdk").filters
+    assert "tok-123456" not in caplog.text and "/bot<redacted>/getMe" in caplog.text
+    assert adapter.redact not in child.filters  # removed again on stop
+
+
+async def test_connected_and_unreachable_say_one_line(redis, keys: Keys) -> None:
+    adapter = LoopAdapter(Bus(redis, keys))
+    with pytest.raises(DeliveryError, match=r"^the loop adapter is not connected$"):
+        adapter.connected(None)
+    assert adapter.connected("client") == "client"
+    error = adapter.unreachable(
+        "the Loop API", "https://api.example.com/v1", OSError("no route to tok-123456"), "LOOP_URL"
+    )
+    assert str(error) == (
+        "cannot reach the Loop API at api.example.com (OSError: no route to <redacted>); "
+        "check LOOP_URL and the network"
+    )

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from adapters.telegram import TelegramAdapter, TelegramConfig
+from adapters.telegram import MAX_UPDATE_BYTES, TelegramAdapter, TelegramConfig
 from core.bus import Bus
 from core.connection import connect
 from core.errors import AdapterAuthError, ConfigError, DeliveryError
@@ -264,12 +264,19 @@ async def test_webhook_checks_secret_and_answers(bus: Bus, tg: TelegramEmulator,
             missing = await post("/telegram/webhook", json=update(901, "intruder"))
             wrong = await post("/telegram/webhook", json=update(902, "intruder"), headers={header: "nope"})
             garbage = await post("/telegram/webhook", content=b"{", headers={header: SECRET})
+            not_update = await post(
+                "/telegram/webhook", json={"update_id": 1, "message": 5}, headers={header: SECRET}
+            )
+            huge = b" " * (MAX_UPDATE_BYTES + 1)
+            too_big = await post("/telegram/webhook", content=huge, headers={header: SECRET})
             hello = update(903, "hello")
             first = await post("/telegram/webhook", json=hello, headers={header: SECRET})
             again = await post("/telegram/webhook", json=hello, headers={header: SECRET})  # a resend
             await post("/telegram/webhook", json=update(904, "ping"), headers={header: SECRET})
             await wait_for(lambda: "echo: ping" in bot.texts())
     assert (missing.status_code, wrong.status_code, garbage.status_code) == (401, 403, 400)
+    assert too_big.status_code == 413  # refused from its Content-Length, never read
+    assert not_update.status_code == 400
     assert (first.status_code, again.status_code) == (200, 200)
     assert bot.texts() == ["echo: hello", "echo: ping"]
     assert [m.text for m in engine.seen] == ["hello", "ping"]
