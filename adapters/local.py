@@ -1,15 +1,24 @@
 """Adapters whose customer waits on the line for the answer: the console and the web
 chat. A caller ``ask``s and gets the :class:`Reply` back, but the message still goes
 through the intake stream, the engine and the outbound stream like any platform's.
+
+Several web processes may read one outbound stream: each message carries the id of
+the process whose request waits for it (``meta["reply_to"]``), and a process that reads
+a reply meant for another forwards it there (``Bus.forward_reply``, Redis pub/sub).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import uuid
 from typing import ClassVar
 
 from adapters.base import Adapter
 from core.messages import IncomingMessage, Reply
+
+REPLY_TO = "reply_to"
 
 
 class LocalAdapter(Adapter):
@@ -20,11 +29,20 @@ class LocalAdapter(Adapter):
         self.reply_timeout = reply_timeout
         self._waiting: dict[str, asyncio.Future[Reply]] = {}
         self.unclaimed: dict[str, list[Reply]] = {}  # replies nobody waited for, by user
+        self.instance = uuid.uuid4().hex[:16]  # this process's adapter, for forwarded replies
+        self._forwarded: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
-        """Nothing to log in to."""
+        """Nothing to log in to; listen for replies other processes forward here."""
+        self._forwarded = asyncio.create_task(
+            self.bus.receive_forwarded(self.instance, self._hand_over), name=f"{self.platform}-forwarded"
+        )
 
     async def disconnect(self) -> None:
+        if self._forwarded is not None:
+            self._forwarded.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._forwarded
         for future in self._waiting.values():
             future.cancel()
         self._waiting.clear()
@@ -32,6 +50,7 @@ class LocalAdapter(Adapter):
     async def ask(self, message: IncomingMessage) -> Reply:
         """Submit ``message`` and wait for its reply (TimeoutError after reply_timeout)."""
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        message = dataclasses.replace(message, meta={**message.meta, REPLY_TO: self.instance})
         self._waiting[message.message_id] = future
         try:
             await self.submit(message, message.message_id)
@@ -42,7 +61,13 @@ class LocalAdapter(Adapter):
     async def _deliver_reply(self, reply: Reply) -> None:
         """Hand the whole reply to whoever waits for it: never split, and an empty reply
         (the engine's receipt on a conversation the support team holds) is handed over
-        too, so the caller stops waiting."""
+        too, so the caller stops waiting. A reply another process waits for goes there."""
+        owner = reply.meta.get(REPLY_TO, self.instance)
+        if owner != self.instance and await self.bus.forward_reply(owner, reply):
+            return
+        await self._hand_over(reply)
+
+    async def _hand_over(self, reply: Reply) -> None:
         future = self._waiting.get(reply.in_reply_to)
         if future is not None and not future.done():
             future.set_result(reply)

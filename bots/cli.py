@@ -1,6 +1,6 @@
 """The ``chatbot`` command.
 
-    chatbot run                       engine + web chat + configured platforms
+    chatbot run [--role ROLE]         all (engine + web chat + platforms), web, worker, adapter:X
     chatbot chat --user NAME          talk to the bot in the terminal (also piped)
     chatbot train lm|intent           train the models
     chatbot eval lm|intent MODEL DATA evaluation reports
@@ -17,6 +17,7 @@ Every user error is one red line and exit code 2, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -34,6 +35,7 @@ from bots.console import console, fail, friendly, out
 from core.errors import ConfigError
 
 T = TypeVar("T")
+LIVE_WORKER_IDLE_MS = 5_000  # a worker blocks on its read for at most a second
 
 app = typer.Typer(
     help="Chat-bot framework: one engine behind Discord, Telegram, Slack and web chat.",
@@ -81,13 +83,18 @@ def _setup_logging(verbose: bool) -> None:
 @app.command()
 @friendly
 def run(
+    role: Annotated[
+        str, typer.Option(help="all, web, worker, adapter:telegram|slack|discord (docs/scaling.md)")
+    ] = "all",
     host: Annotated[str | None, typer.Option(help="bind address (CHATBOT_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="port (CHATBOT_PORT)")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Serve the web chat and every platform whose credentials are configured."""
+    """Serve one role: by default everything (engine, web chat, configured platforms)."""
+    from bots.roles import Role
     from bots.serve import serve
 
+    chosen = Role.parse(role)
     _setup_logging(verbose)
     overrides: dict[str, Any] = {}
     if host:
@@ -97,10 +104,11 @@ def run(
     settings = load_settings(**overrides)
 
     def ready(url: str) -> None:
-        out.print(f"[bold green]ready[/]: open the web chat at [link={url}]{url}[/link]  (Ctrl-C stops)")
+        what = "open the web chat at" if chosen.runs_web_chat else f"{chosen} serving probes on"
+        out.print(f"[bold green]ready[/]: {what} [link={url}]{url}[/link]  (Ctrl-C stops)")
 
     try:
-        _run(serve(settings, on_ready=ready))
+        _run(serve(settings, role=chosen, on_ready=ready))
     except OSError as exc:
         fail(
             f"cannot serve on {settings.host}:{settings.port} ({exc.strerror or exc}); "
@@ -113,22 +121,48 @@ def run(
 def chat(
     user: Annotated[str, typer.Option(help="who you are in the conversation")] = "console-user",
     bot: Annotated[str | None, typer.Option(help="bot id (default CHATBOT_DEFAULT_BOT)")] = None,
+    worker: Annotated[
+        bool | None,
+        typer.Option(
+            "--worker/--no-worker",
+            help="run an engine worker in this process; default: only when no worker is running",
+        ),
+    ] = None,
 ) -> None:
-    """Chat in the terminal; with piped input, one reply per line, exit at end of input."""
+    """Chat in the terminal; with piped input, one reply per line, exit at end of input.
+
+    The console is a client like the web chat: it queues messages and waits for replies.
+    When no `chatbot run` worker is answering it starts one in this process."""
     from adapters.console import ConsoleAdapter
+    from bots.roles import consumer_name
     from bots.runtime import Runtime
+    from core.bus import ENGINE_GROUP
+    from core.upkeep import StreamUpkeep
 
     settings = _settings()
     _setup_logging(False)
 
     async def main() -> None:
-        async with Runtime(settings) as rt:
+        async with Runtime(settings) as rt, contextlib.AsyncExitStack() as running:
             bot_id = bot or settings.default_bot
             persona = await rt.personas.get(bot_id)
-            await asyncio.to_thread(rt.registry.intent_model, persona.models.intent)
-            await asyncio.to_thread(rt.registry.reply_model, persona.models.lm)
-            console = ConsoleAdapter(rt.bus, bot_id=bot_id, personas=rt.personas)
-            async with rt.engine(consumer=f"console-{user}"), console:
+            live = await rt.bus.live_consumers(rt.keys.intake(), ENGINE_GROUP, LIVE_WORKER_IDLE_MS)
+            if worker is False and not live:
+                fail(
+                    "no engine worker is running: start `chatbot run` (or `chatbot run --role worker`), "
+                    "or drop --no-worker"
+                )
+            if worker or (worker is None and not live):
+                await asyncio.to_thread(rt.registry.intent_model, persona.models.intent)
+                await asyncio.to_thread(rt.registry.reply_model, persona.models.lm)
+                name = consumer_name("worker")
+                await running.enter_async_context(rt.engine(name))
+                upkeep = StreamUpkeep(rt.bus, rt.keys.intake(), ENGINE_GROUP, name, settings.upkeep)
+                await running.enter_async_context(upkeep)
+            console = ConsoleAdapter(
+                rt.bus, bot_id=bot_id, personas=rt.personas, consumer=consumer_name("console")
+            )
+            async with console:
                 await console.chat(user, greeting=persona.greeting, bot_name=persona.display_name)
 
     _run(main())

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from core.connection import RedisOptions
 from core.errors import ConfigError
 from core.tickets import TicketConfig
+from core.upkeep import UpkeepConfig
 
 
 class Settings(BaseSettings):
@@ -40,6 +41,24 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(4000, alias="CHATBOT_MAX_MESSAGE_CHARS", ge=16)
     engine_batch_size: int = Field(16, alias="CHATBOT_ENGINE_BATCH", ge=1, le=256)
     device: str | None = Field(None, alias="CHATBOT_DEVICE", description="cpu, cuda, cuda:1; unset = auto")
+
+    # scale-out: roles, recovery, health (docs/scaling.md)
+    shutdown_grace: float = Field(
+        25.0, alias="CHATBOT_SHUTDOWN_GRACE", gt=0, description="seconds from SIGTERM to exit"
+    )
+    claim_idle: float = Field(
+        60.0,
+        alias="CHATBOT_CLAIM_IDLE",
+        gt=0,
+        description="seconds before a silent consumer's entries are taken",
+    )
+    upkeep_interval: float = Field(5.0, alias="CHATBOT_UPKEEP_INTERVAL", gt=0)
+    ready_max_lag: int = Field(
+        1000,
+        alias="CHATBOT_READY_MAX_LAG",
+        ge=0,
+        description="intake backlog above which /readyz is 503; 0 = none",
+    )
 
     # support desk (tickets)
     ticket_reopen_minutes: float = Field(
@@ -95,6 +114,10 @@ class Settings(BaseSettings):
             max_connections=self.redis_max_connections,
             pool_timeout_s=self.redis_pool_timeout,
         )
+
+    @property
+    def upkeep(self) -> UpkeepConfig:
+        return UpkeepConfig(interval_s=self.upkeep_interval, claim_idle_ms=int(self.claim_idle * 1000))
 
     @property
     def history_ttl_seconds(self) -> int:

@@ -54,18 +54,24 @@ class Runtime:
             config=self.settings.ticket_config,
         )
         if self.seed_personas:
-            for persona in default_personas(self.settings.bots_dir):
-                if await self.personas.put_if_absent(persona):
-                    log.info("seeded persona %s", persona.bot_id)
+            await self.seed_missing_personas()
         return self
+
+    async def seed_missing_personas(self) -> None:
+        """Store each bot definition whose persona is missing (first start, or a Redis
+        that came back empty); an admin's edits are never overwritten."""
+        for persona in default_personas(self.settings.bots_dir):
+            if await self.personas.put_if_absent(persona):
+                log.info("seeded persona %s", persona.bot_id)
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.redis.aclose()
 
-    def engine(self, consumer: str = "engine-1") -> Engine:
-        """An engine on this runtime's stores (start it with ``async with``)."""
+    def engine(self, consumer: str = "engine-1", stop_timeout_s: float = 10.0) -> Engine:
+        """An engine on this runtime's stores (start it with ``async with``); ``stop``
+        lets the batch in hand finish for up to ``stop_timeout_s``."""
         return Engine(
             self.redis,
             self.registry,
@@ -77,5 +83,6 @@ class Runtime:
                 max_message_chars=self.settings.max_message_chars,
                 batch_size=self.settings.engine_batch_size,
                 consumer=consumer,
+                stop_timeout_s=stop_timeout_s,
             ),
         )

@@ -6,34 +6,59 @@
 Intake is idempotent: ``submit`` claims the platform's event id with SET NX EX and adds
 the message in the same Lua call, so a Slack retry or a redelivery after a reconnect is
 taken once. Entries are acknowledged only after their work is done; a consumer that
-dies leaves them pending, and :meth:`Bus.claim_stale` hands them to another.
+dies leaves them pending, and :meth:`Bus.claim_stale` hands them to another
+(``core.upkeep`` calls it on a timer).
+
+Streams are not capped on XADD (a MAXLEN cap would silently drop unread entries under a
+backlog); :meth:`Bus.trim` removes only entries every group has read and acknowledged.
+A Redis that comes back empty has lost its consumer groups: a NOGROUP reply forgets the
+cached group and creates it again, so every loop carries on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from core.keys import Keys
 from core.messages import IncomingMessage, Reply
+from core.retry import retrying
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 ENGINE_GROUP = "engine"
 DELIVERY_GROUP = "delivery"
 SEEN_TTL_SECONDS = 7 * 24 * 3600
-STREAM_MAXLEN = 100_000
 
-# KEYS[1] = seen key ('' for none), KEYS[2] = stream; ARGV = ttl, maxlen, payload
+# KEYS[1] = seen key ('' for none), KEYS[2] = stream; ARGV = ttl, payload
 _SUBMIT = """
 if KEYS[1] ~= '' then
   if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
     return false
   end
 end
-return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'data', ARGV[3])
+return redis.call('XADD', KEYS[2], '*', 'data', ARGV[2])
 """
+
+
+@dataclass(frozen=True, slots=True)
+class GroupStats:
+    """One consumer group's view of a stream (for metrics, readiness and trimming)."""
+
+    stream: str
+    group: str
+    length: int  # entries in the stream
+    lag: int  # entries added but not yet delivered to this group
+    pending: int  # delivered, not yet acknowledged
+    oldest_kept: str  # the oldest entry id this group still needs (pending or unread)
 
 
 class Bus:
@@ -43,6 +68,7 @@ class Bus:
         self._submit = redis.register_script(_SUBMIT)
         self._groups_ready: set[tuple[str, str]] = set()
         self._pending_cursor: dict[str, str] = {}
+        self._rewinds: dict[str, int] = {}  # a rewind during a read must not be lost
 
     async def ensure_group(self, stream: str, group: str) -> None:
         if (stream, group) in self._groups_ready:
@@ -54,6 +80,27 @@ class Bus:
                 raise
         self._groups_ready.add((stream, group))
 
+    async def _in_group(self, stream: str, group: str, command: Callable[[], Awaitable[T]]) -> T:
+        """Run ``command`` on a group that exists; after a NOGROUP (Redis restarted
+        empty, or the stream was deleted) create the group again and retry once."""
+        await self.ensure_group(stream, group)
+        try:
+            return await command()
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            log.warning(
+                "consumer group %s of %s is gone (Redis restarted empty?); creating it again", group, stream
+            )
+            self.forget_groups()
+            await self.ensure_group(stream, group)
+            return await command()
+
+    def forget_groups(self) -> None:
+        """Drop the cache of created groups and read cursors (after Redis lost them)."""
+        self._groups_ready.clear()
+        self._pending_cursor.clear()
+
     # -- intake ---------------------------------------------------------------------
     async def submit(self, message: IncomingMessage, event_id: str | None = None) -> bool:
         """Queue ``message`` for the engine. Returns False when ``event_id`` was seen
@@ -61,7 +108,7 @@ class Bus:
         seen = self.keys.seen(message.platform, message.bot_id, event_id) if event_id else ""
         entry = await self._submit(
             keys=[seen, self.keys.intake()],
-            args=[SEEN_TTL_SECONDS, STREAM_MAXLEN, message.to_json()],
+            args=[SEEN_TTL_SECONDS, message.to_json()],
         )
         return entry is not None
 
@@ -84,12 +131,7 @@ class Bus:
     # -- outbound -------------------------------------------------------------------
     def queue_reply(self, pipe: Any, reply: Reply) -> None:
         """Add the XADD of ``reply`` to an open pipeline (atomic with history writes)."""
-        pipe.xadd(
-            self.keys.outbound(reply.platform, reply.bot_id),
-            {"data": reply.to_json()},
-            maxlen=STREAM_MAXLEN,
-            approximate=True,
-        )
+        pipe.xadd(self.keys.outbound(reply.platform, reply.bot_id), {"data": reply.to_json()})
 
     async def publish_reply(self, reply: Reply) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -107,54 +149,172 @@ class Bus:
         ]
 
     async def ack_outbound(self, platform: str, bot_id: str, entry_ids: Sequence[str]) -> None:
-        if entry_ids:
-            await self.redis.xack(self.keys.outbound(platform, bot_id), DELIVERY_GROUP, *entry_ids)
+        await self._ack(self.keys.outbound(platform, bot_id), DELIVERY_GROUP, entry_ids)
 
     def queue_ack_intake(self, pipe: Any, entry_ids: Sequence[str]) -> None:
         if entry_ids:
             pipe.xack(self.keys.intake(), ENGINE_GROUP, *entry_ids)
 
     async def ack_intake(self, entry_ids: Sequence[str]) -> None:
-        if entry_ids:
-            await self.redis.xack(self.keys.intake(), ENGINE_GROUP, *entry_ids)
+        await self._ack(self.keys.intake(), ENGINE_GROUP, entry_ids)
+
+    async def _ack(self, stream: str, group: str, entry_ids: Sequence[str]) -> None:
+        """Acknowledge; when the group is gone (Redis came back empty) so are the entries,
+        and there is nothing left to acknowledge."""
+        if not entry_ids:
+            return
+        try:
+            await self.redis.xack(stream, group, *entry_ids)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
 
     def rewind(self, stream: str, consumer: str) -> None:
         """Re-read this consumer's pending entries on its next read (after a failure)."""
-        self._pending_cursor[f"{stream}|{consumer}"] = "0"
+        key = f"{stream}|{consumer}"
+        self._pending_cursor[key] = "0"
+        self._rewinds[key] = self._rewinds.get(key, 0) + 1
+
+    # -- forwarding between local-adapter processes ------------------------------------
+    async def forward_reply(self, instance: str, reply: Reply) -> bool:
+        """Hand ``reply`` to the process ``instance`` (it holds the waiting request);
+        False when that process is gone."""
+        return int(await self.redis.publish(self.keys.reply_channel(instance), reply.to_json())) > 0
+
+    async def receive_forwarded(self, instance: str, on_reply: Callable[[Reply], Awaitable[None]]) -> None:
+        """Call ``on_reply`` for every reply forwarded to ``instance``, until cancelled.
+        One connection per process, however many requests wait; a Redis outage is
+        waited out and the channel subscribed again."""
+        channel = self.keys.reply_channel(instance)
+        async for attempt in retrying(f"reply channel {instance}", retry_on=(RedisError, OSError)):
+            with attempt:
+                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(channel)
+                    while True:  # short waits: a silent channel is not a socket timeout
+                        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                        if message and message.get("type") == "message":
+                            await on_reply(Reply.from_json(message["data"]))
 
     # -- recovery -------------------------------------------------------------------
     async def claim_stale(
         self, stream: str, group: str, consumer: str, min_idle_ms: int = 60_000, count: int = 100
     ) -> list[tuple[str, str]]:
         """Take over entries another consumer read but never acknowledged (it died)."""
-        await self.ensure_group(stream, group)
-        _next, entries, *_ = await self.redis.xautoclaim(
-            stream, group, consumer, min_idle_time=min_idle_ms, start_id="0-0", count=count
-        )
+
+        async def claim() -> Any:
+            return await self.redis.xautoclaim(
+                stream, group, consumer, min_idle_time=min_idle_ms, start_id="0-0", count=count
+            )
+
+        _next, entries, *_ = await self._in_group(stream, group, claim)
         return [(entry_id, fields["data"]) for entry_id, fields in entries if fields]
 
+    async def hand_back(self, stream: str, group: str, consumer: str, idle_ms: int) -> int:
+        """Make this consumer's pending entries claimable at once (a graceful shutdown
+        that could not finish them): their idle time is set to ``idle_ms``, so the next
+        :meth:`claim_stale` of any live consumer takes them. Returns how many."""
+        pending = await self.redis.xpending_range(stream, group, "-", "+", 10_000, consumername=consumer)
+        ids: list[Any] = [p["message_id"] for p in pending]
+        if ids:
+            await self.redis.xclaim(stream, group, consumer, 0, ids, idle=idle_ms, justid=True)
+        return len(ids)
+
     async def pending_count(self, stream: str, group: str) -> int:
-        await self.ensure_group(stream, group)
-        info = await self.redis.xpending(stream, group)
+        info = await self._in_group(stream, group, lambda: self.redis.xpending(stream, group))
         return int(info["pending"])
+
+    async def live_consumers(self, stream: str, group: str, max_idle_ms: int) -> list[str]:
+        """Consumers of ``group`` that read within ``max_idle_ms`` (a blocking read counts)."""
+        try:
+            consumers = await self.redis.xinfo_consumers(stream, group)
+        except ResponseError:  # no stream or no group yet: nobody is reading
+            return []
+        return [c["name"] for c in consumers if int(c["idle"]) <= max_idle_ms]
+
+    async def forget_idle_consumers(self, stream: str, group: str, min_idle_ms: int) -> int:
+        """Remove consumers that hold nothing and have not read for ``min_idle_ms`` (the
+        names of processes that are gone), so the group lists only live ones."""
+        removed = 0
+        with contextlib.suppress(ResponseError):
+            for c in await self.redis.xinfo_consumers(stream, group):
+                if int(c["pending"]) == 0 and int(c["idle"]) >= min_idle_ms:
+                    await self.redis.xgroup_delconsumer(stream, group, c["name"])
+                    removed += 1
+        return removed
+
+    # -- bounds ---------------------------------------------------------------------
+    async def stats(self, stream: str) -> list[GroupStats]:
+        """Length, lag and pending count of every group reading ``stream``."""
+        try:
+            groups = await self.redis.xinfo_groups(stream)
+        except ResponseError:  # the stream does not exist (yet)
+            return []
+        length = int(await self.redis.xlen(stream))
+        out = []
+        for g in groups:
+            oldest = _next_id(g["last-delivered-id"])
+            if int(g["pending"]):
+                summary = await self.redis.xpending(stream, g["name"])
+                if summary["min"] is not None:  # not acknowledged meanwhile
+                    oldest = min(oldest, summary["min"], key=_id_key)
+            lag = g.get("lag")
+            out.append(
+                GroupStats(
+                    stream,
+                    g["name"],
+                    length,
+                    int(lag if lag is not None else length),
+                    int(g["pending"]),
+                    oldest,
+                )
+            )
+        return out
+
+    async def trim(self, stream: str) -> int:
+        """Delete the entries every group has read and acknowledged (XTRIM MINID up to
+        the oldest entry any group still needs); never an unread or pending one. A stream
+        no group reads yet is left whole. Returns how many entries went."""
+        groups = await self.stats(stream)
+        if not groups:
+            return 0
+        keep_from = min((g.oldest_kept for g in groups), key=_id_key)
+        return int(await self.redis.xtrim(stream, minid=keep_from, approximate=False))
 
     async def _read(
         self, stream: str, group: str, consumer: str, count: int, block_ms: int
     ) -> list[tuple[str, str]]:
-        await self.ensure_group(stream, group)
+        return await self._in_group(
+            stream, group, lambda: self._read_once(stream, group, consumer, count, block_ms)
+        )
+
+    async def _read_once(
+        self, stream: str, group: str, consumer: str, count: int, block_ms: int
+    ) -> list[tuple[str, str]]:
         # After a restart, first walk this consumer's own pending entries (read before a
         # crash, never acknowledged) with a moving cursor; then read only new ones.
         cursor_key = f"{stream}|{consumer}"
         cursor = self._pending_cursor.get(cursor_key, "0")
         if cursor != ">":
+            rewinds = self._rewinds.get(cursor_key, 0)
             response = await self.redis.xreadgroup(group, consumer, {stream: cursor}, count=count)
             entries = _entries(response)
+            if self._rewinds.get(cursor_key, 0) == rewinds:  # else: walk from the start again
+                self._pending_cursor[cursor_key] = entries[-1][0] if entries else ">"
             if entries:
-                self._pending_cursor[cursor_key] = entries[-1][0]
                 return [(eid, data) for eid, data in entries if data is not None]
-            self._pending_cursor[cursor_key] = ">"
         response = await self.redis.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block_ms)
         return [(eid, data) for eid, data in _entries(response) if data is not None]
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _next_id(entry_id: str) -> str:
+    """The smallest id after ``entry_id`` (the first entry a group has not been given)."""
+    ms, seq = _id_key(entry_id)
+    return f"{ms}-{seq + 1}"
 
 
 def _entries(response: Any) -> list[tuple[str, str | None]]:

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
 from core.bus import Bus
-from core.errors import AdapterAuthError, PermanentDeliveryError
+from core.errors import AdapterAuthError, PermanentDeliveryError, RateLimited
 from core.messages import Reply
+from core.metrics import DELIVERY_RETRIES, observe_delivered
 from core.retry import Backoff, retrying
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ class Outbox:
         self._lanes: dict[str, asyncio.Queue[tuple[str, Reply]]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._in_flight = 0
+        self._in_flight_ids: set[str] = set()  # a re-read of pending entries skips these
         self._fatal: AdapterAuthError | None = None
         self.delivered = 0
         self.dropped = 0
@@ -82,8 +85,13 @@ class Outbox:
             await asyncio.gather(*self._workers.values(), return_exceptions=True)
             self._workers.clear()
             self._lanes.clear()
+            self._in_flight_ids.clear()
+            self._in_flight = 0
 
     def _dispatch(self, entry_id: str, reply: Reply) -> None:
+        if entry_id in self._in_flight_ids:  # claimed entries are read with our pending ones
+            return
+        self._in_flight_ids.add(entry_id)
         lane = reply.chat_id
         queue = self._lanes.get(lane)
         if queue is None:
@@ -113,7 +121,9 @@ class Outbox:
                 log.error("%s: reply %s to chat %s dropped: %s", self.platform, reply.reply_id, lane, exc)
             else:
                 self.delivered += 1
+                observe_delivered(reply, time.time())
             await ack(self.bus.ack_outbound, self.platform, self.bot_id, [entry_id])
+            self._in_flight_ids.discard(entry_id)
             self._in_flight -= 1
 
     async def _deliver_until_done(self, reply: Reply) -> None:
@@ -129,4 +139,11 @@ class Outbox:
             with attempt:
                 if attempt.retry_state.attempt_number > 1:
                     self.retries += 1
-                await self.deliver(reply)
+                try:
+                    await self.deliver(reply)
+                except (AdapterAuthError, PermanentDeliveryError):
+                    raise
+                except Exception as exc:  # retried: counted by platform and reason
+                    reason = "rate_limited" if isinstance(exc, RateLimited) else "error"
+                    DELIVERY_RETRIES.labels(self.platform, reason).inc()
+                    raise

@@ -43,7 +43,7 @@ from core.conversation import Conversations, ConversationState
 from core.errors import ChatbotError
 from core.history import Turn
 from core.messages import ConversationKey, IncomingMessage, Reply, Route
-from core.metrics import BATCH_SECONDS, MESSAGES
+from core.metrics import BATCH_SECONDS, observe_reply
 from core.persona import Persona, PersonaStore
 from core.protocols import GenerationRequest, IntentModel, IntentPrediction, ReplyModel
 from core.retry import Backoff, retrying
@@ -211,9 +211,11 @@ class Engine:
         replies: dict[str, Reply] = {}
         with BATCH_SECONDS.time():
             for wave in waves:
-                for reply, (entry_id, _m) in zip(await self._handle_wave(wave, personas), wave, strict=True):
+                for reply, (entry_id, message) in zip(
+                    await self._handle_wave(wave, personas), wave, strict=True
+                ):
                     replies[entry_id] = reply
-                    MESSAGES.labels(reply.platform, reply.route.value).inc()
+                    observe_reply(message, reply)
         return [replies[entry_id] for entry_id, _ in batch]
 
     # -- one wave ------------------------------------------------------------------------------

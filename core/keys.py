@@ -45,6 +45,11 @@ class Keys:
         """Replies of one bot on one platform: each bot has its own credentials."""
         return self._k("stream", "outbound", platform, bot_id)
 
+    def reply_channel(self, instance: str) -> str:
+        """Pub/sub channel of one web-chat or console process: replies another process
+        read from the outbound stream are forwarded to the process holding the request."""
+        return self._k("replies", instance)
+
     def seen(self, platform: str, bot_id: str, event_id: str) -> str:
         """A taken platform event. Event ids are per bot (Telegram's update_id counts
         per bot token), so two bots on one platform never shadow each other."""

@@ -1,8 +1,17 @@
-"""Prometheus metrics the engine and adapters update (served at ``/metrics``)."""
+"""Prometheus metrics the engine, the outboxes and the stream upkeep update (served at
+``/metrics`` by every ``chatbot run`` role).
+
+Stream gauges (depth, lag, pending) are set by ``core.upkeep`` on its timer, in each
+process that reads the stream, so every worker reports the intake backlog it shares.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
+
+from core.messages import IncomingMessage, Reply, Route
+
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128)
 
 MESSAGES = Counter(
     "chatbot_messages_total", "Messages answered, by platform and route", ["platform", "route"]
@@ -12,3 +21,48 @@ BATCH_SECONDS = Histogram(
     "Time to answer one intake batch",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32),
 )
+ESCALATIONS_OPENED = Counter(
+    "chatbot_escalations_opened_total", "Conversations handed to a human (a ticket opened or reopened)"
+)
+INTAKE_TO_REPLY_SECONDS = Histogram(
+    "chatbot_intake_to_reply_seconds",
+    "From the customer's message to the engine's reply (queueing plus models)",
+    ["platform"],
+    buckets=_LATENCY_BUCKETS,
+)
+REPLY_TO_DELIVERED_SECONDS = Histogram(
+    "chatbot_reply_to_delivered_seconds",
+    "From the engine's reply to the platform accepting it (outbound queue plus retries)",
+    ["platform"],
+    buckets=_LATENCY_BUCKETS,
+)
+DELIVERY_RETRIES = Counter(
+    "chatbot_delivery_retries_total", "Delivery attempts that failed and were retried", ["platform", "reason"]
+)
+STREAM_LENGTH = Gauge("chatbot_stream_length", "Entries in a Redis stream (queue depth)", ["stream"])
+STREAM_LAG = Gauge(
+    "chatbot_stream_lag", "Entries not yet delivered to a consumer group (consumer lag)", ["stream", "group"]
+)
+STREAM_PENDING = Gauge(
+    "chatbot_stream_pending", "Entries delivered to a group but not yet acknowledged", ["stream", "group"]
+)
+STREAM_CLAIMED = Counter(
+    "chatbot_stream_claimed_total", "Entries taken over from a consumer that stopped", ["stream", "group"]
+)
+
+
+def observe_reply(message: IncomingMessage, reply: Reply) -> None:
+    """Count one answered message (the engine calls this for every reply it commits)."""
+    MESSAGES.labels(reply.platform, reply.route.value).inc()
+    INTAKE_TO_REPLY_SECONDS.labels(reply.platform).observe(max(0.0, reply.timestamp - message.timestamp))
+    if reply.route is Route.ESCALATE:
+        ESCALATIONS_OPENED.inc()
+
+
+def observe_delivered(reply: Reply, now: float) -> None:
+    REPLY_TO_DELIVERED_SECONDS.labels(reply.platform).observe(max(0.0, now - reply.timestamp))
+
+
+def stream_label(stream: str, namespace: str) -> str:
+    """A stream's name without the namespace (``stream:intake``), a stable label."""
+    return stream.removeprefix(f"{namespace}:")

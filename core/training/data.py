@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +19,17 @@ from typing import Protocol, TypeVar
 
 from core.errors import ConfigError
 
-REPO_DATA = Path(__file__).resolve().parents[2] / "data"
+INSTALLED_DATA = Path(sys.prefix) / "share" / "chatbot-framework" / "data"
+
+
+def _data_root() -> Path:
+    """The bundled data: ``data/`` of a source checkout (or editable install), else the
+    copy a regular install puts under ``<prefix>/share/chatbot-framework/data``."""
+    checkout = Path(__file__).resolve().parents[2] / "data"
+    return checkout if (checkout / "bitext").is_dir() else INSTALLED_DATA
+
+
+REPO_DATA = _data_root()
 BITEXT_CSV = REPO_DATA / "bitext" / "train.csv"
 
 
