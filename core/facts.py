@@ -113,14 +113,18 @@ def find_items(text: str) -> list[Item]:
     return items
 
 
-def invented_items(reply: str, conversation: Iterable[str], facts: Mapping[str, str] | None = None) -> list[Item]:
+def invented_items(
+    reply: str, conversation: Iterable[str], facts: Mapping[str, str] | None = None
+) -> list[Item]:
     """The items of ``reply`` that no customer turn in ``conversation`` and no value of
     ``facts`` contains."""
     known = _Known([*conversation, *(v for v in (facts or {}).values() if isinstance(v, str))])
     return [item for item in find_items(reply) if not known.contains(item)]
 
 
-def guard_reply(reply: str, conversation: Iterable[str], facts: Mapping[str, str] | None = None) -> GuardedReply:
+def guard_reply(
+    reply: str, conversation: Iterable[str], facts: Mapping[str, str] | None = None
+) -> GuardedReply:
     """Replace every invented item of ``reply`` with the generic phrase for its kind.
 
     ``conversation`` is every customer turn (the new message included); ``facts`` the
@@ -245,7 +249,5 @@ class _Known:
         if digits in self.digits:
             return True
         if item.kind == PHONE:  # with or without the country code
-            return any(
-                len(k) >= 7 and (k.endswith(digits) or digits.endswith(k)) for k in self.digits
-            )
+            return any(len(k) >= 7 and (k.endswith(digits) or digits.endswith(k)) for k in self.digits)
         return False

@@ -59,7 +59,10 @@ def test_invented_phone_email_and_url_become_their_phrases() -> None:
 
 
 def test_the_customers_own_email_and_link_are_kept() -> None:
-    conversation = ["my email is jo.doe+shop@mail.example.org", "the link http://tracker.example.net/x1 is dead"]
+    conversation = [
+        "my email is jo.doe+shop@mail.example.org",
+        "the link http://tracker.example.net/x1 is dead",
+    ]
     reply = "We will write to jo.doe+shop@mail.example.org about http://tracker.example.net/x1."
     assert invented_items(reply, conversation) == []
 

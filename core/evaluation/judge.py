@@ -97,9 +97,7 @@ class ResponseJudge:
         return judge
 
 
-def train_judge(
-    examples: Sequence[Dialogue], *, held_out: float = 0.1, seed: int = 13
-) -> ResponseJudge:
+def train_judge(examples: Sequence[Dialogue], *, held_out: float = 0.1, seed: int = 13) -> ResponseJudge:
     """Fit the response classifier on ``examples``' replies (label: their intent),
     keeping a stratified ``held_out`` share aside to measure it."""
     from sklearn.feature_extraction.text import TfidfVectorizer

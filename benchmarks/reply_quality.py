@@ -1,0 +1,223 @@
+"""Reply quality of the default models, as a support team would judge it.
+
+    python -m benchmarks.reply_quality [--models models] [--n 80] [--json FILE]
+                                        [--skip-lm] [--skip-intent] [--retrain-judge]
+
+Prints, for docs/reply-quality.md:
+
+1. the reply judge (TF-IDF + logistic regression on the Bitext *responses*, see
+   core/evaluation/judge.py): its accuracy on its own held-out 10% of responses. It is
+   saved as ``MODELS/lm-default/judge.joblib`` and reused on later runs;
+2. the default LM (``MODELS/lm-default``) on ``--n`` questions of its held-out split
+   (the stratified 5%, seed 13, that `chatbot models build` keeps out of training),
+   spread over the intents, answered greedily with the default persona's style as in
+   `chatbot eval lm`, once single-turn and once with 1-3 unrelated earlier exchanges
+   of that split as history: share of replies on the customer's intent (by the
+   judge), share with a number of 4+ digits nobody wrote (not in the customer's turns,
+   not in the persona's facts; replies filled from the facts as the engine fills
+   them), share with unfilled-slot phrasing;
+3. the default intent classifier (``MODELS/intent-default``) on the hand-written
+   paraphrase set data/paraphrase/test.csv: in-scope accuracy (an in-scope message
+   answered out-of-scope is wrong), the same before the OOS rule (top label), and
+   out-of-scope recall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bots.personas import DEFINITIONS, load_persona_file
+from core.errors import ModelMissing
+from core.evaluation.judge import ResponseJudge, multi_turn_examples, score_replies, train_judge
+from core.evaluation.lm_report import EVAL_SETTINGS
+from core.persona import Persona
+from core.prompt import Dialogue
+from core.protocols import OUT_OF_SCOPE, GenerationRequest
+from core.training.data import BITEXT_CSV, REPO_DATA, load_examples, stratified_split
+
+PARAPHRASE_CSV = REPO_DATA / "paraphrase" / "test.csv"
+LM_HELD_OUT, LM_SEED = 0.05, 13  # default_lm_config: validation_split, seed
+
+
+def judge_for(lm_folder: Path, retrain: bool) -> ResponseJudge:
+    if not retrain:
+        try:
+            return ResponseJudge.load(lm_folder)
+        except ModelMissing:
+            pass
+    examples = load_examples(BITEXT_CSV)
+    judge = train_judge([Dialogue(e.text, e.response, e.intent) for e in examples], held_out=0.1, seed=13)
+    if lm_folder.is_dir():
+        judge.save(lm_folder)
+    return judge
+
+
+def held_out_questions(n: int, style: str) -> tuple[list[Dialogue], list[Dialogue]]:
+    """``n`` held-out exchanges spread over the intents, and the whole held-out split."""
+    _, held = stratified_split(load_examples(BITEXT_CSV), LM_HELD_OUT, seed=LM_SEED)
+    dialogues = [Dialogue(e.text, e.response, e.intent, style) for e in held]
+    by_intent: dict[str, list[Dialogue]] = {}
+    for d in dialogues:
+        by_intent.setdefault(d.intent, []).append(d)
+    chosen: list[Dialogue] = []
+    while len(chosen) < n and any(by_intent.values()):
+        for intent in sorted(by_intent):
+            if by_intent[intent] and len(chosen) < n:
+                chosen.append(by_intent[intent].pop(0))
+    return chosen, dialogues
+
+
+def lm_quality(models: Path, judge: ResponseJudge, persona: Persona, n: int) -> dict[str, Any]:
+    from core.generator import Generator
+
+    folder = models / "lm-default"
+    generator = Generator.from_pretrained(folder, device="cpu")
+    chosen, pool = held_out_questions(n, persona.style)
+    out: dict[str, Any] = {"model": str(folder), "built": _metrics(folder)}
+    for name, examples in (
+        ("single_turn", chosen),
+        ("multi_turn", multi_turn_examples(chosen, pool, seed=13)),
+    ):
+        started = time.perf_counter()
+        replies: list[str] = []
+        for s in range(0, len(examples), 16):
+            replies += generator.generate(
+                [
+                    GenerationRequest(d.text, d.intent, d.system, d.history, EVAL_SETTINGS)
+                    for d in examples[s : s + 16]
+                ]
+            )
+        conversations = [[t.text for t in d.history if t.role == "user"] + [d.text] for d in examples]
+        scores = score_replies(
+            judge,
+            [(d.intent, r) for d, r in zip(examples, replies, strict=True)],
+            conversations,
+            persona.facts,
+        )
+        out[name] = scores.as_dict() | {"generation_s": round(time.perf_counter() - started, 1)}
+        out[name]["samples"] = [
+            {
+                "intent": v.intent,
+                "judged": v.judged,
+                "text": d.text,
+                "history_turns": len(d.history) // 2,
+                "reply": r,
+                "invented": list(v.invented),
+            }
+            for d, r, v in zip(examples, replies, scores.verdicts, strict=True)
+        ]
+    return out
+
+
+def intent_quality(models: Path) -> dict[str, Any]:
+    from core.intents import IntentClassifier
+
+    folder = models / "intent-default"
+    classifier = IntentClassifier.from_pretrained(folder, device="cpu")
+    rows = load_examples(PARAPHRASE_CSV)
+    predictions = classifier.predict([r.text for r in rows])
+    in_scope = [(r, p) for r, p in zip(rows, predictions, strict=True) if r.intent != OUT_OF_SCOPE]
+    oos = [p for r, p in zip(rows, predictions, strict=True) if r.intent == OUT_OF_SCOPE]
+    confusions = Counter((r.intent, p.label) for r, p in in_scope if p.label != r.intent)
+    return {
+        "model": str(folder),
+        "built": _metrics(folder),
+        "oos_method": classifier.oos_method,
+        "threshold": round(classifier.threshold, 4),
+        "n_in_scope": len(in_scope),
+        "n_out_of_scope": len(oos),
+        "in_scope_accuracy": round(sum(p.label == r.intent for r, p in in_scope) / len(in_scope), 4),
+        "in_scope_top_label_accuracy": round(
+            sum(p.top_label == r.intent for r, p in in_scope) / len(in_scope), 4
+        ),
+        "in_scope_rejected": round(sum(p.label == OUT_OF_SCOPE for _, p in in_scope) / len(in_scope), 4),
+        "oos_recall": round(sum(p.label == OUT_OF_SCOPE for p in oos) / len(oos), 4),
+        "oos_answered_as": dict(Counter(p.label for p in oos if p.label != OUT_OF_SCOPE).most_common(8)),
+        "top_confusions": [f"{gold} -> {pred} ({k})" for (gold, pred), k in confusions.most_common(10)],
+        "errors": [
+            {"text": r.text, "gold": r.intent, "predicted": p.label, "confidence": round(p.confidence, 3)}
+            for r, p in zip(rows, predictions, strict=True)
+            if p.label != r.intent
+        ],
+    }
+
+
+def _metrics(folder: Path) -> dict[str, Any]:
+    """The training figures that say which model this was (steps, time)."""
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    keep = (
+        "steps",
+        "epochs",
+        "epochs_run",
+        "stopped_by_time_budget",
+        "train_time_s",
+        "val_perplexity",
+        "val_accuracy",
+        "val_in_scope_accuracy",
+        "val_oos_recall",
+    )
+    return {k: metrics[k] for k in keep if k in metrics}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=Path, default=Path("models"))
+    parser.add_argument("--n", type=int, default=80, help="held-out questions for the LM")
+    parser.add_argument("--json", type=Path, help="write every figure and sample here")
+    parser.add_argument("--skip-lm", action="store_true")
+    parser.add_argument("--skip-intent", action="store_true")
+    parser.add_argument("--retrain-judge", action="store_true")
+    args = parser.parse_args()
+    persona = load_persona_file(DEFINITIONS / "support.yaml")
+    report: dict[str, Any] = {}
+
+    judge = judge_for(args.models / "lm-default", args.retrain_judge)
+    report["judge"] = {
+        "held_out_accuracy": round(judge.held_out_accuracy, 4),
+        "n_train": judge.n_train,
+        "n_held_out": judge.n_held_out,
+    }
+    print(
+        f"judge: held-out accuracy {judge.held_out_accuracy:.2%} "
+        f"({judge.n_held_out} responses; trained on {judge.n_train})"
+    )
+
+    if not args.skip_lm:
+        lm = report["lm"] = lm_quality(args.models, judge, persona, args.n)
+        print(f"lm {lm['model']} {lm['built']}")
+        for name in ("single_turn", "multi_turn"):
+            s = lm[name]
+            print(
+                f"  {name:11s} n={s['n']}: on-intent {s['on_intent']:.1%}, invented number "
+                f"{s['invented_number']:.1%} ({round(s['invented_number'] * s['n'])}), unfilled slot "
+                f"{s['unfilled_slot']:.1%} ({round(s['unfilled_slot'] * s['n'])}); {s['generation_s']} s"
+            )
+
+    if not args.skip_intent:
+        it = report["intent"] = intent_quality(args.models)
+        print(f"intent {it['model']} {it['built']} (oos {it['oos_method']}, threshold {it['threshold']})")
+        print(
+            f"  paraphrase set: in-scope accuracy {it['in_scope_accuracy']:.1%} of {it['n_in_scope']} "
+            f"(top label {it['in_scope_top_label_accuracy']:.1%}, "
+            f"rejected as OOS {it['in_scope_rejected']:.1%}); "
+            f"OOS recall {it['oos_recall']:.1%} of {it['n_out_of_scope']}"
+        )
+        print(f"  OOS messages answered as: {it['oos_answered_as']}")
+        print(f"  top confusions: {'; '.join(it['top_confusions'])}")
+
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
