@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -114,6 +115,45 @@ def lm_quality(models: Path, judge: ResponseJudge, persona: Persona, n: int) -> 
     return out
 
 
+def read_sample_sheet(path: Path) -> list[tuple[str, str, list[str], str]]:
+    """``(intent, message, customer's earlier turns, generated reply)`` of each example of
+    a sample sheet written by `chatbot eval lm` or `chatbot train lm` (lm-samples.md)."""
+    out: list[tuple[str, str, list[str], str]] = []
+    for block in re.split(r"^## \d+\. ", path.read_text(encoding="utf-8"), flags=re.M)[1:]:
+        head = re.match(r"`([^`]*)`: (.*)", block)
+        generated = re.search(r"\*\*Generated\*\*\n\n(.*?)\n\n\*\*Reference\*\*", block, re.S)
+        if not head or not generated:
+            continue
+        earlier = re.findall(r"^> \*\*user\*\*: (.*)$", block.split("**Generated**")[0], re.M)
+        reply = "\n".join(
+            line[2:] if line.startswith("> ") else "" for line in generated.group(1).splitlines()
+        )
+        out.append((head.group(1), head.group(2).strip(), earlier, reply.strip()))
+    return out
+
+
+def sample_sheet_quality(path: Path, judge: ResponseJudge, persona: Persona) -> dict[str, Any]:
+    """The judge's figures on the replies a sample sheet already holds (no model needed)."""
+
+    # The sheet's messages are masked ("purchase {{Reference 1}}"): give each placeholder a
+    # number in message and reply alike, as the generator puts the customer's number back.
+    def unmask(text: str) -> str:
+        return re.sub(r"\{\{\s*Reference (\d{1,2})\s*\}\}", lambda m: f"10000{m.group(1)}", text)
+
+    rows = [(i, unmask(t), [unmask(x) for x in e], unmask(r)) for i, t, e, r in read_sample_sheet(path)]
+    scores = score_replies(
+        judge,
+        [(intent, reply) for intent, _, _, reply in rows],
+        [[*e, t] for _, t, e, _ in rows],
+        persona.facts,
+    )
+    return {
+        "sheet": str(path),
+        **scores.as_dict(),
+        "off_intent": [f"{v.intent} -> {v.judged}" for v in scores.verdicts if not v.on_intent],
+    }
+
+
 def intent_quality(models: Path) -> dict[str, Any]:
     from core.intents import IntentClassifier
 
@@ -175,6 +215,13 @@ def main() -> None:
     parser.add_argument("--skip-lm", action="store_true")
     parser.add_argument("--skip-intent", action="store_true")
     parser.add_argument("--retrain-judge", action="store_true")
+    parser.add_argument(
+        "--samples",
+        type=Path,
+        action="append",
+        default=[],
+        help="also judge the replies of this sample sheet",
+    )
     args = parser.parse_args()
     persona = load_persona_file(DEFINITIONS / "support.yaml")
     report: dict[str, Any] = {}
@@ -189,6 +236,16 @@ def main() -> None:
         f"judge: held-out accuracy {judge.held_out_accuracy:.2%} "
         f"({judge.n_held_out} responses; trained on {judge.n_train})"
     )
+
+    for sheet in args.samples:
+        result = report.setdefault("sample_sheets", {})[str(sheet)] = sample_sheet_quality(
+            sheet, judge, persona
+        )
+        print(
+            f"sample sheet {sheet} n={result['n']}: on-intent {result['on_intent']:.1%}, invented number "
+            f"{result['invented_number']:.1%}, unfilled slot {result['unfilled_slot']:.1%}; "
+            f"off intent: {', '.join(result['off_intent'])}"
+        )
 
     if not args.skip_lm:
         lm = report["lm"] = lm_quality(args.models, judge, persona, args.n)
