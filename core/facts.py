@@ -106,7 +106,7 @@ def find_items(text: str) -> list[Item]:
         if kind == NUMBER:
             start, end = _whole_code(text, start, end)  # "ORD-12345", "1Z999AA1012"
             value = text[start:end]
-            if items and items[-1].start == start:
+            if items and start < items[-1].end:
                 continue  # two digit runs of one code
         if value:
             items.append(Item(kind, value, start, end))
@@ -186,18 +186,20 @@ def _lost_point(text: str, phrases: list[str]) -> bool:
 
 
 def _whole_code(text: str, start: int, end: int) -> tuple[int, int]:
-    """Widen a number to the code it sits in ("ORD-12345"), ASCII letters and digits."""
+    """Widen a number to the code it sits in ("ORD-12345"): ASCII letters, digits and
+    inner dashes, at most 24 characters each way (a hostile run stays linear)."""
 
     def part(ch: str) -> bool:
         return ch.isascii() and (ch.isalnum() or ch == "-")
 
-    while start > 0 and part(text[start - 1]) and start - 1 >= 0:
+    floor, ceiling = max(0, start - 24), min(len(text), end + 24)
+    while start > floor and part(text[start - 1]):
         start -= 1
-    while end < len(text) and part(text[end]):
+    while end < ceiling and part(text[end]):
         end += 1
-    while text[start] == "-":
+    while start < end and text[start] == "-":
         start += 1
-    while text[end - 1] == "-":
+    while end > start and text[end - 1] == "-":
         end -= 1
     return start, end
 
