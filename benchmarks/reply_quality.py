@@ -1,7 +1,8 @@
 """Reply quality of the default models, as a support team would judge it.
 
-    python -m benchmarks.reply_quality [--models models] [--n 80] [--json FILE]
-                                        [--skip-lm] [--skip-intent] [--retrain-judge]
+    python -m benchmarks.reply_quality [--models models] [--lm lm-default]
+        [--intent intent-default] [--n 80] [--json FILE] [--samples SHEET.md]
+        [--skip-lm] [--skip-intent] [--retrain-judge]
 
 Prints, for docs/reply-quality.md:
 
@@ -10,9 +11,9 @@ Prints, for docs/reply-quality.md:
    saved as ``MODELS/lm-default/judge.joblib`` and reused on later runs;
 2. the default LM (``MODELS/lm-default``) on ``--n`` questions of its held-out split
    (the stratified 5%, seed 13, that `chatbot models build` keeps out of training),
-   spread over the intents, answered greedily with the default persona's style as in
-   `chatbot eval lm`, once single-turn and once with 1-3 unrelated earlier exchanges
-   of that split as history: share of replies on the customer's intent (by the
+   spread over the intents, answered with the default persona's style and generation
+   settings (greedy, so figures repeat), once single-turn and once with 1-3 unrelated
+   earlier exchanges of that split as history: share of replies on the customer's intent (by the
    judge), share with a number of 4+ digits nobody wrote (not in the customer's turns,
    not in the persona's facts; replies filled from the facts as the engine fills
    them), share with unfilled-slot phrasing;
@@ -35,7 +36,6 @@ from typing import Any
 from bots.personas import DEFINITIONS, load_persona_file
 from core.errors import ModelMissing
 from core.evaluation.judge import ResponseJudge, multi_turn_examples, score_replies, train_judge
-from core.evaluation.lm_report import EVAL_SETTINGS
 from core.persona import Persona
 from core.prompt import Dialogue
 from core.protocols import OUT_OF_SCOPE, GenerationRequest
@@ -73,13 +73,17 @@ def held_out_questions(n: int, style: str) -> tuple[list[Dialogue], list[Dialogu
     return chosen, dialogues
 
 
-def lm_quality(models: Path, judge: ResponseJudge, persona: Persona, n: int) -> dict[str, Any]:
+def lm_quality(folder: Path, judge: ResponseJudge, persona: Persona, n: int) -> dict[str, Any]:
     from core.generator import Generator
+    from core.messages import Route
+    from core.prompt import USER, build_prompt_ids, mask_request, special_ids
 
-    folder = models / "lm-default"
     generator = Generator.from_pretrained(folder, device="cpu")
     chosen, pool = held_out_questions(n, persona.style)
-    out: dict[str, Any] = {"model": str(folder), "built": _metrics(folder)}
+    # The default persona's generation settings, greedy so the figures repeat.
+    settings = persona.generation.model_copy(update={"do_sample": False})
+    user_id = special_ids(generator.tokenizer)[USER]
+    out: dict[str, Any] = {"model": str(folder), "built": _metrics(folder), "settings": settings.model_dump()}
     for name, examples in (
         ("single_turn", chosen),
         ("multi_turn", multi_turn_examples(chosen, pool, seed=13)),
@@ -89,7 +93,7 @@ def lm_quality(models: Path, judge: ResponseJudge, persona: Persona, n: int) -> 
         for s in range(0, len(examples), 16):
             replies += generator.generate(
                 [
-                    GenerationRequest(d.text, d.intent, d.system, d.history, EVAL_SETTINGS)
+                    GenerationRequest(d.text, d.intent, d.system, d.history, settings)
                     for d in examples[s : s + 16]
                 ]
             )
@@ -100,7 +104,29 @@ def lm_quality(models: Path, judge: ResponseJudge, persona: Persona, n: int) -> 
             conversations,
             persona.facts,
         )
-        out[name] = scores.as_dict() | {"generation_s": round(time.perf_counter() - started, 1)}
+        # earlier turns that fit in the prompt beside the reply's room (the rest are dropped)
+        in_prompt = [
+            build_prompt_ids(
+                generator.tokenizer,
+                mask_request(GenerationRequest(d.text, d.intent, d.system, d.history, settings))[0],
+                generator.context_window,
+                min(settings.max_new_tokens, generator.context_window - 16),
+            ).count(user_id)
+            - 1
+            for d in examples
+        ]
+        generated = [v for v in scores.verdicts if persona.routing.route_for(v.intent) is Route.GENERATE]
+        out[name] = scores.as_dict() | {
+            # the intents the default persona answers with the LM (not canned, not escalated)
+            "on_intent_generate_route": round(
+                sum(v.on_intent for v in generated) / max(1, len(generated)), 4
+            ),
+            "n_generate_route": len(generated),
+            "generation_s": round(time.perf_counter() - started, 1),
+            "fact_guard": _guard_effect(replies, conversations, persona),
+            "earlier_turns_given": round(sum(len(d.history) // 2 for d in examples) / len(examples), 2),
+            "earlier_user_turns_in_prompt": round(sum(in_prompt) / len(examples), 2),
+        }
         out[name]["samples"] = [
             {
                 "intent": v.intent,
@@ -113,6 +139,22 @@ def lm_quality(models: Path, judge: ResponseJudge, persona: Persona, n: int) -> 
             for d, r, v in zip(examples, replies, scores.verdicts, strict=True)
         ]
     return out
+
+
+def _guard_effect(replies: list[str], conversations: list[list[str]], persona: Persona) -> dict[str, int]:
+    """What core.facts.guard_reply would change in these replies (filled as the engine fills)."""
+    from core.facts import guard_reply
+    from core.slots import fill_slots
+
+    guarded = [
+        guard_reply(fill_slots(r, persona.facts), c, persona.facts)
+        for r, c in zip(replies, conversations, strict=True)
+    ]
+    return {
+        "replies_changed": sum(1 for g in guarded if g.replaced),
+        "items_replaced": sum(g.replaced for g in guarded),
+        "lost_point": sum(1 for g in guarded if g.lost_point),
+    }
 
 
 def read_sample_sheet(path: Path) -> list[tuple[str, str, list[str], str]]:
@@ -154,10 +196,9 @@ def sample_sheet_quality(path: Path, judge: ResponseJudge, persona: Persona) -> 
     }
 
 
-def intent_quality(models: Path) -> dict[str, Any]:
+def intent_quality(folder: Path, router_threshold: float) -> dict[str, Any]:
     from core.intents import IntentClassifier
 
-    folder = models / "intent-default"
     classifier = IntentClassifier.from_pretrained(folder, device="cpu")
     rows = load_examples(PARAPHRASE_CSV)
     predictions = classifier.predict([r.text for r in rows])
@@ -177,6 +218,17 @@ def intent_quality(models: Path) -> dict[str, Any]:
         ),
         "in_scope_rejected": round(sum(p.label == OUT_OF_SCOPE for _, p in in_scope) / len(in_scope), 4),
         "oos_recall": round(sum(p.label == OUT_OF_SCOPE for p in oos) / len(oos), 4),
+        # what the router does with the default persona's confidence_threshold: below it
+        # the bot asks to rephrase, as it does for out_of_scope
+        "router_threshold": router_threshold,
+        "router_in_scope_accuracy": round(
+            sum(p.label == r.intent and p.confidence >= router_threshold for r, p in in_scope)
+            / len(in_scope),
+            4,
+        ),
+        "router_oos_recall": round(
+            sum(p.label == OUT_OF_SCOPE or p.confidence < router_threshold for p in oos) / len(oos), 4
+        ),
         "oos_answered_as": dict(Counter(p.label for p in oos if p.label != OUT_OF_SCOPE).most_common(8)),
         "top_confusions": [f"{gold} -> {pred} ({k})" for (gold, pred), k in confusions.most_common(10)],
         "errors": [
@@ -210,6 +262,8 @@ def _metrics(folder: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, default=Path("models"))
+    parser.add_argument("--lm", default="lm-default", help="LM folder name under --models")
+    parser.add_argument("--intent", default="intent-default", help="intent folder name under --models")
     parser.add_argument("--n", type=int, default=80, help="held-out questions for the LM")
     parser.add_argument("--json", type=Path, help="write every figure and sample here")
     parser.add_argument("--skip-lm", action="store_true")
@@ -226,7 +280,7 @@ def main() -> None:
     persona = load_persona_file(DEFINITIONS / "support.yaml")
     report: dict[str, Any] = {}
 
-    judge = judge_for(args.models / "lm-default", args.retrain_judge)
+    judge = judge_for(args.models / args.lm, args.retrain_judge)
     report["judge"] = {
         "held_out_accuracy": round(judge.held_out_accuracy, 4),
         "n_train": judge.n_train,
@@ -248,24 +302,35 @@ def main() -> None:
         )
 
     if not args.skip_lm:
-        lm = report["lm"] = lm_quality(args.models, judge, persona, args.n)
+        lm = report["lm"] = lm_quality(args.models / args.lm, judge, persona, args.n)
         print(f"lm {lm['model']} {lm['built']}")
         for name in ("single_turn", "multi_turn"):
             s = lm[name]
             print(
-                f"  {name:11s} n={s['n']}: on-intent {s['on_intent']:.1%}, invented number "
+                f"  {name:11s} n={s['n']}: on-intent {s['on_intent']:.1%} (LM-routed intents "
+                f"{s['on_intent_generate_route']:.1%} of {s['n_generate_route']}), invented number "
                 f"{s['invented_number']:.1%} ({round(s['invented_number'] * s['n'])}), unfilled slot "
                 f"{s['unfilled_slot']:.1%} ({round(s['unfilled_slot'] * s['n'])}); {s['generation_s']} s"
             )
+            print(
+                f"    earlier turns given {s['earlier_turns_given']}, of them in the prompt "
+                f"{s['earlier_user_turns_in_prompt']}; fact guard {s['fact_guard']}"
+            )
 
     if not args.skip_intent:
-        it = report["intent"] = intent_quality(args.models)
+        it = report["intent"] = intent_quality(
+            args.models / args.intent, persona.routing.confidence_threshold
+        )
         print(f"intent {it['model']} {it['built']} (oos {it['oos_method']}, threshold {it['threshold']})")
         print(
             f"  paraphrase set: in-scope accuracy {it['in_scope_accuracy']:.1%} of {it['n_in_scope']} "
             f"(top label {it['in_scope_top_label_accuracy']:.1%}, "
             f"rejected as OOS {it['in_scope_rejected']:.1%}); "
             f"OOS recall {it['oos_recall']:.1%} of {it['n_out_of_scope']}"
+        )
+        print(
+            f"  with the router's confidence threshold {it['router_threshold']}: in-scope answered right "
+            f"{it['router_in_scope_accuracy']:.1%}, OOS not answered {it['router_oos_recall']:.1%}"
         )
         print(f"  OOS messages answered as: {it['oos_answered_as']}")
         print(f"  top confusions: {'; '.join(it['top_confusions'])}")
