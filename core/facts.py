@@ -104,6 +104,8 @@ def find_items(text: str) -> list[Item]:
         if kind == AMOUNT and len(_digits(re.sub(r"\.[0-9]{1,2}\b", "", value))) < 4:
             continue  # "$12.50" is not a 4-digit number
         if kind == NUMBER:
+            if len(_digits(value)) < 4:
+                continue  # "7-14 days"
             start, end = _whole_code(text, start, end)  # "ORD-12345", "1Z999AA1012"
             value = text[start:end]
             if items and start < items[-1].end:

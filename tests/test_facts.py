@@ -32,6 +32,13 @@ def test_a_number_the_customer_wrote_is_kept_and_another_is_not() -> None:
     assert swapped.replaced == 1
 
 
+def test_a_near_copy_of_the_customers_number_is_invented() -> None:
+    """Bitext answers "3707955617" with "370795561790"; the model learned that number."""
+    reply = "I understand that you would like to cancel purchase 370795561790."
+    out = guard_reply(reply, ["cancel purchase 3707955617"])
+    assert out.text == "I understand that you would like to cancel your purchase."
+
+
 def test_a_bare_invented_number_gets_the_generic_phrase() -> None:
     out = guard_reply("Look for the order with the number 55512. Then click Cancel.", ["cancel it"])
     assert out.text == "Look for the order with the number you gave us. Then click Cancel."
@@ -75,7 +82,7 @@ def test_a_reply_that_was_only_an_invented_item_lost_its_point() -> None:
 
 
 def test_amounts_and_short_numbers() -> None:
-    items = find_items("Refund of $1,499.00 or 1200 dollars, $12.50 fee, ready in 3-5 days, 24/7.")
+    items = find_items("Refund of $1,499.00 or 1200 dollars, $12.50 fee, ready in 3-5 or 7-14 days, 24/7.")
     assert [(i.kind, i.text) for i in items] == [("amount", "$1,499.00"), ("amount", "1200 dollars")]
     assert guard_reply("A fee of $12.50 applies.", ["fee?"]).replaced == 0
 
