@@ -291,6 +291,19 @@ def main() -> None:
         f"({judge.n_held_out} responses; trained on {judge.n_train})"
     )
 
+    # The training data's own replies: where a model learns invented numbers and slot habits.
+    bitext = load_examples(BITEXT_CSV)
+    refs = score_replies(
+        judge, [(e.intent, e.response) for e in bitext], [[e.text] for e in bitext], persona.facts
+    )
+    invented = Counter(x for v in refs.verdicts for x in v.invented)
+    report["bitext_references"] = refs.as_dict() | {"most_invented": dict(invented.most_common(5))}
+    print(
+        f"bitext reference replies n={refs.n}: invented number {refs.invented_number:.1%} "
+        f"({sum(bool(v.invented) for v in refs.verdicts)}; most: {dict(invented.most_common(3))}), "
+        f"unfilled slot {refs.unfilled_slot:.1%} ({sum(v.unfilled_slot for v in refs.verdicts)})"
+    )
+
     for sheet in args.samples:
         result = report.setdefault("sample_sheets", {})[str(sheet)] = sample_sheet_quality(
             sheet, judge, persona
