@@ -2,7 +2,7 @@
 
     python -m benchmarks.reply_quality [--models models] [--lm lm-default]
         [--intent intent-default] [--n 80] [--json FILE] [--samples SHEET.md]
-        [--skip-lm] [--skip-intent] [--retrain-judge]
+        [--skip-lm] [--skip-intent] [--retrain-judge] [--sampled]
 
 Prints, for docs/reply-quality.md:
 
@@ -73,15 +73,20 @@ def held_out_questions(n: int, style: str) -> tuple[list[Dialogue], list[Dialogu
     return chosen, dialogues
 
 
-def lm_quality(folder: Path, judge: ResponseJudge, persona: Persona, n: int) -> dict[str, Any]:
+def lm_quality(
+    folder: Path, judge: ResponseJudge, persona: Persona, n: int, sampled: bool = False
+) -> dict[str, Any]:
+    import torch
+
     from core.generator import Generator
     from core.messages import Route
     from core.prompt import USER, build_prompt_ids, mask_request, special_ids
 
     generator = Generator.from_pretrained(folder, device="cpu")
     chosen, pool = held_out_questions(n, persona.style)
-    # The default persona's generation settings, greedy so the figures repeat.
-    settings = persona.generation.model_copy(update={"do_sample": False})
+    # The default persona's generation settings: greedy so the figures repeat, or as the
+    # engine samples (temperature 0.7, top-p 0.9) from a fixed seed with --sampled.
+    settings = persona.generation.model_copy(update={"do_sample": sampled})
     user_id = special_ids(generator.tokenizer)[USER]
     out: dict[str, Any] = {"model": str(folder), "built": _metrics(folder), "settings": settings.model_dump()}
     for name, examples in (
@@ -89,6 +94,7 @@ def lm_quality(folder: Path, judge: ResponseJudge, persona: Persona, n: int) -> 
         ("multi_turn", multi_turn_examples(chosen, pool, seed=13)),
     ):
         started = time.perf_counter()
+        torch.manual_seed(13)
         replies: list[str] = []
         for s in range(0, len(examples), 16):
             replies += generator.generate(
@@ -267,6 +273,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=80, help="held-out questions for the LM")
     parser.add_argument("--json", type=Path, help="write every figure and sample here")
     parser.add_argument("--skip-lm", action="store_true")
+    parser.add_argument(
+        "--sampled", action="store_true", help="sample as the engine does (seeded), not greedy"
+    )
     parser.add_argument("--skip-intent", action="store_true")
     parser.add_argument("--retrain-judge", action="store_true")
     parser.add_argument(
@@ -315,7 +324,7 @@ def main() -> None:
         )
 
     if not args.skip_lm:
-        lm = report["lm"] = lm_quality(args.models / args.lm, judge, persona, args.n)
+        lm = report["lm"] = lm_quality(args.models / args.lm, judge, persona, args.n, args.sampled)
         print(f"lm {lm['model']} {lm['built']}")
         for name in ("single_turn", "multi_turn"):
             s = lm[name]

@@ -96,6 +96,7 @@ def test_a_number_the_customer_or_the_persona_gave_is_not_invented(judge: Respon
         ("Look for the order with the number your reference number.", True),
         ("Open {{Order History}} and pick it.", True),
         ("Visit the our website page.", True),
+        ("Reach us through the the live chat on our website feature.", True),
         ("Please quote your order number when you call our support phone line.", False),
         ("Make sure that your order number is correct on our website.", False),
     ],

@@ -45,6 +45,7 @@ _AWKWARD_SLOT = re.compile(
     r"(?:number|phone line|email address|website|hours|company)\b",
     re.IGNORECASE,
 )
+_DOUBLED = re.compile(r"\b(?:the|your|our)\s+(?:the|your|our)\b", re.IGNORECASE)
 
 
 def judge_text(reply: str) -> str:
@@ -193,8 +194,9 @@ class ReplyScores:
 
 
 def has_unfilled_slot(reply: str) -> bool:
-    """Raw braces, or a generic slot phrase where it reads badly."""
-    return bool(_RAW_SLOT.search(reply) or _AWKWARD_SLOT.search(reply))
+    """Raw braces, or a generic slot phrase or a persona fact where it reads badly
+    ("the the live chat on our website" from a fact that brings its own article)."""
+    return bool(_RAW_SLOT.search(reply) or _AWKWARD_SLOT.search(reply) or _DOUBLED.search(reply))
 
 
 def score_replies(
