@@ -79,7 +79,6 @@ def lm_quality(
     import torch
 
     from core.generator import Generator
-    from core.messages import Route
     from core.prompt import USER, build_prompt_ids, mask_request, special_ids
 
     generator = Generator.from_pretrained(folder, device="cpu")
@@ -121,7 +120,7 @@ def lm_quality(
             - 1
             for d in examples
         ]
-        generated = [v for v in scores.verdicts if persona.routing.route_for(v.intent) is Route.GENERATE]
+        generated = [v for v in scores.verdicts if _answered_by_lm(persona, v.intent)]
         out[name] = scores.as_dict() | {
             # the intents the default persona answers with the LM (not canned, not escalated)
             "on_intent_generate_route": round(
@@ -145,6 +144,13 @@ def lm_quality(
             for d, r, v in zip(examples, replies, scores.verdicts, strict=True)
         ]
     return out
+
+
+def _answered_by_lm(persona: Persona, intent: str) -> bool:
+    """Whether the persona's routing rules send ``intent`` to the reply model."""
+    rules = persona.routing
+    route = rules.routes.get(intent, rules.default_route)
+    return route == "generate" or (route == "canned" and intent not in rules.canned)
 
 
 def _guard_effect(replies: list[str], conversations: list[list[str]], persona: Persona) -> dict[str, int]:
