@@ -325,7 +325,8 @@ async def test_a_part_sent_twice_with_its_nonce_is_one_message(
     )
     await adapter.send_text(reply, "world", 1)  # the next part has its own nonce
     assert len(emulator.sent) == before + 2
-    emulator.clock = lambda: 10_000_000.0  # past Discord's window the nonce is no longer checked
+    later = emulator.clock() + emulator.nonce_window + 1
+    emulator.clock = lambda: later  # past Discord's window the nonce is no longer checked
     await adapter.send_text(reply, "hello", 0)
     assert len(emulator.sent) == before + 3 and emulator.nonce_repeats == 1
 
