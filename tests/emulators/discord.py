@@ -5,9 +5,10 @@ REST: ``GET /api/v10/users/@me``, ``GET /api/v10/oauth2/applications/@me``,
 answer 429 first; a repeated ``nonce`` with ``enforce_nonce`` within ``nonce_window``
 returns the earlier message, as Discord does), ``POST /api/v10/channels/{id}/typing``.
 Gateway at ``/ws``: HELLO, HEARTBEAT -> HEARTBEAT_ACK, IDENTIFY -> READY + GUILD_CREATE,
-RESUME -> replay + RESUMED, and the dispatches a test injects (``message_create``). Frames are zlib-stream compressed
-when the client asks for ``compress=zlib-stream`` (discord.py's default), JSON text
-otherwise. Shapes follow discord.py's own parsers (state.py, message.py, guild.py).
+RESUME -> replay + RESUMED, and the dispatches a test injects (``message_create``).
+Frames are zlib-stream compressed when the client asks for ``compress=zlib-stream``
+(discord.py's default), JSON text otherwise. Shapes follow discord.py's own parsers
+(state.py, message.py, guild.py).
 """
 
 from __future__ import annotations
