@@ -6,7 +6,8 @@ else lives here: who is answered (not bots; private chats; in groups, mentions u
 the persona answers every message), the polite answer to a message without text,
 idempotent intake keyed on the platform's event id, holding an event while Redis is
 down, the typing indicator while the engine works, splitting long replies under the
-platform's limit (resuming a split reply after a retry without resending parts), the
+platform's limit (resuming a split reply after a retry, a restart or in another
+process without resending parts: the count of sent parts is kept in Redis), the
 outbound delivery loop (``core.delivery.Outbox``) and stopping with one line
 (:meth:`Adapter.fail`). For the platform module it runs an SDK's receive loop in the
 background (:meth:`Adapter.receive_in_background`), closes its clients without letting a
@@ -36,6 +37,7 @@ from tenacity import AsyncRetrying, RetryCallState
 
 from adapters.config import host
 from adapters.redact import RedactSecrets
+from core.admission import Verdict
 from core.bus import Bus
 from core.delivery import DEFAULT_DELIVERY_BACKOFF, Outbox
 from core.errors import AdapterAuthError, ChatbotError, DeliveryError, PermanentDeliveryError
@@ -70,6 +72,8 @@ class Intake(StrEnum):
     SUBMITTED = "submitted"
     DUPLICATE = "duplicates"
     TEXT_ONLY = "text_only"
+    SLOWED = "slowed"  # over the per-user rate limit: answered with the persona's slow_down text
+    BUSY = "busy"  # the intake backlog is over its bound: answered with the persona's busy text
 
 
 class Adapter(ABC):
@@ -108,7 +112,6 @@ class Adapter(ABC):
         self._receiver: asyncio.Task[None] | None = None  # an SDK's receive loop, if it needs one
         self._filtered: list[logging.Logger] = []  # where self.redact is installed
         self._typing: dict[str, asyncio.Task[None]] = {}
-        self._chunks_sent: dict[str, int] = {}
         self._group_policy: tuple[float, str] = (0.0, "mentions")
 
     # -- what a platform module implements -------------------------------------------
@@ -200,7 +203,7 @@ class Adapter(ABC):
         if event.text_only:
             answered = await self.reply_text_only(event.message, event.event_id)
             return Intake.TEXT_ONLY if answered else Intake.DUPLICATE
-        return Intake.SUBMITTED if await self.submit(event.message, event.event_id) else Intake.DUPLICATE
+        return await self.submit(event.message, event.event_id)
 
     def _holding(self) -> AsyncRetrying:
         """Retry while Redis is down; give up (raising) once the adapter is stopping."""
@@ -215,25 +218,45 @@ class Adapter(ABC):
         policy = retrying(f"{self.platform} intake", retry_on=REDIS_DOWN, backoff=self.backoff)
         return policy.copy(stop=stopping, sleep=pause)
 
-    async def submit(self, message: IncomingMessage, event_id: str | None) -> bool:
-        """Queue a customer's message for the engine, once per platform event id."""
-        accepted = await self.bus.submit(message, event_id)
-        if not accepted:
+    async def submit(self, message: IncomingMessage, event_id: str | None) -> Intake:
+        """Queue a customer's message for the engine, once per platform event id. Over the
+        user's rate limit, or while the intake backlog is over its bound
+        (``Bus.admit``), the persona's slow_down or busy text answers at once instead and
+        the message never reaches the models."""
+        verdict = await self.bus.admit(message)
+        if verdict is not Verdict.ADMIT:
+            if event_id and not await self.bus.claim_event(message.platform, message.bot_id, event_id):
+                return Intake.DUPLICATE
+            text = await self.persona_text(verdict.value)
+            await self.answer_now(Reply.to(message, text, Route.PROMPT))
+            log.info("%s: message from %s answered with %s", self.platform, message.user_id, verdict.value)
+            return Intake.SLOWED if verdict is Verdict.SLOW_DOWN else Intake.BUSY
+        if not await self.bus.submit(message, event_id):
             log.info("%s: duplicate event %s ignored", self.platform, event_id)
-        elif self.typing_interval > 0:
+            return Intake.DUPLICATE
+        if self.typing_interval > 0:
             self._start_typing(message.chat_id, message.meta)
-        return accepted
+        return Intake.SUBMITTED
+
+    async def answer_now(self, reply: Reply) -> None:
+        """Send a reply the engine did not write (through the outbound stream, so retries
+        and rate limits apply); an adapter whose caller waits on the line hands it over."""
+        await self.bus.publish_reply(reply)
+
+    async def persona_text(self, name: str) -> str:
+        """One of the persona's fixed ``messages`` (the default when it cannot be read)."""
+        text: str = getattr(Messages(), name)
+        if self.personas is not None:
+            with contextlib.suppress(Exception):
+                text = getattr((await self.personas.get(self.bot_id)).messages, name)
+        return text
 
     async def reply_text_only(self, message: IncomingMessage, event_id: str | None) -> bool:
         """Answer a sticker/image/file/voice message politely, once per event, through the
         same outbound stream as every reply (so retries and rate limits apply)."""
         if event_id and not await self.bus.claim_event(message.platform, message.bot_id, event_id):
             return False
-        text = Messages().text_only
-        if self.personas is not None:
-            with contextlib.suppress(Exception):
-                text = (await self.personas.get(self.bot_id)).messages.text_only
-        await self.bus.publish_reply(Reply.to(message, text, Route.PROMPT))
+        await self.bus.publish_reply(Reply.to(message, await self.persona_text("text_only"), Route.PROMPT))
         return True
 
     async def answers_every_group_message(self) -> bool:
@@ -248,17 +271,18 @@ class Adapter(ABC):
 
     # -- delivery ------------------------------------------------------------------------
     async def _deliver_reply(self, reply: Reply) -> None:
+        """Send the parts the platform has not accepted yet. The count of accepted parts
+        lives in Redis (``Bus.parts_sent``), written right after each part, so a retry, a
+        restart or another process that claims the entry resumes after them."""
         chunks = split_message(reply.text, self.max_message_chars)
-        done = self._chunks_sent.get(reply.reply_id, 0)
         try:
+            done = await self.bus.parts_sent(reply.reply_id)
             for part in range(done, len(chunks)):
                 await self.send_text(reply, chunks[part], part)
-                self._chunks_sent[reply.reply_id] = part + 1  # a retry resumes after this part
-        except PermanentDeliveryError:
-            self._chunks_sent.pop(reply.reply_id, None)  # the outbox drops the rest
+                await self._holding()(self.bus.mark_parts_sent, reply.reply_id, part + 1)
+        except PermanentDeliveryError:  # the outbox drops the rest (and the stored count)
             self._stop_typing(reply.chat_id)
             raise
-        self._chunks_sent.pop(reply.reply_id, None)
         self._stop_typing(reply.chat_id)
 
     def _start_typing(self, chat_id: str, meta: dict[str, str]) -> None:

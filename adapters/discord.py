@@ -11,6 +11,7 @@ and ``adapters/`` is a package, never a ``sys.path`` entry (guarded below).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -204,6 +205,7 @@ class DiscordAdapter(PlatformAdapter[DiscordConfig]):
                     fail_if_not_exists=False,
                 )
             )
+        options["nonce"] = reply_nonce(reply, part)  # discord.py sends enforce_nonce with it
         marked_up = to_discord_markdown(text)  # escapes can push a full part over the limit:
         content = marked_up if len(marked_up) <= self.max_message_chars else text  # then as written
         try:
@@ -218,6 +220,13 @@ class DiscordAdapter(PlatformAdapter[DiscordConfig]):
     async def send_typing(self, chat_id: str, meta: dict[str, str]) -> None:
         if self._client is not None and not self._client.is_closed():
             await self._client.get_partial_messageable(int(chat_id)).typing()
+
+
+def reply_nonce(reply: Reply, part: int) -> str:
+    """Discord's idempotency key for one part of a reply: the same for every retry, in
+    this process or another (Discord returns the earlier message for a nonce it saw in
+    the last few minutes instead of posting it again); at most 25 characters."""
+    return hashlib.sha256(f"{reply.reply_id}:{part}".encode()).hexdigest()[:25]
 
 
 def strip_mention(content: str, bot_user_id: int) -> str:

@@ -58,6 +58,10 @@ class LocalAdapter(Adapter):
         finally:
             self._waiting.pop(message.message_id, None)
 
+    async def answer_now(self, reply: Reply) -> None:
+        """The caller waits in this process: hand the reply over without a round trip."""
+        await self._hand_over(reply)
+
     async def _deliver_reply(self, reply: Reply) -> None:
         """Hand the whole reply to whoever waits for it: never split, and an empty reply
         (the engine's receipt on a conversation the support team holds) is handed over

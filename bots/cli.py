@@ -316,8 +316,13 @@ def history_forget(
     """Delete everything stored about a user (right to erasure)."""
     if not yes and sys.stdin.isatty():
         typer.confirm(f"Delete all data about {platform} user {user!r}?", abort=True)
-    removed = _with_runtime(lambda rt: rt.history.forget_user(platform, user))
-    out.print(f"forgot {platform} user {user!r}: {removed} keys deleted")
+
+    async def forget(rt: Any) -> tuple[int, int]:  # streams first: the engine may still write history
+        entries = await rt.bus.forget_user(platform, user)
+        return await rt.history.forget_user(platform, user), entries
+
+    removed, entries = _with_runtime(forget)
+    out.print(f"forgot {platform} user {user!r}: {removed} keys deleted, {entries} stream entries deleted")
 
 
 # -- models ------------------------------------------------------------------------------

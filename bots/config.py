@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.admission import parse_rate
 from core.connection import RedisOptions
 from core.errors import ConfigError
 from core.tickets import TicketConfig
@@ -59,6 +60,27 @@ class Settings(BaseSettings):
         ge=0,
         description="intake backlog above which /readyz is 503; 0 = none",
     )
+    # backpressure at intake (core/admission.py)
+    intake_rate_limit: str = Field(
+        "30/minute",
+        alias="CHATBOT_INTAKE_RATE_LIMIT",
+        description="messages per user (e.g. 30/minute); over it: the persona's slow_down text; empty = none",
+    )
+    busy_backlog: int = Field(
+        2000,
+        alias="CHATBOT_BUSY_BACKLOG",
+        ge=0,
+        description="intake backlog above which new messages get the persona's busy text; 0 = none",
+    )
+
+    @field_validator("intake_rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        try:
+            parse_rate(value, "CHATBOT_INTAKE_RATE_LIMIT")
+        except Exception:  # pydantic reports a ValueError in load_settings' one line
+            raise ValueError("write e.g. 30/minute, or leave it empty") from None
+        return value
 
     # support desk (tickets)
     ticket_reopen_minutes: float = Field(

@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 
 from bots.config import Settings
 from bots.personas import default_personas
+from core.admission import Admission, parse_rate
 from core.bus import Bus
 from core.connection import connect
 from core.conversation import Conversations
@@ -37,7 +38,13 @@ class Runtime:
         self.redis = await connect(
             self.settings.redis_url, self.settings.data_dir, self.settings.redis_options
         )
-        self.bus = Bus(self.redis, self.keys)
+        admission = Admission(
+            self.redis,
+            self.keys,
+            per_user=parse_rate(self.settings.intake_rate_limit, "CHATBOT_INTAKE_RATE_LIMIT"),
+            max_backlog=self.settings.busy_backlog,
+        )
+        self.bus = Bus(self.redis, self.keys, admission=admission)
         self.history = History(
             self.redis,
             self.keys,

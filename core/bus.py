@@ -18,6 +18,7 @@ cached group and creates it again, so every loop carries on.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from core.admission import Admission, Verdict
 from core.keys import Keys
 from core.messages import IncomingMessage, Reply
 from core.retry import retrying
@@ -37,6 +39,8 @@ T = TypeVar("T")
 ENGINE_GROUP = "engine"
 DELIVERY_GROUP = "delivery"
 SEEN_TTL_SECONDS = 7 * 24 * 3600
+FORGET_PAGE = 500  # entries per XRANGE while erasing a user from the streams
+PARTS_SENT_TTL_SECONDS = 7 * 24 * 3600  # outlives any reply left pending (then deleted at XACK)
 
 # KEYS[1] = seen key ('' for none), KEYS[2] = stream; ARGV = ttl, payload
 _SUBMIT = """
@@ -62,9 +66,10 @@ class GroupStats:
 
 
 class Bus:
-    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: Keys, *, admission: Admission | None = None) -> None:
         self.redis = redis
         self.keys = keys
+        self.admission = admission  # backpressure at submit; None: everything is admitted
         self._submit = redis.register_script(_SUBMIT)
         self._groups_ready: set[tuple[str, str]] = set()
         self._pending_cursor: dict[str, str] = {}
@@ -112,6 +117,13 @@ class Bus:
         )
         return entry is not None
 
+    async def admit(self, message: IncomingMessage) -> Verdict:
+        """Whether ``message`` may be queued now (``core.admission``): the per-user rate
+        limit and the intake backlog bound. Called by adapters before :meth:`submit`."""
+        if self.admission is None:
+            return Verdict.ADMIT
+        return await self.admission.check(message.platform, message.user_id)
+
     async def claim_event(self, platform: str, bot_id: str, event_id: str) -> bool:
         """Mark a platform event as taken; False when it was taken before."""
         key = self.keys.seen(platform, bot_id, event_id)
@@ -148,8 +160,25 @@ class Bus:
             )
         ]
 
-    async def ack_outbound(self, platform: str, bot_id: str, entry_ids: Sequence[str]) -> None:
+    async def ack_outbound(
+        self, platform: str, bot_id: str, entry_ids: Sequence[str], reply_ids: Sequence[str] = ()
+    ) -> None:
+        """Acknowledge delivered replies, then drop their stored progress (``parts_sent``).
+        A crash before the XACK leaves the progress, so the redelivery sends nothing the
+        platform already took; one between the two leaves a count that expires."""
         await self._ack(self.keys.outbound(platform, bot_id), DELIVERY_GROUP, entry_ids)
+        if reply_ids:
+            await self.redis.delete(*(self.keys.parts_sent(r) for r in reply_ids))
+
+    async def parts_sent(self, reply_id: str) -> int:
+        """How many parts of ``reply_id`` the platform already accepted (0 if none)."""
+        raw = await self.redis.get(self.keys.parts_sent(reply_id))
+        return int(raw or 0)
+
+    async def mark_parts_sent(self, reply_id: str, count: int) -> None:
+        """Record that the first ``count`` parts of ``reply_id`` were accepted, so a
+        restart or another process resumes after them."""
+        await self.redis.set(self.keys.parts_sent(reply_id), count, ex=PARTS_SENT_TTL_SECONDS)
 
     def queue_ack_intake(self, pipe: Any, entry_ids: Sequence[str]) -> None:
         if entry_ids:
@@ -194,6 +223,40 @@ class Bus:
                         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                         if message and message.get("type") == "message":
                             await on_reply(Reply.from_json(message["data"]))
+
+    # -- erasure ---------------------------------------------------------------------
+    async def forget_user(self, platform: str, user_id: str) -> int:
+        """Delete every entry about one user from every stream (intake, each outbound
+        stream, any stream under ``{ns}:stream:``): XRANGE in pages of ``FORGET_PAGE``,
+        then XACK in every group (no pending list keeps the id) and XDEL; and the user's
+        rate-limit window. Returns how many stream entries went."""
+        removed = 0
+        async for stream in self.redis.scan_iter(match=self.keys.streams(), count=1000, _type="stream"):
+            removed += await self._forget_in(stream, platform, user_id)
+        if self.admission is not None:  # the rate-limit window names the user too
+            await self.admission.forget(platform, user_id)
+        return removed
+
+    async def _forget_in(self, stream: str, platform: str, user_id: str) -> int:
+        try:
+            groups = [g["name"] for g in await self.redis.xinfo_groups(stream)]
+        except ResponseError:  # gone meanwhile
+            return 0
+        removed, start = 0, "-"
+        while True:
+            raw: Any = await self.redis.xrange(stream, min=start, max="+", count=FORGET_PAGE)
+            page: list[tuple[str, dict[str, str]]] = list(raw or [])
+            ids = [entry_id for entry_id, fields in page if _about(fields, platform, user_id)]
+            if ids:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    for group in groups:
+                        pipe.xack(stream, group, *ids)
+                    pipe.xdel(stream, *ids)
+                    await pipe.execute()
+                removed += len(ids)
+            if len(page) < FORGET_PAGE:
+                return removed
+            start = f"({page[-1][0]}"
 
     # -- recovery -------------------------------------------------------------------
     async def claim_stale(
@@ -304,6 +367,16 @@ class Bus:
                 return [(eid, data) for eid, data in entries if data is not None]
         response = await self.redis.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block_ms)
         return [(eid, data) for eid, data in _entries(response) if data is not None]
+
+
+def _about(fields: dict[str, str] | None, platform: str, user_id: str) -> bool:
+    """Whether a stream entry (a message or a reply, as JSON in a field) is about this user."""
+    for value in (fields or {}).values():
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            data = json.loads(value)
+            if data.get("platform") == platform and data.get("user_id") == user_id:
+                return True
+    return False
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:

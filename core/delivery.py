@@ -122,7 +122,7 @@ class Outbox:
             else:
                 self.delivered += 1
                 observe_delivered(reply, time.time())
-            await ack(self.bus.ack_outbound, self.platform, self.bot_id, [entry_id])
+            await ack(self.bus.ack_outbound, self.platform, self.bot_id, [entry_id], [reply.reply_id])
             self._in_flight_ids.discard(entry_id)
             self._in_flight -= 1
 

@@ -41,6 +41,10 @@ class Keys:
     def intake(self) -> str:
         return self._k("stream", "intake")
 
+    def streams(self) -> str:
+        """SCAN pattern of every stream (intake, each outbound stream, any later one)."""
+        return f"{self._k('stream')}:*"
+
     def outbound(self, platform: str, bot_id: str) -> str:
         """Replies of one bot on one platform: each bot has its own credentials."""
         return self._k("stream", "outbound", platform, bot_id)
@@ -54,6 +58,14 @@ class Keys:
         """A taken platform event. Event ids are per bot (Telegram's update_id counts
         per bot token), so two bots on one platform never shadow each other."""
         return self._k("seen", platform, bot_id, event_id)
+
+    def parts_sent(self, reply_id: str) -> str:
+        """How many parts of a split reply the platform already accepted (a count, no text)."""
+        return self._k("sent", reply_id)
+
+    def intake_limits(self) -> str:
+        """Prefix of the per-user intake rate-limit windows (the ``limits`` library's keys)."""
+        return self._k("limits", "intake")
 
     # personas
     def persona(self, bot_id: str) -> str:

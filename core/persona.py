@@ -96,6 +96,11 @@ class Messages(_Strict):
     still_waiting: str = "You're still in our support queue; a person will reply here as soon as one is free."
     unavailable: str = "Sorry, I can't answer right now. Please try again in a moment."
     text_only: str = "I can only read text messages for now. Please type your question."
+    # Backpressure at intake (core/admission.py): sent at once, the models never see the message.
+    slow_down: str = (
+        "You're sending messages faster than I can read them. Please wait a moment and try again."
+    )
+    busy: str = "I'm very busy right now. Please send your message again in a few minutes."
 
 
 class ModelChoice(_Strict):

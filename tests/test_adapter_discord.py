@@ -16,12 +16,12 @@ import redis.asyncio as aioredis
 
 import adapters.discord as discord_adapter
 from adapters.base import PlatformAdapter
-from adapters.discord import DiscordAdapter, DiscordConfig, strip_mention
+from adapters.discord import DiscordAdapter, DiscordConfig, reply_nonce, strip_mention
 from core.bus import DELIVERY_GROUP, Bus
 from core.connection import connect
 from core.errors import AdapterAuthError
 from core.keys import Keys
-from core.messages import IncomingMessage
+from core.messages import IncomingMessage, Reply, Route
 from core.persona import Messages, Persona, PersonaStore
 from core.retry import Backoff
 from tests.emulators.discord import (
@@ -308,3 +308,31 @@ async def test_revoked_token_stops_only_that_adapter(redis, keys, emulator: Disc
         await other_emulator.stop()
         async for key in redis.scan_iter(match=other_keys.pattern(), count=500):
             await redis.delete(key)
+
+
+async def test_a_part_sent_twice_with_its_nonce_is_one_message(
+    discord_bot, emulator: DiscordEmulator
+) -> None:
+    adapter, _ = discord_bot
+    await barrier(emulator)  # connected, and the barrier's reply is recorded
+    before = len(emulator.sent)
+    reply = Reply("support", "discord", str(GUILD_CHANNEL_ID), "u1", "hello", Route.GENERATE)
+    await adapter.send_text(reply, "hello", 0)
+    await adapter.send_text(reply, "hello", 0)  # a retry after a timeout, here or in another process
+    assert len(emulator.sent) == before + 1 and emulator.nonce_repeats == 1
+    assert (
+        emulator.sent[-1].body["nonce"] == reply_nonce(reply, 0) and emulator.sent[-1].body["enforce_nonce"]
+    )
+    await adapter.send_text(reply, "world", 1)  # the next part has its own nonce
+    assert len(emulator.sent) == before + 2
+    later = emulator.clock() + emulator.nonce_window + 1
+    emulator.clock = lambda: later  # past Discord's window the nonce is no longer checked
+    await adapter.send_text(reply, "hello", 0)
+    assert len(emulator.sent) == before + 3 and emulator.nonce_repeats == 1
+
+
+def test_nonces_are_stable_distinct_and_short() -> None:
+    reply = Reply("support", "discord", "1", "u1", "hi", Route.GENERATE)
+    assert reply_nonce(reply, 0) == reply_nonce(Reply.from_json(reply.to_json()), 0)
+    assert reply_nonce(reply, 0) != reply_nonce(reply, 1)
+    assert len(reply_nonce(reply, 0)) <= 25  # Discord's limit

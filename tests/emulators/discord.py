@@ -2,19 +2,23 @@
 
 REST: ``GET /api/v10/users/@me``, ``GET /api/v10/oauth2/applications/@me``,
 ``GET /api/v10/gateway[/bot]``, ``POST /api/v10/channels/{id}/messages`` (recorded; can
-answer 429 first), ``POST /api/v10/channels/{id}/typing``. Gateway at ``/ws``: HELLO,
-HEARTBEAT -> HEARTBEAT_ACK, IDENTIFY -> READY + GUILD_CREATE, RESUME -> replay + RESUMED,
-and the dispatches a test injects (``message_create``). Frames are zlib-stream compressed
-when the client asks for ``compress=zlib-stream`` (discord.py's default), JSON text
-otherwise. Shapes follow discord.py's own parsers (state.py, message.py, guild.py).
+answer 429 first; a repeated ``nonce`` with ``enforce_nonce`` within ``nonce_window``
+returns the earlier message, as Discord does), ``POST /api/v10/channels/{id}/typing``.
+Gateway at ``/ws``: HELLO, HEARTBEAT -> HEARTBEAT_ACK, IDENTIFY -> READY + GUILD_CREATE,
+RESUME -> replay + RESUMED, and the dispatches a test injects (``message_create``).
+Frames are zlib-stream compressed when the client asks for ``compress=zlib-stream``
+(discord.py's default), JSON text otherwise. Shapes follow discord.py's own parsers
+(state.py, message.py, guild.py).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import time
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -80,6 +84,12 @@ class DiscordEmulator:
         self.intents: int | None = None  # what the last IDENTIFY asked for
         self._rate_limits: list[bool] = []  # pending 429s for POST messages; True = with Via header
         self.forbid_next = 0  # answer this many message sends with 403 Missing Permissions
+        # enforce_nonce: a nonce seen in the last nonce_window seconds returns the earlier
+        # message instead of creating one, as Discord does; the clock can be replaced
+        self.nonce_window = 300.0
+        self.clock: Callable[[], float] = time.monotonic
+        self._nonces: dict[str, tuple[float, dict[str, Any]]] = {}
+        self.nonce_repeats = 0  # sends answered with an earlier message
         self._ids = itertools.count(940000000000000001)
         self._sessions: list[_Session] = []
         self._session_id = ""
@@ -303,6 +313,12 @@ class DiscordEmulator:
             self.forbid_next -= 1
             return self._json(request, {"message": "Missing Permissions", "code": 50013}, 403)
         body = await request.json()
+        nonce = str(body["nonce"]) if body.get("nonce") is not None else None
+        if nonce is not None and body.get("enforce_nonce"):
+            earlier = self._nonces.get(nonce)
+            if earlier is not None and self.clock() - earlier[0] < self.nonce_window:
+                self.nonce_repeats += 1
+                return self._json(request, earlier[1])
         reference = (body.get("message_reference") or {}).get("message_id")
         self.sent.append(
             SentMessage(
@@ -324,6 +340,9 @@ class DiscordEmulator:
         if reference:
             message["type"] = 19  # reply
             message["message_reference"] = body["message_reference"]
+        if nonce is not None:
+            message["nonce"] = nonce
+            self._nonces[nonce] = (self.clock(), message)
         return self._json(
             request,
             message,
