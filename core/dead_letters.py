@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -82,8 +83,10 @@ class DeadLetters:
         return True
 
     async def list(self, count: int = 100) -> list[DeadLetter]:
+        """The oldest ``count`` dead letters."""
         out = []
-        for dead_id, fields in await self.redis.xrange(self.keys.dead_letters(), count=count):
+        entries: Any = await self.redis.xrange(self.keys.dead_letters(), count=count)  # decoded str
+        for dead_id, fields in entries:
             out.append(
                 DeadLetter(
                     id=dead_id,

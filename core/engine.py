@@ -45,7 +45,6 @@ from typing import Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.exceptions import WatchError
 
 from core import router
 from core.bus import ENGINE_GROUP, Bus
@@ -385,12 +384,8 @@ class Engine:
         )
 
     async def _commit(self, works: list[_Work], replies: list[Reply], admission: Admission) -> None:
-        messages = [w.message for w in works]
-        async with self.guard.lock, self.redis.pipeline(transaction=True) as pipe:
-            # WATCH: a second worker committing one of these messages aborts this EXEC.
-            await pipe.watch(*self.guard.watched(admission, messages))
-            await self.guard.check(pipe, admission, messages)
-            pipe.multi()
+        entries = [(w.entry_id, w.message) for w in works]
+        async with self.guard.commit(admission, entries) as pipe:
             for w, reply in zip(works, replies, strict=True):
                 conv, decision = w.message.conversation, w.decision
                 user_turn = Turn(
@@ -431,14 +426,7 @@ class Engine:
                 # lets a waiting caller (web chat, console) and a typing indicator stop;
                 # platform adapters send nothing for it.
                 self.bus.queue_reply(pipe, reply)
-            released = self.guard.queue_finish(pipe, admission, [(w.entry_id, w.message) for w in works])
             self.bus.queue_ack_intake(pipe, [w.entry_id for w in works])
-            try:
-                await pipe.execute()
-            except WatchError as exc:
-                raise LeaseLost("the commit's watched keys changed") from exc
-        for conv in released:
-            admission.leases.pop(conv, None)
 
 
 def _ticket_reason(decision: router.Decision) -> tuple[str, str]:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import WatchError
 
 from core.bus import SEEN_TTL_SECONDS, Bus
 from core.keys import Keys
@@ -152,33 +153,46 @@ class Guard:
             async with self.lock:
                 await self._renew(keys=list(admission.leases.values()), args=[admission.token, self.lease_ms])
 
-    def watched(self, admission: Admission, messages: Sequence[IncomingMessage]) -> list[str]:
-        """The keys a commit of ``messages`` WATCHes."""
-        leases = {admission.leases[m.conversation] for m in messages}
-        return [*(self.keys.done(m.message_id) for m in messages), *sorted(leases)]
-
-    async def check(self, pipe: Any, admission: Admission, messages: Sequence[IncomingMessage]) -> None:
-        """Under WATCH, before MULTI: raise :class:`LeaseLost` unless every lease is still
-        this batch's and no message was committed by someone else meanwhile."""
+    @contextlib.asynccontextmanager
+    async def commit(
+        self, admission: Admission, entries: Sequence[tuple[str, IncomingMessage]]
+    ) -> AsyncIterator[Any]:
+        """The commit transaction of ``entries``: yields a pipeline in MULTI for the
+        caller's writes, adds the idempotency records and lease releases, and executes.
+        It WATCHes the records and leases: :class:`LeaseLost` when a lease lapsed or
+        another worker committed one of the messages first (nothing is written then)."""
+        messages = [m for _, m in entries]
         convs = sorted({m.conversation for m in messages}, key=lambda c: c.parts())
-        tokens = await pipe.mget([admission.leases[c] for c in convs])
-        if any((t.decode() if isinstance(t, bytes) else t) != admission.token for t in tokens):
-            raise LeaseLost("a conversation's lease expired during the batch")
-        if await pipe.exists(*(self.keys.done(m.message_id) for m in messages)):
-            raise LeaseLost("another worker committed one of these messages")
+        done_keys = [self.keys.done(m.message_id) for m in messages]
+        lease_keys = [admission.leases[c] for c in convs]
+        async with self.lock, self.redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(*done_keys, *lease_keys)
+            tokens = await pipe.mget(lease_keys)
+            if any(t != admission.token for t in tokens):
+                raise LeaseLost("a conversation's lease lapsed during the batch")
+            if await pipe.exists(*done_keys):
+                raise LeaseLost("another worker committed one of these messages")
+            pipe.multi()
+            yield pipe
+            released = self._queue_finish(pipe, admission, entries)
+            try:
+                await pipe.execute()
+            except WatchError as exc:
+                raise LeaseLost("a watched key changed before the commit") from exc
+        for conv in released:
+            admission.leases.pop(conv, None)
 
-    def queue_finish(
+    def _queue_finish(
         self, pipe: Any, admission: Admission, entries: Sequence[tuple[str, IncomingMessage]]
     ) -> list[ConversationKey]:
-        """In the commit: the idempotency records, the entries out of their in-flight
-        sets, their failure counts cleared, and the leases of conversations finished
-        (returned: drop them from the admission once the commit went through)."""
+        """The idempotency records, the entries out of their in-flight sets, their
+        failure counts cleared, and the leases of the conversations finished."""
         released = []
         for entry_id, message in entries:
-            pipe.set(self.keys.done(message.message_id), entry_id, ex=DONE_TTL_SECONDS)
-            pipe.zrem(self.keys.inflight(message.conversation), entry_id)
-            pipe.hdel(self.keys.intake_failures(), entry_id)
             conv = message.conversation
+            pipe.set(self.keys.done(message.message_id), entry_id, ex=DONE_TTL_SECONDS)
+            pipe.zrem(self.keys.inflight(conv), entry_id)
+            pipe.hdel(self.keys.intake_failures(), entry_id)
             if admission.last_entry.get(conv) == entry_id and conv in admission.leases:
                 pipe.eval(_RELEASE, 1, admission.leases[conv], admission.token)
                 released.append(conv)
