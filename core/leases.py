@@ -103,7 +103,7 @@ class Guard:
                 pipe.exists(self.keys.done(message.message_id))
                 pipe.zcount(self.keys.inflight(message.conversation), "-inf", f"({entry_score(entry_id)}")
             looked = await pipe.execute()
-        blocked: set[ConversationKey] = set()
+        blocked: dict[ConversationKey, str] = {}  # conversation -> its first entry deferred
         taken: dict[ConversationKey, int] = {}
         candidates: list[tuple[str, IncomingMessage]] = []
         for n, (entry_id, message) in enumerate(batch):
@@ -112,11 +112,13 @@ class Guard:
             if done:
                 admission.done.append(entry_id)
             elif conv in blocked or older > taken.get(conv, 0):  # an older entry is elsewhere
-                blocked.add(conv)
+                blocked.setdefault(conv, entry_id)
                 admission.deferred.append(entry_id)
             else:
                 taken[conv] = taken.get(conv, 0) + 1
                 candidates.append((entry_id, message))
+        if blocked:
+            await self._forget_vanished(blocked)
         convs = list(taken)
         async with self.redis.pipeline(transaction=False) as pipe:
             for conv in convs:
@@ -132,6 +134,16 @@ class Guard:
             else:
                 admission.deferred.append(entry_id)
         return admission
+
+    async def _forget_vanished(self, blocked: dict[ConversationKey, str]) -> None:
+        """Drop in-flight ids older than a deferred entry that are no longer in the intake
+        stream (deleted by hand, say), so they cannot hold their conversation forever."""
+        intake = self.keys.intake()
+        for conv, entry_id in blocked.items():
+            key = self.keys.inflight(conv)
+            for older in await self.redis.zrangebyscore(key, "-inf", f"({entry_score(entry_id)}"):
+                if not await self.redis.xrange(intake, older, older):
+                    await self.redis.zrem(key, older)
 
     @contextlib.asynccontextmanager
     async def holding(self, admission: Admission) -> AsyncIterator[None]:

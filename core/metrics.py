@@ -56,6 +56,7 @@ DUPLICATES_PREVENTED = Counter(
 DEAD_LETTERED = Counter(
     "chatbot_dead_lettered_total", "Intake entries moved to the dead-letter stream after repeated failures"
 )
+DEAD_LETTERS = Gauge("chatbot_dead_letters", "Entries in the dead-letter stream (set by the intake upkeep)")
 DEFERRED = Counter(
     "chatbot_intake_deferred_total",
     "Intake entries left pending because their conversation was busy on another worker or behind",

@@ -85,6 +85,18 @@ async def test_a_later_entry_waits_for_an_older_one_pending_elsewhere(redis, key
     assert [t.text for t in turns if t.role == "user"] == ["first", "second"]
 
 
+async def test_an_older_entry_that_vanished_from_the_stream_holds_nothing(redis, keys: Keys, history) -> None:
+    w1 = worker(redis, keys, history, "w1")
+    gone, kept = msg("deleted by hand"), msg("still here")
+    await w1.bus.submit(gone)
+    (e1,) = await w1.bus.read_intake("w1", count=1, block_ms=20)
+    await redis.xdel(keys.intake(), e1[0])  # its in-flight id stays behind
+    await w1.bus.submit(kept)
+    batch = await w1.bus.read_intake("w1", count=5, block_ms=20)
+    assert await w1.handle(batch) == []  # held once, while the stale id is found and dropped
+    assert [r.in_reply_to for r in await w1.handle(batch)] == [kept.message_id]
+
+
 async def test_a_commit_after_another_worker_committed_is_dropped(redis, keys: Keys, history) -> None:
     w1 = worker(redis, keys, history, "w1")
     m = msg("slow one")
