@@ -141,7 +141,8 @@ class Guard:
         intake = self.keys.intake()
         for conv, entry_id in blocked.items():
             key = self.keys.inflight(conv)
-            for older in await self.redis.zrangebyscore(key, "-inf", f"({entry_score(entry_id)}"):
+            ids: Any = await self.redis.zrangebyscore(key, "-inf", f"({entry_score(entry_id)}")  # str ids
+            for older in ids:
                 if not await self.redis.xrange(intake, older, older):
                     await self.redis.zrem(key, older)
 
