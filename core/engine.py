@@ -93,7 +93,7 @@ class EngineConfig:
     reminder_poll_s: float = 5.0  # how often the reminder task looks for unclaimed tickets
     lease_ms: int = 60_000  # a dead worker's conversations are free again after this
     max_attempts: int = 3  # failed attempts before an entry goes to the dead letters
-    defer_wait_s: float = 0.1  # pause before looking again at entries left pending
+    defer_wait_s: float = 0.2  # pause before reading entries left pending again
 
 
 @dataclass(slots=True)
@@ -143,6 +143,7 @@ class Engine:
         self.guard = Guard(redis, bus, lease_ms=config.lease_ms)
         self.dead_letters = DeadLetters(redis, bus, personas)
         self._deferred = 0  # entries the last batch left pending
+        self._look_again_at: float | None = None  # when to read those again
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -192,10 +193,13 @@ class Engine:
             # Keep the entries pending and read them again on the retry.
             self.bus.rewind(self.bus.keys.intake(), self.config.consumer)
             raise
-        if self._deferred:  # look at the entries left pending again, after a pause
+        # Entries left pending are read again after a pause; new ones keep flowing meanwhile.
+        now = asyncio.get_running_loop().time()
+        if self._deferred and self._look_again_at is None:
+            self._look_again_at = now + self.config.defer_wait_s
+        if self._look_again_at is not None and now >= self._look_again_at:
+            self._look_again_at = None
             self.bus.rewind(self.bus.keys.intake(), self.config.consumer)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=self.config.defer_wait_s)
 
     async def _handle_or_isolate(self, batch: Sequence[tuple[str, IncomingMessage]]) -> None:
         """Answer ``batch``; when it fails, try each entry alone, so one poison entry
