@@ -44,6 +44,7 @@ from typing import Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core import router
@@ -69,8 +70,9 @@ ENGINE_BACKOFF = Backoff(first=0.2, cap=5.0)  # after a failed batch (a Redis bl
 # A missing persona still gets a polite answer: the default fixed messages.
 _NO_PERSONA = Persona(bot_id="unknown", display_name="Assistant")
 _UNDECIDED = router.Decision(Route.UNAVAILABLE, "not routed yet", "unavailable")
-# Redis unreachable: wait it out (core.retry); never an entry's fault.
-_TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError, LeaseLost)
+# Redis unreachable or failing over, or the lease lost: wait it out (core.retry) and
+# read again; never the entry's fault.
+_TRANSIENT = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError, LeaseLost)
 
 
 class ModelProvider(Protocol):
