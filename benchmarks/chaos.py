@@ -3,7 +3,7 @@ processes killed with SIGKILL at random (seeded) moments and restarted, one Redi
 restart mid-run, on a private redis-server; prints the figures and fails loudly if any
 message was not answered exactly once, in order, with its history exact.
 
-    .venv/bin/python -m benchmarks.chaos --users 200 --per-user 10 --workers 3 --kill-every 0.5 2
+    .venv/bin/python -m benchmarks.chaos --users 200 --per-user 10 --workers 3 --kill-every 1 3
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ def main() -> int:
     parser.add_argument("--per-user", type=int, default=10)
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--seed", type=int, default=9)
-    parser.add_argument("--kill-every", type=float, nargs=2, default=(0.5, 2.0), metavar=("MIN_S", "MAX_S"))
+    parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for every reply")
+    parser.add_argument("--kill-every", type=float, nargs=2, default=(1.0, 3.0), metavar=("MIN_S", "MAX_S"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="chaos-") as tmp:
         figures = asyncio.run(
@@ -36,6 +37,7 @@ def main() -> int:
                 workers=args.workers,
                 seed=args.seed,
                 kill_every=(args.kill_every[0], args.kill_every[1]),
+                answer_timeout_s=args.timeout,
             )
         )
     print(figures.line())
