@@ -29,6 +29,7 @@ import typer
 import yaml
 
 from bots.commands.accounts import register as register_account_commands
+from bots.commands.dead_letters import app as dead_letters_app
 from bots.commands.escalations import app as escalations_app
 from bots.config import Settings, load_settings
 from bots.console import console, fail, friendly, out
@@ -54,6 +55,7 @@ for sub, name in (
     (persona_app, "persona"),
     (history_app, "history"),
     (escalations_app, "escalations"),
+    (dead_letters_app, "dead-letters"),
 ):
     app.add_typer(sub, name=name)
 

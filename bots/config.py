@@ -54,6 +54,9 @@ class Settings(BaseSettings):
         description="seconds before a silent consumer's entries are taken",
     )
     upkeep_interval: float = Field(5.0, alias="CHATBOT_UPKEEP_INTERVAL", gt=0)
+    max_attempts: int = Field(
+        3, alias="CHATBOT_MAX_ATTEMPTS", ge=1, description="failed attempts before an entry is dead-lettered"
+    )
     ready_max_lag: int = Field(
         1000,
         alias="CHATBOT_READY_MAX_LAG",

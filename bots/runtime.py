@@ -91,5 +91,7 @@ class Runtime:
                 batch_size=self.settings.engine_batch_size,
                 consumer=consumer,
                 stop_timeout_s=stop_timeout_s,
+                lease_ms=int(self.settings.claim_idle * 1000),  # free when its entries are claimable
+                max_attempts=self.settings.max_attempts,
             ),
         )

@@ -5,8 +5,10 @@
 
 Intake is idempotent: ``submit`` claims the platform's event id with SET NX EX and adds
 the message in the same Lua call, so a Slack retry or a redelivery after a reconnect is
-taken once. Entries are acknowledged only after their work is done; a consumer that
-dies leaves them pending, and :meth:`Bus.claim_stale` hands them to another
+taken once. The same call records the entry in its conversation's in-flight set, which
+``core.leases`` uses to answer each conversation in order across workers.
+Entries are acknowledged only after their work is done; a consumer that dies leaves
+them pending, and :meth:`Bus.claim_stale` hands them to another
 (``core.upkeep`` calls it on a timer).
 
 Streams are not capped on XADD (a MAXLEN cap would silently drop unread entries under a
@@ -42,14 +44,22 @@ SEEN_TTL_SECONDS = 7 * 24 * 3600
 FORGET_PAGE = 500  # entries per XRANGE while erasing a user from the streams
 PARTS_SENT_TTL_SECONDS = 7 * 24 * 3600  # outlives any reply left pending (then deleted at XACK)
 
-# KEYS[1] = seen key ('' for none), KEYS[2] = stream; ARGV = ttl, payload
+# KEYS[1] = seen key ('' for none), KEYS[2] = stream, KEYS[3] = the conversation's
+# in-flight set ('' for none: core.leases keeps per-conversation order with it);
+# ARGV = seen ttl, payload, in-flight ttl
 _SUBMIT = """
 if KEYS[1] ~= '' then
   if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
     return false
   end
 end
-return redis.call('XADD', KEYS[2], '*', 'data', ARGV[2])
+local id = redis.call('XADD', KEYS[2], '*', 'data', ARGV[2])
+if KEYS[3] ~= '' then
+  local ms, seq = string.match(id, '(%d+)-(%d+)')
+  redis.call('ZADD', KEYS[3], tonumber(ms) * 1000 + math.min(tonumber(seq), 999), id)
+  redis.call('EXPIRE', KEYS[3], ARGV[3])
+end
+return id
 """
 
 
@@ -112,8 +122,8 @@ class Bus:
         before (a duplicate delivery), True when the message was queued."""
         seen = self.keys.seen(message.platform, message.bot_id, event_id) if event_id else ""
         entry = await self._submit(
-            keys=[seen, self.keys.intake()],
-            args=[SEEN_TTL_SECONDS, message.to_json()],
+            keys=[seen, self.keys.intake(), self.keys.inflight(message.conversation)],
+            args=[SEEN_TTL_SECONDS, message.to_json(), SEEN_TTL_SECONDS],
         )
         return entry is not None
 

@@ -11,9 +11,16 @@ For each batch read from the intake stream (consumer group ``engine``):
    writes all ``generate`` replies as one batch, and the router's second step turns an
    empty or failed generation into a visible ``rephrase`` or ``unavailable``;
 3. one transaction per wave appends the user and bot turns, updates the state, opens
-   or reopens tickets, queues the replies on each platform's outbound stream and
-   acknowledges the intake entries; a crash before it leaves the entries pending, so
-   nothing is lost.
+   or reopens tickets, queues the replies on each platform's outbound stream, writes
+   each message's idempotency record and acknowledges the intake entries; a crash
+   before it leaves the entries pending, so nothing is lost.
+
+Processing is at-least-once, effects exactly-once (``core.leases``): before the models
+run, entries already committed are only acknowledged, and each conversation of the
+batch is leased to this worker, so no other worker answers it meanwhile and its entries
+are answered in order. A batch that fails is tried again entry by entry; an entry that
+fails ``max_attempts`` times goes to the dead letters (``core.dead_letters``) and its
+customer gets the persona's "unavailable" text.
 
 While the support team holds a conversation (``core.tickets``) the bot only stores the
 customer's messages (the ticket's live transcript), answers the first one with the
@@ -36,14 +43,19 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core import router
 from core.bus import ENGINE_GROUP, Bus
 from core.conversation import Conversations, ConversationState
+from core.dead_letters import DeadLetters
 from core.errors import ChatbotError
 from core.history import Turn
+from core.leases import Admission, Guard, LeaseLost
 from core.messages import ConversationKey, IncomingMessage, Reply, Route
-from core.metrics import BATCH_SECONDS, observe_reply
+from core.metrics import BATCH_SECONDS, DEFERRED, DUPLICATES_PREVENTED, observe_reply
 from core.persona import Persona, PersonaStore
 from core.protocols import GenerationRequest, IntentModel, IntentPrediction, ReplyModel
 from core.retry import Backoff, retrying
@@ -58,6 +70,9 @@ ENGINE_BACKOFF = Backoff(first=0.2, cap=5.0)  # after a failed batch (a Redis bl
 # A missing persona still gets a polite answer: the default fixed messages.
 _NO_PERSONA = Persona(bot_id="unknown", display_name="Assistant")
 _UNDECIDED = router.Decision(Route.UNAVAILABLE, "not routed yet", "unavailable")
+# Redis unreachable or failing over, or the lease lost: wait it out (core.retry) and
+# read again; never the entry's fault.
+_TRANSIENT = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError, LeaseLost)
 
 
 class ModelProvider(Protocol):
@@ -78,6 +93,9 @@ class EngineConfig:
     backoff: Backoff = ENGINE_BACKOFF
     stop_timeout_s: float = 10.0  # how long ``stop`` lets the current batch finish
     reminder_poll_s: float = 5.0  # how often the reminder task looks for unclaimed tickets
+    lease_ms: int = 60_000  # a dead worker's conversations are free again after this
+    max_attempts: int = 3  # failed attempts before an entry goes to the dead letters
+    defer_wait_s: float = 0.2  # pause before reading entries left pending again
 
 
 @dataclass(slots=True)
@@ -124,6 +142,10 @@ class Engine:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._reminders: asyncio.Task[None] | None = None
+        self.guard = Guard(redis, bus, lease_ms=config.lease_ms)
+        self.dead_letters = DeadLetters(redis, bus, personas)
+        self._deferred = 0  # entries the last batch left pending
+        self._look_again_at: float | None = None  # when to read those again
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -168,11 +190,48 @@ class Engine:
                 self.config.consumer, count=self.config.batch_size, block_ms=self.config.block_ms
             )
             if batch:
-                await self.handle(batch)
+                await self._handle_or_isolate(batch)
         except Exception:
             # Keep the entries pending and read them again on the retry.
             self.bus.rewind(self.bus.keys.intake(), self.config.consumer)
             raise
+        # Entries left pending are read again after a pause; new ones keep flowing meanwhile.
+        now = asyncio.get_running_loop().time()
+        if self._deferred and self._look_again_at is None:
+            self._look_again_at = now + self.config.defer_wait_s
+        if self._look_again_at is not None and now >= self._look_again_at:
+            self._look_again_at = None
+            self.bus.rewind(self.bus.keys.intake(), self.config.consumer)
+
+    async def _handle_or_isolate(self, batch: Sequence[tuple[str, IncomingMessage]]) -> None:
+        """Answer ``batch``; when it fails, try each entry alone, so one poison entry
+        cannot hold the others, and count the failure against the entry that failed."""
+        try:
+            await self.handle(batch)
+            return
+        except _TRANSIENT:
+            raise
+        except Exception as exc:
+            if len(batch) == 1:
+                await self._failed(batch[0], exc)
+                return
+            log.warning("engine: a batch of %d failed (%s); trying entry by entry", len(batch), exc)
+        deferred = 0
+        for entry in batch:
+            try:
+                await self.handle([entry])
+            except _TRANSIENT:
+                raise
+            except Exception as exc:
+                await self._failed(entry, exc)
+            deferred += self._deferred
+        self._deferred = deferred
+
+    async def _failed(self, entry: tuple[str, IncomingMessage], exc: Exception) -> None:
+        entry_id, message = entry
+        log.warning("engine: intake entry %s failed: %r", entry_id, exc)
+        if not await self.dead_letters.failed(entry_id, message, repr(exc), self.config.max_attempts):
+            self._deferred += 1  # pending: tried again after a pause
 
     async def _remind(self) -> None:
         while not self._stop.is_set():
@@ -198,7 +257,23 @@ class Engine:
         return sent
 
     async def handle(self, batch: Sequence[tuple[str, IncomingMessage]]) -> list[Reply]:
-        """Answer a batch of intake entries; returns the replies in input order."""
+        """Answer a batch of intake entries; returns the replies of the entries answered
+        now, in input order. Entries committed before are only acknowledged; entries of a
+        conversation another worker holds, or behind an older entry still pending
+        elsewhere, stay pending for a later read."""
+        admission = await self.guard.admit(batch)
+        if admission.done:
+            DUPLICATES_PREVENTED.inc(len(admission.done))
+            await self.bus.ack_intake(admission.done)
+        DEFERRED.inc(len(admission.deferred))
+        self._deferred = len(admission.deferred)
+        if not admission.take:
+            return []
+        async with self.guard.holding(admission):
+            return await self._answer(admission)
+
+    async def _answer(self, admission: Admission) -> list[Reply]:
+        batch = admission.take
         personas = await self.personas.get_many([m.bot_id for _, m in batch])
         waves: list[list[tuple[str, IncomingMessage]]] = []
         depth: dict[ConversationKey, int] = defaultdict(int)
@@ -212,7 +287,7 @@ class Engine:
         with BATCH_SECONDS.time():
             for wave in waves:
                 for reply, (entry_id, message) in zip(
-                    await self._handle_wave(wave, personas), wave, strict=True
+                    await self._handle_wave(wave, personas, admission), wave, strict=True
                 ):
                     replies[entry_id] = reply
                     observe_reply(message, reply)
@@ -220,7 +295,7 @@ class Engine:
 
     # -- one wave ------------------------------------------------------------------------------
     async def _handle_wave(
-        self, wave: list[tuple[str, IncomingMessage]], personas: dict[str, Persona]
+        self, wave: list[tuple[str, IncomingMessage]], personas: dict[str, Persona], admission: Admission
     ) -> list[Reply]:
         works = [_Work(entry_id, message, personas.get(message.bot_id)) for entry_id, message in wave]
         for work in works:
@@ -238,7 +313,7 @@ class Engine:
             work.decision = router.decide(work.situation)
         await self._generate([w for w in works if w.decision.says == "model"])
         replies = [self._reply(w) for w in works]
-        await self._commit(works, replies)
+        await self._commit(works, replies, admission)
         return replies
 
     async def _load_state(self, works: list[_Work]) -> None:
@@ -314,8 +389,9 @@ class Engine:
             confidence=prediction.confidence if prediction else 0.0,
         )
 
-    async def _commit(self, works: list[_Work], replies: list[Reply]) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
+    async def _commit(self, works: list[_Work], replies: list[Reply], admission: Admission) -> None:
+        entries = [(w.entry_id, w.message) for w in works]
+        async with self.guard.commit(admission, entries) as pipe:
             for w, reply in zip(works, replies, strict=True):
                 conv, decision = w.message.conversation, w.decision
                 user_turn = Turn(
@@ -357,7 +433,6 @@ class Engine:
                 # platform adapters send nothing for it.
                 self.bus.queue_reply(pipe, reply)
             self.bus.queue_ack_intake(pipe, [w.entry_id for w in works])
-            await pipe.execute()
 
 
 def _ticket_reason(decision: router.Decision) -> tuple[str, str]:

@@ -49,6 +49,10 @@ class Keys:
         """Replies of one bot on one platform: each bot has its own credentials."""
         return self._k("stream", "outbound", platform, bot_id)
 
+    def dead_letters(self) -> str:
+        """Intake entries that failed too often (``core.dead_letters``)."""
+        return self._k("stream", "dead")
+
     def reply_channel(self, instance: str) -> str:
         """Pub/sub channel of one web-chat or console process: replies another process
         read from the outbound stream are forwarded to the process holding the request."""
@@ -66,6 +70,23 @@ class Keys:
     def intake_limits(self) -> str:
         """Prefix of the per-user intake rate-limit windows (the ``limits`` library's keys)."""
         return self._k("limits", "intake")
+
+    # exactly-once processing (core.leases)
+    def done(self, message_id: str) -> str:
+        """The idempotency record of an intake message the engine has committed."""
+        return self._k("done", message_id)
+
+    def lease(self, conv: ConversationKey) -> str:
+        """The worker answering a conversation now (a token, with an expiry)."""
+        return self._k("lease", *conv.parts())
+
+    def inflight(self, conv: ConversationKey) -> str:
+        """Intake entry ids of a conversation not yet committed, scored in stream order."""
+        return self._k("inflight", *conv.parts())
+
+    def intake_failures(self) -> str:
+        """Failed attempts per intake entry id (a hash), for poison entries."""
+        return self._k("intake-failures")
 
     # personas
     def persona(self, bot_id: str) -> str:

@@ -49,6 +49,18 @@ STREAM_PENDING = Gauge(
 STREAM_CLAIMED = Counter(
     "chatbot_stream_claimed_total", "Entries taken over from a consumer that stopped", ["stream", "group"]
 )
+DUPLICATES_PREVENTED = Counter(
+    "chatbot_duplicates_prevented_total",
+    "Intake entries read again after they were committed (a redelivery), acknowledged without a second reply",
+)
+DEAD_LETTERED = Counter(
+    "chatbot_dead_lettered_total", "Intake entries moved to the dead-letter stream after repeated failures"
+)
+DEAD_LETTERS = Gauge("chatbot_dead_letters", "Entries in the dead-letter stream (set by the intake upkeep)")
+DEFERRED = Counter(
+    "chatbot_intake_deferred_total",
+    "Intake entries left pending because their conversation was busy on another worker or behind",
+)
 
 
 def observe_reply(message: IncomingMessage, reply: Reply) -> None:

@@ -7,7 +7,8 @@ Every ``interval_s`` a :class:`StreamUpkeep`:
 - trims the entries every group has acknowledged (``Bus.trim``: never an unread or
   pending one), which is the streams' only bound;
 - forgets consumers that hold nothing and have been silent for ``forget_after_ms``;
-- updates the stream gauges (depth, lag, pending) in ``core.metrics``;
+- updates the stream gauges (depth, lag, pending; dead letters for the intake) in
+  ``core.metrics``;
 - runs the caller's ``also`` hook (the worker re-seeds missing personas there, for a
   Redis that came back empty).
 
@@ -88,6 +89,8 @@ class StreamUpkeep:
         if self.config.trim:
             self.tally.trimmed += await self.bus.trim(self.stream)
         await self.bus.forget_idle_consumers(self.stream, self.group, self.config.forget_after_ms)
+        if self.stream == self.bus.keys.intake():
+            metrics.DEAD_LETTERS.set(await self.bus.redis.xlen(self.bus.keys.dead_letters()))
         for g in await self.bus.stats(self.stream):
             metrics.STREAM_LENGTH.labels(self._label).set(g.length)
             metrics.STREAM_LAG.labels(self._label, g.group).set(g.lag)
