@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch
 
 from core.device import pick_device, pick_dtype
 from core.errors import ModelMissing
+from core.metrics import GENERATED_TOKENS, GENERATION_BATCH, GENERATION_SECONDS
 from core.persona import GenerationSettings
 from core.prompt import END, build_prompt_ids, ensure_special_tokens, mask_request, special_ids
 from core.protocols import GenerationRequest
@@ -163,10 +165,14 @@ class Generator:
         )
         if settings.do_sample:  # greedy takes no sampling flags (transformers warns about them)
             kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k)
+        started = time.perf_counter()
         result = self.model.generate(
             input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device), **kwargs
         )  # (B, T + new)
+        GENERATION_SECONDS.observe(time.perf_counter() - started)
+        GENERATION_BATCH.observe(len(prompts))
         new_tokens = result[:, width:].tolist()
+        GENERATED_TOKENS.inc(sum(_written(row, self.stop_ids) for row in new_tokens))
         return [
             unmask_references(self._decode(row, max_new), values)
             for row, (_, values) in zip(new_tokens, masked, strict=False)
@@ -195,3 +201,12 @@ class Generator:
     def reply_text(self, tokens: list[int], values: list[str], *, hit_limit: bool) -> str:
         """The chat-ready reply of new tokens (stop token excluded)."""
         return unmask_references(self._clean_text(tokens, hit_limit), values)
+
+
+def _written(tokens: list[int], stop_ids: Sequence[int]) -> int:
+    """New tokens a row really wrote: up to and including its first stop token (the
+    padding after it, while longer rows finish, is not generation)."""
+    for k, token in enumerate(tokens):
+        if token in stop_ids:
+            return k + 1
+    return len(tokens)

@@ -78,3 +78,16 @@ def observe_delivered(reply: Reply, now: float) -> None:
 def stream_label(stream: str, namespace: str) -> str:
     """A stream's name without the namespace (``stream:intake``), a stable label."""
     return stream.removeprefix(f"{namespace}:")
+
+
+# Generation, set by core.generator for every batch it writes: tokens/s is
+# rate(chatbot_generated_tokens_total) / rate(chatbot_generation_seconds_sum).
+GENERATION_BATCH = Histogram(
+    "chatbot_generation_batch_size",
+    "Replies written by one generation call",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
+GENERATION_SECONDS = Histogram(
+    "chatbot_generation_seconds", "Time of one generation call", buckets=_LATENCY_BUCKETS
+)
+GENERATED_TOKENS = Counter("chatbot_generated_tokens_total", "New tokens written by the reply model")

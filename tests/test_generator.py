@@ -177,3 +177,21 @@ def test_the_customers_reference_numbers_are_put_back_into_the_reply(gen, monkey
     [reply] = gen.generate([GenerationRequest(text="where is order 00123842?", settings=GREEDY)])
     assert seen == ["where is order {{Reference 1}}?"]  # the model never sees the digits
     assert reply == "Order 00123842 is on its way."
+
+
+def test_generation_metrics_count_batches_and_written_tokens(gen):
+    """Batch sizes and tokens written reach Prometheus; the padding after a row's stop
+    token (while longer rows finish) is not counted as generated."""
+    from core.generator import _written
+    from core.metrics import GENERATED_TOKENS, GENERATION_BATCH
+
+    word = next(t for t in range(100, 200) if t not in gen.stop_ids)
+    assert _written([word, word, gen.end_id, gen.pad_id, gen.pad_id], gen.stop_ids) == 3
+    assert _written([word] * 4, gen.stop_ids) == 4
+    batches_before = GENERATION_BATCH._sum.get()  # the sum of observed batch sizes
+    tokens_before = GENERATED_TOKENS._value.get()
+    requests = _requests()
+    gen.generate(requests)
+    assert GENERATION_BATCH._sum.get() - batches_before == len(requests)
+    written = GENERATED_TOKENS._value.get() - tokens_before
+    assert 0 < written <= len(requests) * GREEDY.max_new_tokens
