@@ -256,12 +256,18 @@ class Bus:
         while True:
             raw: Any = await self.redis.xrange(stream, min=start, max="+", count=FORGET_PAGE)
             page: list[tuple[str, dict[str, str]]] = list(raw or [])
-            ids = [entry_id for entry_id, fields in page if _about(fields, platform, user_id)]
+            about = [(entry_id, fields) for entry_id, fields in page if _about(fields, platform, user_id)]
+            ids = [entry_id for entry_id, _ in about]
             if ids:
                 async with self.redis.pipeline(transaction=True) as pipe:
                     for group in groups:
                         pipe.xack(stream, group, *ids)
                     pipe.xdel(stream, *ids)
+                    if stream == self.keys.intake():  # and out of the in-flight sets (core.leases)
+                        for entry_id, fields in about:
+                            with contextlib.suppress(ValueError, KeyError, TypeError):
+                                conv = IncomingMessage.from_json(fields["data"]).conversation
+                                pipe.zrem(self.keys.inflight(conv), entry_id)
                     await pipe.execute()
                 removed += len(ids)
             if len(page) < FORGET_PAGE:
