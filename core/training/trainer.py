@@ -7,7 +7,9 @@ budget, ``TrainingArguments`` (gradient accumulation, bf16/fp16 on CUDA from
 end or every ``eval_every`` steps, the best checkpoint loaded at the end, early
 stopping), ``--resume`` and the loss curves read back from the Trainer's log.
 
-What the Trainer does not carry, and so is not here any more: a checkpoint written on
+Length-grouped batches come from our own sampler (:class:`LengthGroups`), because the
+Trainer's ``group_by_length`` order made the default LM worse. What the Trainer does not
+carry, and so is not here any more: a checkpoint written on
 Ctrl-C (the run stops with one line; ``--resume`` continues from the checkpoint of the
 last evaluation), and ``--device cuda:N`` (``--device cpu`` forces the CPU, otherwise the
 Trainer takes the first visible GPU; choose one with ``CUDA_VISIBLE_DEVICES``).
