@@ -41,6 +41,7 @@ T = TypeVar("T")
 ENGINE_GROUP = "engine"
 DELIVERY_GROUP = "delivery"
 SEEN_TTL_SECONDS = 7 * 24 * 3600
+LAG_SCAN_LIMIT = 10_000  # lag counted by XRANGE (Redis < 7) is capped at this
 FORGET_PAGE = 500  # entries per XRANGE while erasing a user from the streams
 PARTS_SENT_TTL_SECONDS = 7 * 24 * 3600  # outlives any reply left pending (then deleted at XACK)
 
@@ -337,12 +338,17 @@ class Bus:
                 if summary["min"] is not None:  # not acknowledged meanwhile
                     oldest = min(oldest, summary["min"], key=_id_key)
             lag = g.get("lag")
+            if lag is None:  # Redis < 7, or a lag Redis cannot tell after XDEL: count them
+                undelivered = await self.redis.xrange(
+                    stream, min=_next_id(g["last-delivered-id"]), max="+", count=LAG_SCAN_LIMIT
+                )
+                lag = len(undelivered or [])
             out.append(
                 GroupStats(
                     stream,
                     g["name"],
                     length,
-                    int(lag if lag is not None else length),
+                    int(lag),
                     int(g["pending"]),
                     oldest,
                 )
