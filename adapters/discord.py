@@ -193,19 +193,15 @@ class DiscordAdapter(PlatformAdapter[DiscordConfig]):
             raise DeliveryError("the Discord client is not connected")
         guild_id = int(reply.meta["guild_id"]) if reply.meta.get("guild_id") else None
         channel = client.get_partial_messageable(int(reply.chat_id), guild_id=guild_id)
-        # Ping only the customer replied to, and only on the first part.
-        options: dict[str, Any] = {"allowed_mentions": discord.AllowedMentions.none()}
-        options["allowed_mentions"].replied_user = part == 0
-        if reply.meta.get("message_id"):
-            options["reference"] = (
-                discord.MessageReference(  # fail_if_not_exists=False: deleted? still answer
-                    message_id=int(reply.meta["message_id"]),
-                    channel_id=int(reply.chat_id),
-                    guild_id=guild_id,
-                    fail_if_not_exists=False,
-                )
+        mentions = discord.AllowedMentions.none()
+        mentions.replied_user = part == 0  # ping only the customer replied to, on the first part
+        # the nonce: discord.py sends enforce_nonce with it, so a retried part posts once
+        options: dict[str, Any] = {"allowed_mentions": mentions, "nonce": reply_nonce(reply, part)}
+        if reply.meta.get("message_id"):  # fail_if_not_exists=False: deleted? still answer
+            message_id = int(reply.meta["message_id"])
+            options["reference"] = discord.MessageReference(
+                message_id=message_id, channel_id=channel.id, guild_id=guild_id, fail_if_not_exists=False
             )
-        options["nonce"] = reply_nonce(reply, part)  # discord.py sends enforce_nonce with it
         marked_up = to_discord_markdown(text)  # escapes can push a full part over the limit:
         content = marked_up if len(marked_up) <= self.max_message_chars else text  # then as written
         try:
