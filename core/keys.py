@@ -49,6 +49,10 @@ class Keys:
         """Replies of one bot on one platform: each bot has its own credentials."""
         return self._k("stream", "outbound", platform, bot_id)
 
+    def partials(self, platform: str, bot_id: str) -> str:
+        """Replies of one bot on one platform as they are written (``core.partials``), capped."""
+        return self._k("stream", "partials", platform, bot_id)
+
     def dead_letters(self) -> str:
         """Intake entries that failed too often (``core.dead_letters``)."""
         return self._k("stream", "dead")
