@@ -131,6 +131,11 @@ class Persona(_Strict):
     group_replies: Literal["mentions", "all"] = Field(
         default="mentions", description="in group chats: answer only mentions/replies, or every message"
     )
+    stream: Literal["off", "edit"] = Field(
+        default="off",
+        description="Telegram, Discord, Slack: 'edit' shows a generated reply as it is written, "
+        "editing one message in place (the web chat always shows it as it is written)",
+    )
 
 
 class PersonaStore:
