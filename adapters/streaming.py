@@ -148,8 +148,9 @@ class EditStreamer:
             while (partial := self._latest.pop(in_reply_to, None)) is not None:
                 try:
                     await self._show(partial)
-                except REDIS_DOWN as exc:  # best effort: the final is in the outbound stream
-                    log.info("%s: partial not shown (%s)", self.adapter.platform, exc)
+                except Exception as exc:  # best effort: the final is in the outbound stream
+                    why = f"{type(exc).__name__}: {exc}"
+                    log.warning("%s: partial not shown: %s", self.adapter.platform, why)
         finally:
             self._workers.pop(in_reply_to, None)
 
