@@ -8,13 +8,14 @@ idempotent intake keyed on the platform's event id, holding an event while Redis
 down, the typing indicator while the engine works, splitting long replies under the
 platform's limit (resuming a split reply after a retry, a restart or in another
 process without resending parts: the count of sent parts is kept in Redis), the
-outbound delivery loop (``core.delivery.Outbox``) and stopping with one line
+outbound delivery loop (``core.delivery.Outbox``), stopping with one line
 (:meth:`Adapter.fail`), and edit-in-place streaming for platforms that set
-``stream_limits`` (``adapters.streaming``). For the platform module it runs an SDK's receive loop in the
-background (:meth:`Adapter.receive_in_background`), closes its clients without letting a
-close error hide another, and keeps the config's secrets out of the SDK's logs
-(``adapters.redact``). Config checks live in ``adapters.config``, what a failed call
-means for delivery in ``adapters.failures``, webhook endpoints in ``adapters.webhooks``.
+``stream_limits`` (``adapters.streaming``). For the platform module it runs an SDK's
+receive loop in the background (:meth:`Adapter.receive_in_background`), closes its
+clients without letting a close error hide another, and keeps the config's secrets out
+of the SDK's logs (``adapters.redact``). Configs and their checks live in
+``adapters.config``, what a failed call means for delivery in ``adapters.failures``,
+webhook endpoints in ``adapters.webhooks``.
 
 Lifecycle: ``await adapter.start()`` / ``await adapter.stop()`` or ``async with``.
 """

@@ -46,7 +46,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 COOKIE = "chatbot_uid"
 MAX_USER_CHARS = 128
 MAX_NAME_CHARS = 80
-REF = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what a page calls its message, to match partials
+REF = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what a page calls its message, to match partials
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +172,7 @@ class WebChatAdapter(LocalAdapter):
         if not isinstance(data.get("text", ""), str):
             raise BadRequest(400, 'body must be a JSON object with a string "text"')
         ref = data.get("ref", "")
-        if ref and not (isinstance(ref, str) and REF.match(ref)):
+        if ref and not (isinstance(ref, str) and REF.fullmatch(ref)):
             raise BadRequest(400, '"ref" must be 1-64 letters, digits, "-" or "_"')
         user, new_id = await self._caller(request, data.get("user"))
         if not new_id and "authorization" not in request.headers:

@@ -95,7 +95,7 @@ async def test_partials_reach_only_their_customers_pages_on_any_web_process(stac
     assert bob_first[0] == "partial" and (bob_first[1]["ref"], bob_first[1]["text"]) == ("r9", "for bob")
 
 
-@pytest.mark.parametrize("ref", ["", "x" * 65, "has space", "<b>", 5])
+@pytest.mark.parametrize("ref", ["", "x" * 65, "has space", "<b>", "ok\n", 5])
 async def test_a_bad_ref_is_one_clear_400(stack: Stack, ref: object) -> None:
     async with stack.client() as client:
         r = await client.post("/api/chat", json={"text": "hi", "ref": ref})
