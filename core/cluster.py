@@ -13,15 +13,17 @@ has the rest, and on a single server every helper is a no-op (``is_cluster`` is 
   (:func:`recorder`, the same ``queue_*`` writers as on one server), then
   :func:`split` into the commands of its *home* slot and *follow-up* groups, one per
   other slot. The caller runs the home commands in its own transaction together with
-  the encoded follow-ups (the change's durable to-do), then :func:`apply` runs each
-  group as one Lua call that first sets a marker key in that slot (``Keys.applied``):
-  a group retried after a crash, or by a second process, is applied exactly once.
+  the encoded follow-ups (the change's durable to-do), then :func:`apply` runs the
+  groups, one Lua call per slot, each group only if its marker key in that slot
+  (``Keys.applied``) is new: a group retried after a crash, or by a second process,
+  is applied exactly once.
   Whoever finds the to-do later (the engine on a redelivered entry, the ticket relay)
   calls :func:`apply` again. docs/scaling.md explains the order of the steps.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -54,16 +56,20 @@ APPLIED_TTL_SECONDS = 7 * 24 * 3600  # as long as the idempotency records
 Command = list[str]  # one Redis command, every argument as text
 Group = tuple[str, list[Command]]  # (a key in the group's slot, its commands)
 
-# KEYS[1] = the marker, then every key the commands touch (declared for the Cluster);
-# ARGV[1] = marker ttl, ARGV[2] = JSON list of commands. Applies them once.
+# KEYS = one marker per group, then every key the groups touch (declared for the
+# Cluster); ARGV[1] = marker ttl, ARGV[2] = JSON: the groups' command lists, in the
+# markers' order. Applies each group whose marker is new.
 _APPLY = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  return 0
+local applied = 0
+for i, commands in ipairs(cjson.decode(ARGV[2])) do
+  if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[1]) then
+    for _, command in ipairs(commands) do
+      redis.call(unpack(command))
+    end
+    applied = applied + 1
+  end
 end
-for _, command in ipairs(cjson.decode(ARGV[2])) do
-  redis.call(unpack(command))
-end
-return 1
+return applied
 """
 
 
@@ -219,24 +225,27 @@ def decode(text: str) -> tuple[list[Group], dict[str, Any]]:
     return groups, data
 
 
-async def apply(redis: aioredis.Redis, keys: Keys, groups: Sequence[Group], change_id: str) -> int:
-    """Run each follow-up group in its slot, once per ``change_id`` however often this is
-    called; returns how many groups were applied now (not before)."""
-    applied = 0
-    for key, cmds in groups:
-        touched = list(dict.fromkeys(k for c in cmds for k in keys_of(c)))
-        marker = keys.applied(key, change_id)
-        applied += int(
-            await redis.eval(
-                _APPLY,
-                1 + len(touched),
-                marker,
-                *touched,
-                APPLIED_TTL_SECONDS,
-                json.dumps(cmds, ensure_ascii=False),
-            )
+async def apply(redis: aioredis.Redis, keys: Keys, changes: Sequence[tuple[str, Sequence[Group]]]) -> int:
+    """Run the follow-up groups of ``changes`` (``(change id, groups)``), each once per
+    change id however often this is called: one Lua call per slot for all the groups
+    in it, the slots in parallel. Returns how many groups were applied now."""
+    per_slot: dict[int, list[tuple[str, list[Command]]]] = {}
+    for change_id, groups in changes:
+        for key, cmds in groups:
+            per_slot.setdefault(slot_of(key), []).append((keys.applied(key, change_id), cmds))
+    done = await asyncio.gather(*(_apply_in_slot(redis, items) for items in per_slot.values()))
+    return sum(done)
+
+
+async def _apply_in_slot(redis: aioredis.Redis, items: list[tuple[str, list[Command]]]) -> int:
+    markers = [marker for marker, _ in items]
+    touched = list(dict.fromkeys(k for _, cmds in items for c in cmds for k in keys_of(c)))
+    payload = json.dumps([cmds for _, cmds in items], ensure_ascii=False)
+    return int(
+        await redis.eval(
+            _APPLY, len(markers) + len(touched), *markers, *touched, APPLIED_TTL_SECONDS, payload
         )
-    return applied
+    )
 
 
 __all__ = [

@@ -5,10 +5,11 @@ Cluster an entry's effects live in several slots: its conversation's (history, s
 lease, in-flight set, idempotency record), the tickets', its outbound stream's and the
 intake stream's. Each entry is therefore committed in four steps, each in one slot:
 
-1. **home**: one WATCHed transaction in the conversation's slot writes that slot's
-   effects and the idempotency record, which holds the entry's remaining writes (the
-   follow-ups). The WATCH on the record and the lease makes this the single point where
-   the entry counts as answered: a second worker cannot pass it.
+1. **home**: one Lua call in the conversation's slot checks that the lease is still
+   this worker's and that no idempotency record exists, then writes that slot's effects
+   and the record, which holds the entry's remaining writes (the follow-ups). Being one
+   atomic call, this is the single point where the entry counts as answered: a second
+   worker cannot pass it.
 2. **follow-ups**: each other slot's writes (the reply's XADD, the ticket's hash and
    queues) as one Lua call that first sets a marker in that slot, so each is applied once.
 3. **finish**: in the conversation's slot, the entry leaves the in-flight set (only now
@@ -24,12 +25,13 @@ make a follow-up that did run a no-op. Nothing is answered twice and nothing is 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import ResponseError, WatchError
+from redis.exceptions import ResponseError
 
 from core import cluster
 from core.bus import ENGINE_GROUP, SEEN_TTL_SECONDS
@@ -38,6 +40,22 @@ from core.messages import IncomingMessage
 
 DONE_TTL_SECONDS = SEEN_TTL_SECONDS  # longer than any entry stays in the intake stream
 
+# KEYS[1] = the idempotency record, KEYS[2] = the lease, then every key the commands
+# touch (declared for the Cluster); ARGV = lease token ('' for no lease check), record
+# ttl, the record (with the follow-ups), JSON list of the home slot's commands.
+_HOME = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  return 0
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+for _, command in ipairs(cjson.decode(ARGV[4])) do
+  redis.call(unpack(command))
+end
+redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[2])
+return 1
+"""
 # KEYS[1] = a lease; ARGV[1] = token. Delete it if it is still ours.
 RELEASE_ONE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -73,12 +91,11 @@ class SlotCommits:
         lost (lease gone, or committed by another worker first: nothing written)."""
         homes = await asyncio.gather(*(self._home(c, token) for c in changes))
         done = [(c, groups) for c, groups in zip(changes, homes, strict=True) if groups is not None]
+        await self._follow_up([(c.message.message_id, groups) for c, groups in done])
         await asyncio.gather(
             *(
-                self._finish(
-                    c.entry_id, c.message, groups, (c.lease, token) if c.release and c.lease else None
-                )
-                for c, groups in done
+                self._finish(c.entry_id, c.message, (c.lease, token) if c.release and c.lease else None)
+                for c, _groups in done
             )
         )
         await self._ack([c.entry_id for c, _ in done])
@@ -88,40 +105,40 @@ class SlotCommits:
     async def finish_later(self, entries: Sequence[tuple[str, IncomingMessage, str]]) -> None:
         """Steps 2-4 for entries whose home step committed before a crash: ``(entry id,
         message, idempotency record)``."""
-        await asyncio.gather(
-            *(self._finish(entry_id, m, cluster.decode(record)[0]) for entry_id, m, record in entries)
-        )
+        todo = [(m.message_id, cluster.decode(record)[0]) for _, m, record in entries]
+        await self._follow_up(todo)
+        await asyncio.gather(*(self._finish(entry_id, m) for entry_id, m, _ in entries))
         await self._ack([entry_id for entry_id, _, _ in entries])
 
     async def _home(self, change: EntryChange, token: str) -> list[cluster.Group] | None:
         message = change.message
         done = self.keys.done(message.conversation, message.message_id)
         home, groups = cluster.split(cluster.commands(change.pipe), done)
-        watched = [done, change.lease] if change.lease else [done]
-        async with cluster.on_slot(self.redis, done).pipeline(transaction=True) as pipe:
-            await pipe.watch(*watched)
-            if change.lease and await pipe.get(change.lease) != token:
-                return None
-            if await pipe.exists(done):
-                return None
-            pipe.multi()
-            for command in home:
-                pipe.execute_command(*command)
-            pipe.set(done, cluster.encode(groups, entry=change.entry_id), ex=DONE_TTL_SECONDS)
-            try:
-                await pipe.execute()
-            except WatchError:
-                return None
-        return groups
+        touched = list(dict.fromkeys(k for c in home for k in cluster.keys_of(c)))
+        record = cluster.encode(groups, entry=change.entry_id)
+        committed = await self.redis.eval(
+            _HOME,
+            2 + len(touched),
+            done,
+            change.lease or done,
+            *touched,
+            token if change.lease else "",
+            DONE_TTL_SECONDS,
+            record,
+            json.dumps(home, ensure_ascii=False),
+        )
+        return groups if int(committed) else None
+
+    async def _follow_up(self, todo: Sequence[tuple[str, Sequence[cluster.Group]]]) -> None:
+        """Step 2: every entry's follow-up groups, one Lua call per slot."""
+        await cluster.apply(self.redis, self.keys, todo)
 
     async def _finish(
         self,
         entry_id: str,
         message: IncomingMessage,
-        groups: list[cluster.Group],
         release: tuple[str, str] | None = None,
     ) -> None:
-        await cluster.apply(self.redis, self.keys, groups, message.message_id)
         conv = message.conversation
         done = self.keys.done(conv, message.message_id)
         async with cluster.on_slot(self.redis, done).pipeline(transaction=True) as pipe:

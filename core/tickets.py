@@ -403,7 +403,7 @@ class Tickets:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _apply_followups(self, change_id: str, groups: builtins.list[cluster.Group]) -> None:
-        await cluster.apply(self.redis, self.keys, groups, change_id)
+        await cluster.apply(self.redis, self.keys, [(change_id, groups)])
         await self.redis.hdel(self.keys.ticket_followups(), change_id)
 
     async def finish_followups(self, min_age_s: float = 10.0) -> int:

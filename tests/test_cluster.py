@@ -9,6 +9,7 @@ commit was cut short after its first step is finished once by another worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -156,7 +157,7 @@ async def acknowledged(bus: Bus, keys: Keys) -> bool:
 class CutShort(SlotCommits):
     """A worker killed right after an entry's first commit step (its home transaction)."""
 
-    async def _finish(self, *args: object, **kwargs: object) -> None:
+    async def _follow_up(self, *args: object, **kwargs: object) -> None:
         raise RedisConnectionError("killed after the home step")
 
 
@@ -227,3 +228,29 @@ async def test_the_runtime_seeds_personas_and_limits_rates_over_a_cluster(
         await rt.bus.forget_user("web", "cy")  # the user's window goes with the rest
         assert await rt.bus.admit(msg("cy", "again")) is Verdict.ADMIT
         await rt.redis.delete(*await all_keys(rt.redis, keys))
+
+
+async def test_replies_are_forwarded_between_web_processes_over_a_cluster(
+    client: aioredis.Redis, keys: Keys, cluster: LocalCluster
+) -> None:
+    """Pub/sub works in a Cluster, and ``forward_reply`` counts the subscriber, which
+    tells a web process whether the one holding the request is still there."""
+    other = await connect(cluster.url, Path("var"))
+    got: list[Reply] = []
+
+    async def on_reply(reply: Reply) -> None:
+        got.append(reply)
+
+    listening = asyncio.create_task(Bus(other, keys).receive_forwarded("web-2", on_reply))
+    reply = Reply.to(msg("di", "hi"), "hello", Route.GENERATE)
+    try:
+        bus = Bus(client, keys)
+        assert not await bus.forward_reply("web-3", reply)  # nobody listens there
+        await wait_for(lambda: bus.forward_reply("web-2", reply), what="the other process to listen")
+        await wait_for(lambda: len(got) >= 1, what="the forwarded reply")
+        assert got[0] == reply
+    finally:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening
+        await other.aclose()
