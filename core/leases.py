@@ -173,9 +173,13 @@ class Guard:
     async def _keep(self, admission: Admission) -> None:
         while True:
             await asyncio.sleep(self.lease_ms / 3000)
-            async with self.lock:
-                for leases in cluster.by_slot(self.redis, admission.leases.values()):
-                    await self._renew(keys=leases, args=[admission.token, self.lease_ms])
+            await self.renew(admission)
+
+    async def renew(self, admission: Admission) -> None:
+        """Extend the batch's leases that are still its own (one script per slot)."""
+        async with self.lock:
+            for leases in cluster.by_slot(self.redis, admission.leases.values()):
+                await self._renew(keys=leases, args=[admission.token, self.lease_ms])
 
     async def finish_later(self, admission: Admission) -> None:
         """Complete the entries whose commit was cut short after its first step

@@ -254,3 +254,21 @@ async def test_replies_are_forwarded_between_web_processes_over_a_cluster(
         with contextlib.suppress(asyncio.CancelledError):
             await listening
         await other.aclose()
+
+
+async def test_leases_of_users_in_different_slots_are_renewed_and_released(
+    client: aioredis.Redis, keys: Keys
+) -> None:
+    engine = build_engine(client, keys, config=EngineConfig(lease_ms=60_000))
+    for user in ("user0", "user1"):  # two users on two different primaries
+        await engine.bus.submit(msg(user, "hi"))
+    batch = await engine.bus.read_intake("w", block_ms=20)
+    admission = await engine.guard.admit(batch)
+    leases = list(admission.leases.values())
+    assert len({slot_of(k) for k in leases}) == 2
+    async with engine.guard.holding(admission):
+        for lease in leases:
+            await client.pexpire(lease, 5_000)
+        await engine.guard.renew(admission)  # what the holder does every third of the lease time
+        assert [await client.pttl(k) > 5_000 for k in leases] == [True, True]
+    assert await client.exists(*leases) == 0  # released on the way out
