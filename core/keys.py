@@ -11,7 +11,8 @@ slot, so that the keys written together land in one slot (docs/scaling.md):
   lease, in-flight set, idempotency records and ticket pointer, and the user's index,
   so a conversation's commit and ``history forget`` each touch one slot;
 - ``{intake}``: the intake stream, its seen-event ids, failure counts and dead letters;
-- ``{outbound:platform:bot}``: one outbound stream and the progress of its replies;
+- ``{outbound:platform:bot}``: one outbound stream and the progress of its replies
+  (``{partials:platform:bot}``: the stream of replies as they are written);
 - ``{tickets}``, ``{personas}``, ``{desk}``: the support desk's tickets with their
   queues, the personas with their versions, the desk's accounts and sessions.
 
@@ -96,7 +97,7 @@ class Keys:
 
     def partials(self, platform: str, bot_id: str) -> str:
         """Replies of one bot on one platform as they are written (``core.partials``), capped."""
-        return self._k("stream", "partials", platform, bot_id)
+        return self._tagged("stream", f"partials:{_escape(platform)}:{_escape(bot_id)}")
 
     def dead_letters(self) -> str:
         """Intake entries that failed too often (``core.dead_letters``)."""
