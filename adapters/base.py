@@ -33,7 +33,6 @@ from dataclasses import dataclass, fields, is_dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar
 
-from redis.exceptions import RedisError
 from starlette.routing import BaseRoute
 from tenacity import AsyncRetrying, RetryCallState
 
@@ -43,6 +42,7 @@ from adapters.streaming import EditStreamer
 from adapters.throttle import Limit
 from core.admission import Verdict
 from core.bus import Bus
+from core.cluster import REDIS_DOWN  # what a Redis outage raises from the bus
 from core.delivery import DEFAULT_DELIVERY_BACKOFF, Outbox
 from core.errors import AdapterAuthError, ChatbotError, DeliveryError, PermanentDeliveryError
 from core.messages import IncomingMessage, Reply, Route
@@ -53,7 +53,6 @@ from core.text import split_message
 log = logging.getLogger(__name__)
 
 TYPING_MAX_SECONDS = 60.0
-REDIS_DOWN = (RedisError, OSError)  # what a Redis outage raises from the bus
 ClientT = TypeVar("ClientT")  # a platform SDK's client
 
 
@@ -290,13 +289,13 @@ class Adapter(ABC):
         restart or another process that claims the entry resumes after them."""
         chunks = split_message(reply.text, self.max_message_chars)
         try:
-            done = await self.bus.parts_sent(reply.reply_id)
+            done = await self.bus.parts_sent(reply)
             if done == 0 and chunks and self.streamer and await self.streamer.finish(reply, chunks[0]):
                 done = 1  # the streamed message now shows part 0
-                await self._holding()(self.bus.mark_parts_sent, reply.reply_id, done)
+                await self._holding()(self.bus.mark_parts_sent, reply, done)
             for part in range(done, len(chunks)):
                 await self.send_text(reply, chunks[part], part)
-                await self._holding()(self.bus.mark_parts_sent, reply.reply_id, part + 1)
+                await self._holding()(self.bus.mark_parts_sent, reply, part + 1)
         except PermanentDeliveryError:  # the outbox drops the rest (and the stored count)
             self._stop_typing(reply.chat_id)
             raise

@@ -14,6 +14,7 @@ from typing import Literal
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core import cluster
 from core.errors import ConfigError
 from core.keys import Keys
 
@@ -171,8 +172,8 @@ class PersonaStore:
         """Save ``persona`` as the live copy; returns its new version number."""
         payload = persona.model_dump_json()
         record = json.dumps({"at": time.time(), "author": author, "persona": json.loads(payload)})
-        key = self.keys.persona_versions(persona.bot_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
+        key = self.keys.persona_versions(persona.bot_id)  # one slot with the persona (core.keys)
+        async with cluster.on_slot(self.redis, key).pipeline(transaction=True) as pipe:
             pipe.set(self.keys.persona(persona.bot_id), payload)
             pipe.rpush(key, record)
             pipe.ltrim(key, -PERSONA_VERSIONS_KEPT, -1)
