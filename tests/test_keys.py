@@ -68,6 +68,7 @@ def test_every_key_of_one_user_shares_one_cluster_slot() -> None:
         ],
         "personas": [keys.persona("a"), keys.persona_versions("a"), keys.persona("b")],
         "desk": [keys.desk("account", "ann"), keys.desk("accounts"), keys.desk("session", "x")],
+        "streamed": [keys.streamed("slack", "b", "m1"), keys.streamed_edit("slack", "b", "m1")],
     }
     for name, members in groups.items():
         assert len({slot_of(k) for k in members}) == 1, name
