@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -51,6 +52,14 @@ log = logging.getLogger(__name__)
 TYPING_MAX_SECONDS = 60.0
 REDIS_DOWN = (RedisError, OSError)  # what a Redis outage raises from the bus
 ClientT = TypeVar("ClientT")  # a platform SDK's client
+
+
+def with_names(line: str, names: dict[str, str]) -> str:
+    """``line`` naming a bot's own variables (SHOP_TELEGRAM_TOKEN) where a platform module
+    names the default ones (TELEGRAM_BOT_TOKEN)."""
+    for default, own in names.items():
+        line = re.sub(rf"\b{default}\b", own, line)
+    return line
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +114,7 @@ class Adapter(ABC):
         )
         self.redact = RedactSecrets()  # a platform adapter names its config's secrets
         self.error: str | None = None  # one line saying why the adapter stopped
+        self.setting_names: dict[str, str] = {}  # default variable -> this bot's (bots.credentials)
         self.failure: ChatbotError | None = None  # the error behind ``error``, to re-raise
         self.stats: Counter[str] = Counter()  # received, and each Intake outcome
         self._stop = asyncio.Event()
@@ -308,9 +318,12 @@ class Adapter(ABC):
         """Stop this adapter with one line (the others keep running); its replies stay
         queued in Redis for the next start."""
         self.failure = error
-        self.error = str(error)
-        log.error("%s adapter stopped: %s", self.platform, error)
+        self.error = self.named(str(error))
+        log.error("%s adapter of bot %s stopped: %s", self.platform, self.bot_id, self.error)
         self._stop.set()
+
+    def named(self, line: str) -> str:
+        return with_names(line, self.setting_names)
 
     async def start(self) -> None:
         self._stop.clear()

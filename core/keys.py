@@ -16,6 +16,10 @@ def _escape(part: str) -> str:
     return part.replace("%", "%25").replace(":", "%3A")
 
 
+def _unescape(part: str) -> str:
+    return part.replace("%3A", ":").replace("%25", "%")
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     namespace: str = "chatbot"
@@ -121,6 +125,26 @@ class Keys:
     def ticket_events(self) -> str:
         """The pub/sub channel of ticket events (live desk pages)."""
         return self._k("ticket-events")
+
+    # proactive messages (core.proactive)
+    def proactive_request(self, bot_id: str, request_id: str) -> str:
+        """The reply id a caller's request id was sent as: a retried request sends nothing new."""
+        return self._k("proactive", bot_id, request_id)
+
+    def delivery_outcome(self, reply_id: str) -> str:
+        """What became of a proactive message: delivered, or the platform's refusal."""
+        return self._k("outcome", reply_id)
+
+    def conversation_of(self, history_key: str) -> ConversationKey | None:
+        """The conversation a :meth:`history` key belongs to (None for any other key)."""
+        prefix = self._k("history") + ":"
+        if not history_key.startswith(prefix):
+            return None
+        parts = [_unescape(p) for p in history_key[len(prefix) :].split(":")]
+        if len(parts) != 4:
+            return None
+        conv = ConversationKey(*parts)
+        return conv if self.history(conv) == history_key else None
 
     def pattern(self) -> str:
         return f"{self.namespace}:*"

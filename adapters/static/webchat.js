@@ -1,5 +1,6 @@
 // The web chat page: history after a reload, replies pushed later (an agent's answer,
 // a "still waiting" notice) without one. Every text is set with textContent, never HTML.
+// The API is called by relative URLs: the page of bot B at /b/B/ talks to /b/B/api/...
 "use strict";
 const log = document.getElementById("log"), form = document.getElementById("form"),
       input = document.getElementById("text"), send = document.getElementById("send");
@@ -28,10 +29,10 @@ function showTurn(t) {
 }
 
 async function start() {
-  const bot = await fetch("/api/bot").then(r => r.ok ? r.json() : null).catch(() => null);
+  const bot = await fetch("api/bot").then(r => r.ok ? r.json() : null).catch(() => null);
   if (bot) document.getElementById("title").textContent = bot.display_name;
   connect();
-  const hist = await fetch("/api/chat/history").then(r => r.ok ? r.json() : {turns: []}).catch(() => ({turns: []}));
+  const hist = await fetch("api/chat/history").then(r => r.ok ? r.json() : {turns: []}).catch(() => ({turns: []}));
   if (bot && bot.greeting) add(bot.greeting, "bot");
   hist.turns.forEach(showTurn);
   const recent = new Set(hist.turns.slice(-10).map(t => t.role + "\u0000" + t.text));
@@ -40,7 +41,7 @@ async function start() {
 }
 
 function connect() {
-  const source = new EventSource("/api/chat/events");
+  const source = new EventSource("api/chat/events");
   source.addEventListener("reply", ev => {
     const reply = JSON.parse(ev.data);
     if (loaded) showTurn(reply); else early.push(reply);
@@ -52,7 +53,7 @@ async function submit() {
   input.value = ""; add(text, "me"); send.disabled = true;
   const wait = add("typing…", "bot typing");
   try {
-    const r = await fetch("/api/chat", {method: "POST", headers: {"Content-Type": "application/json"},
+    const r = await fetch("api/chat", {method: "POST", headers: {"Content-Type": "application/json"},
                                         body: JSON.stringify({text})});
     const data = await r.json(); wait.remove();
     if (!r.ok) { add(data.error || "Something went wrong.", "bot"); return; }
