@@ -71,7 +71,7 @@ class DeadLetters:
                 },
             )
             self.bus.queue_reply(pipe, reply)
-            pipe.set(self.keys.done(message.message_id), entry_id, ex=DONE_TTL_SECONDS)
+            pipe.set(self.keys.done(message.dedup_id), entry_id, ex=DONE_TTL_SECONDS)
             pipe.zrem(self.keys.inflight(message.conversation), entry_id)
             pipe.hdel(self.keys.intake_failures(), entry_id)
             self.bus.queue_ack_intake(pipe, [entry_id])
@@ -103,7 +103,7 @@ class DeadLetters:
         """Queue dead letters (``ids``, or all) on the intake again; returns how many."""
         letters = [d for d in await self.list(10_000) if ids is None or d.id in ids]
         for d in letters:
-            await self.redis.delete(self.keys.done(d.message.message_id))
+            await self.redis.delete(self.keys.done(d.message.dedup_id))
             await self.bus.submit(d.message)
             await self.redis.xdel(self.keys.dead_letters(), d.id)
         return len(letters)

@@ -81,7 +81,7 @@ class Keys:
 
     # exactly-once processing (core.leases)
     def done(self, message_id: str) -> str:
-        """The idempotency record of an intake message the engine has committed."""
+        """The idempotency record of a committed intake message (``IncomingMessage.dedup_id``)."""
         return self._k("done", message_id)
 
     def lease(self, conv: ConversationKey) -> str:

@@ -100,7 +100,7 @@ class Guard:
         admission = Admission(token=secrets.token_hex(8))
         async with self.redis.pipeline(transaction=False) as pipe:
             for entry_id, message in batch:
-                pipe.exists(self.keys.done(message.message_id))
+                pipe.exists(self.keys.done(message.dedup_id))
                 pipe.zcount(self.keys.inflight(message.conversation), "-inf", f"({entry_score(entry_id)}")
             looked = await pipe.execute()
         blocked: dict[ConversationKey, str] = {}  # conversation -> its first entry deferred
@@ -176,7 +176,7 @@ class Guard:
         another worker committed one of the messages first (nothing is written then)."""
         messages = [m for _, m in entries]
         convs = sorted({m.conversation for m in messages}, key=lambda c: c.parts())
-        done_keys = [self.keys.done(m.message_id) for m in messages]
+        done_keys = [self.keys.done(m.dedup_id) for m in messages]
         lease_keys = [admission.leases[c] for c in convs]
         async with self.lock, self.redis.pipeline(transaction=True) as pipe:
             await pipe.watch(*done_keys, *lease_keys)
@@ -203,7 +203,7 @@ class Guard:
         released = []
         for entry_id, message in entries:
             conv = message.conversation
-            pipe.set(self.keys.done(message.message_id), entry_id, ex=DONE_TTL_SECONDS)
+            pipe.set(self.keys.done(message.dedup_id), entry_id, ex=DONE_TTL_SECONDS)
             pipe.zrem(self.keys.inflight(conv), entry_id)
             pipe.hdel(self.keys.intake_failures(), entry_id)
             if admission.last_entry.get(conv) == entry_id and conv in admission.leases:

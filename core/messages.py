@@ -63,6 +63,14 @@ class IncomingMessage:
     def conversation(self) -> ConversationKey:
         return ConversationKey(self.bot_id, self.platform, self.chat_id, self.user_id)
 
+    @property
+    def dedup_id(self) -> str:
+        """The id of the engine's exactly-once record. A platform's message id is unique
+        only as one bot sees it (Telegram numbers each bot's private chat with a user from
+        1; a Slack or Discord channel message can reach two bots), so bot and platform
+        are part of it."""
+        return f"{self.bot_id}:{self.platform}:{self.message_id}"
+
     def to_json(self) -> str:
         return _SURROGATES.sub("", json.dumps(asdict(self), ensure_ascii=False))
 

@@ -52,9 +52,26 @@ async def test_a_redelivered_entry_is_acknowledged_without_a_second_reply(redis,
     turns = await history.recent(first.conversation, 10)
     assert [t.role for t in turns] == ["user", "bot"]
     assert await w1.bus.pending_count(keys.intake(), "engine") == 0
-    assert await redis.exists(keys.done(first.message_id)) == 1
-    assert await redis.ttl(keys.done(first.message_id)) > 0
+    assert await redis.exists(keys.done(first.dedup_id)) == 1
+    assert await redis.ttl(keys.done(first.dedup_id)) > 0
     assert await redis.exists(keys.inflight(first.conversation), keys.lease(first.conversation)) == 0
+
+
+async def test_two_bots_getting_the_same_platform_message_id_both_answer(redis, keys: Keys, history) -> None:
+    """Telegram numbers each bot's private chat with a user from 1, so two bots see the
+    same chat and message ids; one Slack or Discord message can reach two bots too."""
+    await PersonaStore(redis, keys).put(Persona(bot_id="shop", display_name="Sam"))
+    engine = worker(redis, keys, history, "w1")
+    same = {"platform": "telegram", "chat_id": "42", "user_id": "42", "message_id": "42:1"}
+    support, shop = (
+        IncomingMessage(bot_id="support", text="hi", **same),
+        IncomingMessage(bot_id="shop", text="hi", **same),
+    )
+    for message in (support, shop):  # one after the other: the first is committed first
+        await engine.bus.submit(message)
+        assert len(await engine.handle(await engine.bus.read_intake("w1", block_ms=20))) == 1
+    for bot in ("support", "shop"):
+        assert len(await redis.xrange(keys.outbound("telegram", bot))) == 1
 
 
 async def test_a_conversation_leased_by_one_worker_waits_for_it(redis, keys: Keys, history) -> None:
@@ -106,7 +123,7 @@ async def test_a_commit_after_another_worker_committed_is_dropped(redis, keys: K
     assert [e for e, _ in admission.take] == [batch[0][0]]
     # while w1 works, its lease lapses and another worker commits the same message
     await redis.delete(keys.lease(m.conversation))
-    await redis.set(keys.done(m.message_id), batch[0][0])
+    await redis.set(keys.done(m.dedup_id), batch[0][0])
     with pytest.raises(LeaseLost):
         async with w1.guard.holding(admission):
             await w1._answer(admission)

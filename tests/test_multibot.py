@@ -144,6 +144,8 @@ async def test_two_bots_answer_each_on_its_own_tokens_with_its_own_persona(
 
                     # the web chat: each bot at its own path, the default bot also at /
                     assert "<textarea" in (await client.get("/b/shop/")).text
+                    slashless = await client.get("/b/shop", follow_redirects=False)
+                    assert slashless.status_code == 307 and slashless.headers["location"].endswith("/b/shop/")
                     assert (await client.get("/b/shop/api/bot")).json()["display_name"] == "Sam"
                     shop_web = await client.post("/b/shop/api/chat", json={"text": "hello"})
                     support_web = await client.post("/api/chat", json={"text": "hello"})

@@ -32,7 +32,10 @@ SHOP = Persona.model_validate(
     {
         "bot_id": "shop",
         "display_name": "Sam",
-        "credentials": {"telegram": {"token_env": "SHOP_TELEGRAM_TOKEN"}, "slack": {"bot_token_env": "SHOP_SLACK"}},
+        "credentials": {
+            "telegram": {"token_env": "SHOP_TELEGRAM_TOKEN"},
+            "slack": {"bot_token_env": "SHOP_SLACK"},
+        },
     }
 )
 
@@ -52,7 +55,9 @@ def parts(redis: Any, keys: Keys) -> tuple[Bus, PersonaStore]:
     return Bus(redis, keys), PersonaStore(redis, keys)
 
 
-def adapters(s: Settings, persona: Persona, parts: tuple[Bus, PersonaStore]) -> tuple[list[Any], dict[str, str]]:
+def adapters(
+    s: Settings, persona: Persona, parts: tuple[Bus, PersonaStore]
+) -> tuple[list[Any], dict[str, str]]:
     """What the fleet would build for ``persona``: adapters, and failures by platform."""
     built, failed = [], {}
     for platform in SECRET_PLATFORMS:

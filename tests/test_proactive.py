@@ -62,7 +62,9 @@ async def test_the_direct_chat_is_chosen_and_several_group_chats_need_a_name(pro
     with pytest.raises(ConversationNotFound, match=r"several chats \(C1, C2\); name one with --chat"):
         await proactive.send("support", "slack", "U1", "hello")
     await reading(proactive, "slack")
-    assert (await proactive.send("support", "slack", "U1", "hello", chat_id="C2")).conversation.chat_id == "C2"
+    assert (
+        await proactive.send("support", "slack", "U1", "hello", chat_id="C2")
+    ).conversation.chat_id == "C2"
     with pytest.raises(ConversationNotFound, match="no conversation in chat 'C9'"):
         await proactive.send("support", "slack", "U1", "hello", chat_id="C9")
 
@@ -92,7 +94,10 @@ async def test_one_request_id_sends_once_even_when_retried_at_the_same_time(proa
     assert len({r.reply_id for r in results}) == 1 and sum(not r.repeated for r in results) == 1
     assert await proactive.redis.xlen(proactive.keys.outbound("web", "support")) == 1
     turns = await proactive.history.recent(conv)
-    assert [(t.role, t.route, t.text) for t in turns] == [("user", "", "hi"), ("bot", "proactive", "Shipped!")]
+    assert [(t.role, t.route, t.text) for t in turns] == [
+        ("user", "", "hi"),
+        ("bot", "proactive", "Shipped!"),
+    ]
 
 
 async def test_the_outbox_records_what_became_of_a_proactive_message(proactive: Proactive) -> None:

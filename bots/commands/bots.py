@@ -79,7 +79,11 @@ def list_bots() -> None:
     for persona, states in _with_runtime(overview):
         served = ", ".join(f"{p} {s}" for p, s in states.items() if s != "off") or "nowhere"
         status = "enabled " if persona.enabled else "disabled"
-        out.print(f"{persona.bot_id:<20} {status}  {persona.display_name}: {served}", highlight=False, soft_wrap=True)
+        out.print(
+            f"{persona.bot_id:<20} {status}  {persona.display_name}: {served}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command("show")
@@ -99,7 +103,9 @@ def show_bot(bot: BotArg) -> None:
     )
     for platform, state in states.items():
         out.print(f"  {platform:<9} {state}", highlight=False, soft_wrap=True)
-    out.print(f"  web chat: /b/{persona.bot_id}/" + ("  and /" if default else ""), highlight=False, soft_wrap=True)
+    out.print(
+        f"  web chat: /b/{persona.bot_id}/" + ("  and /" if default else ""), highlight=False, soft_wrap=True
+    )
     slack = f"/slack/{persona.bot_id}/events" + ("  and /slack/events" if default else "")
     out.print(f"  Slack Events API: {slack}", highlight=False, soft_wrap=True)
     for platform in SECRET_PLATFORMS:
