@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -36,7 +35,7 @@ from redis.exceptions import RedisError
 from starlette.routing import BaseRoute
 from tenacity import AsyncRetrying, RetryCallState
 
-from adapters.config import host
+from adapters.config import host, with_names
 from adapters.redact import RedactSecrets
 from core.admission import Verdict
 from core.bus import Bus
@@ -52,14 +51,6 @@ log = logging.getLogger(__name__)
 TYPING_MAX_SECONDS = 60.0
 REDIS_DOWN = (RedisError, OSError)  # what a Redis outage raises from the bus
 ClientT = TypeVar("ClientT")  # a platform SDK's client
-
-
-def with_names(line: str, names: dict[str, str]) -> str:
-    """``line`` naming a bot's own variables (SHOP_TELEGRAM_TOKEN) where a platform module
-    names the default ones (TELEGRAM_BOT_TOKEN)."""
-    for default, own in names.items():
-        line = re.sub(rf"\b{default}\b", own, line)
-    return line
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@ start with one line naming its setting, never later inside an SDK call."""
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlparse
 
 from core.errors import ConfigError
@@ -44,3 +45,11 @@ def host(url: str) -> str:
     """The host (and port) of a configured URL, for error lines: not its path, where an SDK
     may put the token."""
     return urlparse(url).netloc or url
+
+
+def with_names(line: str, names: dict[str, str]) -> str:
+    """``line`` naming a bot's own variables (SHOP_TELEGRAM_TOKEN) where a platform module
+    names the default ones (TELEGRAM_BOT_TOKEN): ``names`` maps default -> own."""
+    for default, own in names.items():
+        line = re.sub(rf"\b{default}\b", own, line)
+    return line

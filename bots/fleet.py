@@ -210,8 +210,9 @@ class Fleet:
         routes: list[BaseRoute] = [LiveRoutes(lambda: self._routes)]
         if self.web is not None:
             routes += static_routes()
+        slack = self.role.wants("slack", webhook=True)
         return routes + unserved_routes(
-            self.settings.default_bot, self.why_not_served, web=self.web is not None
+            self.settings.default_bot, self.why_not_served, web=self.web is not None, slack=slack
         )
 
     async def why_not_served(self, bot_id: str, platform: str) -> tuple[int, str]:
@@ -223,6 +224,8 @@ class Fleet:
             return 404, f"bot {bot_id!r} is disabled (`chatbot bots enable {bot_id}`)"
         if platform not in persona.platforms:
             return 404, f"bot {bot_id!r} does not serve {platform} ({_listed(persona)})"
+        if (bot_id, platform) in self.slots:  # e.g. a Slack app in Socket Mode: no Events URL
+            return 404, f"bot {bot_id!r} runs on {platform} here, but takes no requests at this path"
         if (bot_id, platform) in self.failed:
             return 503, f"bot {bot_id!r} is not running on {platform}: {self.failed[(bot_id, platform)][1]}"
         return 503, f"bot {bot_id!r} is starting on {platform} in this process; try again in a few seconds"

@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Match, Route
+from starlette.routing import BaseRoute, Match, NoMatchFound, Route
 from starlette.types import Receive, Scope, Send
 
 from adapters.webjson import error
@@ -47,17 +47,17 @@ class LiveRoutes(BaseRoute):
         for route in self.current():
             try:
                 return route.url_path_for(name, **path_params)
-            except Exception:  # NoMatchFound: try the next adapter's routes
+            except NoMatchFound:
                 continue
-        raise ValueError(f"no live route named {name!r}")
+        raise NoMatchFound(name, path_params)
 
 
 Why = Callable[[str, str], Awaitable[tuple[int, str]]]  # (bot, platform) -> (status, line)
 
 
-def unserved_routes(default_bot: str, why: Why, *, web: bool) -> list[BaseRoute]:
+def unserved_routes(default_bot: str, why: Why, *, web: bool, slack: bool) -> list[BaseRoute]:
     """Fallbacks after :class:`LiveRoutes`: each bot's web chat paths (``web``) and Slack
-    Events paths, answering why nothing serves them here."""
+    Events paths (``slack``), answering why nothing serves them here."""
 
     def answer(platform: str) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -75,8 +75,7 @@ def unserved_routes(default_bot: str, why: Why, *, web: bool) -> list[BaseRoute]
     if web:
         routes.append(Route("/b/{bot}/{rest:path}", answer("web"), methods=any_method))
         routes += [Route(path, answer("web"), methods=any_method) for path in WEB_CHAT_PATHS]
-    routes += [
-        Route("/slack/{bot}/events", answer("slack"), methods=["POST"]),
-        Route("/slack/events", answer("slack"), methods=["POST"]),
-    ]
+    if slack:
+        routes.append(Route("/slack/{bot}/events", answer("slack"), methods=["POST"]))
+        routes.append(Route("/slack/events", answer("slack"), methods=["POST"]))
     return routes

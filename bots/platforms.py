@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from adapters.base import Adapter, with_names
+from adapters.base import Adapter
+from adapters.config import with_names
 from bots.config import Settings
 from bots.credentials import BotCredentials
 from core.bus import Bus

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from bots.cli import app
 from bots.config import load_settings
 from bots.serve import serve
-from core.history import History
+from core.history import History, Turn
 from core.keys import Keys
 from core.messages import ConversationKey
 from core.persona import Persona, PersonaStore
@@ -246,8 +246,11 @@ async def test_send_reaches_a_known_customer_once_and_is_stored_in_history(
                 ("bot", "proactive", "Your order has shipped.")
             ]
 
+            shop_conv = ConversationKey("shop", "telegram", "42", "42")
             stranger = await cli("send", "--platform", "telegram", "--user", "99", "Hello there")
             assert stranger.exit_code == 2 and "no conversation with telegram user '99'" in stranger.output
+            # the shop bot talked to 42 once, but no process runs its Telegram adapter now
+            await History(redis, env).append_turns(shop_conv, [Turn(role="user", text="hi")])
             off = await cli("send", "--bot", "shop", "--platform", "telegram", "--user", "42", "Hi")
             assert (
                 off.exit_code == 2
