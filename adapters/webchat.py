@@ -7,11 +7,14 @@ Server-to-server callers holding an API token (``Authorization: Bearer``) may na
 ``user`` explicitly. A message waits for the engine's reply (through the streams like any
 platform) unless the support team holds the conversation: then it is accepted at once
 (route ``human``), and what comes later (an agent's answer, a "still waiting" notice)
-arrives on ``GET /api/chat/events`` (Server-Sent Events).
+arrives on ``GET /api/chat/events`` (Server-Sent Events). That channel also carries each
+reply as it is written (``partial`` events, ``adapters.streaming``): a page names each
+message it sends (``ref``) and shows the partials of its own messages until the reply.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,7 +28,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from adapters.local import LocalAdapter
-from adapters.push import PushChannels
+from adapters.push import PushChannels, reply_event, turn_event
+from adapters.streaming import PagePartials
 from adapters.webjson import (
     BadRequest,
     answers_bad_requests,
@@ -43,6 +47,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 COOKIE = "chatbot_uid"
 MAX_USER_CHARS = 128
 MAX_NAME_CHARS = 80
+REF = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what a page calls its message, to match partials
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +83,11 @@ class WebChatAdapter(LocalAdapter):
         self.hooks = hooks
         self._signer = URLSafeSerializer(self.config.secret_key, salt="chatbot.webchat.uid")
         self.pages = PushChannels()  # each customer's open pages, by user id
+        self.partials = PagePartials(self.bus, self.platform, self.pages)
+
+    async def disconnect(self) -> None:
+        await self.partials.close()
+        await super().disconnect()
 
     def routes(self) -> list[BaseRoute]:
         """The page and its API under each prefix (the page calls its API by relative URLs)."""
@@ -167,6 +177,9 @@ class WebChatAdapter(LocalAdapter):
         data = await read_object(request, self.config.max_body_bytes)
         if not isinstance(data.get("text", ""), str):
             raise BadRequest(400, 'body must be a JSON object with a string "text"')
+        ref = data.get("ref", "")
+        if ref and not (isinstance(ref, str) and REF.fullmatch(ref)):
+            raise BadRequest(400, '"ref" must be 1-64 letters, digits, "-" or "_"')
         user, new_id = await self._caller(request, data.get("user"))
         if not new_id and "authorization" not in request.headers:
             require_json(request, "send the message as JSON")  # a cookie rides along: no cross-site forms
@@ -179,7 +192,9 @@ class WebChatAdapter(LocalAdapter):
             user_id=user,
             text=data.get("text", ""),
             display_name=name,
+            meta={"ref": ref} if ref else {},
         )
+        self.partials.follow(bot_id)
         if self.hooks.held is not None and await self.hooks.held(message.conversation):
             # A person answers later, on the push channel; the acknowledgement too, when due.
             await self.submit(message, message.message_id)
@@ -210,45 +225,25 @@ class WebChatAdapter(LocalAdapter):
         conv = ConversationKey(bot_id, self.platform, user, user)
         turns = await self.hooks.transcript(conv) if self.hooks.transcript else []
         return JSONResponse(
-            {"user": user, "bot": bot_id, "turns": [_turn_json(t) for t in turns]},
+            {"user": user, "bot": bot_id, "turns": [turn_event(t) for t in turns]},
             headers={"Cache-Control": "no-store"},
         )
 
     @answers_bad_requests
     async def events(self, request: Request) -> Response:
-        """The push channel: replies nobody waited for (an agent's, a reminder)."""
-        user, _bot_id = await self._reader(request)
+        """The push channel: replies nobody waited for (an agent's, a reminder), and
+        replies as they are written."""
+        user, bot_id = await self._reader(request)
+        self.partials.follow(bot_id)
         return self.pages.stream(user, "reply")
 
     # -- delivery ------------------------------------------------------------------------
     async def on_unsolicited(self, reply: Reply) -> None:
         # Nobody waits on the line: push it to the customer's open pages. A page opened
         # later reads it from the history, so nothing is kept here.
-        self.pages.publish(reply.user_id, _reply_json(reply, reply.text))
+        self.pages.publish(reply.user_id, reply_event(reply))
 
 
 def static_routes() -> list[BaseRoute]:
     """The page's script and style, shared by every bot's page."""
     return [Mount("/static/chat", StaticFiles(directory=STATIC), name="webchat-static")]
-
-
-def _turn_json(turn: Turn) -> dict[str, Any]:
-    """What a customer may see of a turn: who spoke, what, when (no intents or scores)."""
-    role = turn.role if turn.role in ("user", "bot", "agent") else "bot"
-    return {
-        "role": role,
-        "text": turn.text,
-        "at": turn.timestamp,
-        "name": turn.display_name if role == "agent" else "",
-    }
-
-
-def _reply_json(reply: Reply, text: str) -> dict[str, Any]:
-    agent = reply.meta.get("agent", "")
-    return {
-        "role": "agent" if agent or reply.route.value == "agent" else "bot",
-        "name": agent,
-        "text": text,
-        "route": reply.route.value,
-        "at": reply.timestamp,
-    }

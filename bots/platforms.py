@@ -21,7 +21,8 @@ Builder = Callable[[BotCredentials, Settings, Bus, PersonaStore], Adapter]
 
 
 def _telegram(creds: BotCredentials, settings: Settings, bus: Bus, personas: PersonaStore) -> Adapter:
-    from adapters.telegram import TelegramAdapter, TelegramConfig
+    from adapters.config import TelegramConfig
+    from adapters.telegram import TelegramAdapter
 
     config = TelegramConfig(
         token=creds.values.get("token", ""),
@@ -33,7 +34,8 @@ def _telegram(creds: BotCredentials, settings: Settings, bus: Bus, personas: Per
 
 
 def _slack(creds: BotCredentials, settings: Settings, bus: Bus, personas: PersonaStore) -> Adapter:
-    from adapters.slack import SlackAdapter, SlackConfig
+    from adapters.config import SlackConfig
+    from adapters.slack import SlackAdapter
 
     paths: tuple[str, ...] = (f"/slack/{creds.bot_id}/events",)
     if creds.bot_id == settings.default_bot:
@@ -49,7 +51,8 @@ def _slack(creds: BotCredentials, settings: Settings, bus: Bus, personas: Person
 
 
 def _discord(creds: BotCredentials, settings: Settings, bus: Bus, personas: PersonaStore) -> Adapter:
-    from adapters.discord import DiscordAdapter, DiscordConfig
+    from adapters.config import DiscordConfig
+    from adapters.discord import DiscordAdapter
 
     config = DiscordConfig(
         token=creds.values.get("token", ""),

@@ -57,6 +57,15 @@ class Keys:
         """Replies of one bot on one platform as they are written (``core.partials``), capped."""
         return self._k("stream", "partials", platform, bot_id)
 
+    def streamed(self, platform: str, bot_id: str, in_reply_to: str) -> str:
+        """The message a reply is being streamed into by editing (``adapters.streaming``):
+        a hash of who streams it, the platform's message id and whether the final took over."""
+        return self._k("streamed", platform, bot_id, in_reply_to)
+
+    def streamed_edit(self, platform: str, bot_id: str, in_reply_to: str) -> str:
+        """Held (with an expiry) while a streamed message is being edited."""
+        return self._k("streamed-edit", platform, bot_id, in_reply_to)
+
     def dead_letters(self) -> str:
         """Intake entries that failed too often (``core.dead_letters``)."""
         return self._k("stream", "dead")

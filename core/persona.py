@@ -172,6 +172,12 @@ class Persona(_Strict):
         "editing one message in place (the web chat always shows it as it is written)",
     )
 
+    @field_validator("stream", mode="before")
+    @classmethod
+    def _stream_off_in_yaml(cls, value: object) -> object:
+        """YAML 1.1 reads a bare ``off`` as false: ``stream: off`` means "off"."""
+        return "off" if value is False else value
+
 
 class PersonaStore:
     """The live personas in Redis, as JSON, with a version history."""
