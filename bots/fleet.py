@@ -63,6 +63,7 @@ class _Slot:
     adapter: Adapter
     upkeep: StreamUpkeep
     fingerprint: str
+    stopping: bool = False  # listed until it has stopped: its last updates are still handled
 
 
 class Fleet:
@@ -86,9 +87,12 @@ class Fleet:
         self._task: asyncio.Task[None] | None = None
 
     # -- keeping in step -------------------------------------------------------------------
-    async def plan(self) -> dict[Key, _Plan]:
-        """What should run now, from the live personas and the environment."""
+    async def plan(self) -> dict[Key, _Plan] | None:
+        """What should run now, from the live personas and the environment; None when
+        Redis holds no persona at all (it came back empty: the worker re-seeds them)."""
         personas = await self.rt.personas.get_many(await self.rt.personas.bot_ids())
+        if not personas:
+            return None
         env, wanted = Environment(self.settings), dict[Key, _Plan]()
         taken: dict[tuple[str, str], str] = {}  # (platform, token or webhook path) -> bot
         for bot_id, persona in sorted(
@@ -108,6 +112,9 @@ class Fleet:
         """Start and stop adapters to match :meth:`plan`."""
         async with self._lock:
             wanted = await self.plan()
+            if wanted is None:
+                log.warning("bots: no personas in Redis; adapters keep running until they are back")
+                return
             for key, slot in list(self.slots.items()):
                 if key not in wanted or wanted[key].fingerprint != slot.fingerprint:
                     await self._stop(key)
@@ -188,9 +195,10 @@ class Fleet:
         log.error("%s adapter of bot %s not started: %s", key[1], key[0], why)
 
     async def _stop(self, key: Key) -> None:
-        slot = self.slots.pop(key)
+        slot = self.slots[key]
+        slot.stopping = True
         self.loops.pop(self._loop_name(key), None)
-        self._routes = [r for other in self.slots.values() for r in other.adapter.routes()]
+        self._routes = [r for s in self.slots.values() if not s.stopping for r in s.adapter.routes()]
         try:
             await slot.adapter.stop()
         except Exception as exc:  # one that fails to stop does not keep the others up
@@ -198,6 +206,7 @@ class Fleet:
         stream = self.rt.keys.outbound(key[1], key[0])
         await self.rt.hand_back(stream, DELIVERY_GROUP, slot.adapter.outbox.consumer)
         await slot.upkeep.stop()
+        del self.slots[key]
         log.info("%s adapter of bot %s stopped", key[1], key[0])
 
     def _loop_name(self, key: Key) -> str:
@@ -224,7 +233,8 @@ class Fleet:
             return 404, f"bot {bot_id!r} is disabled (`chatbot bots enable {bot_id}`)"
         if platform not in persona.platforms:
             return 404, f"bot {bot_id!r} does not serve {platform} ({_listed(persona)})"
-        if (bot_id, platform) in self.slots:  # e.g. a Slack app in Socket Mode: no Events URL
+        slot = self.slots.get((bot_id, platform))
+        if slot is not None and not slot.stopping:  # e.g. a Slack app in Socket Mode: no Events URL
             return 404, f"bot {bot_id!r} runs on {platform} here, but takes no requests at this path"
         if (bot_id, platform) in self.failed:
             return 503, f"bot {bot_id!r} is not running on {platform}: {self.failed[(bot_id, platform)][1]}"
@@ -235,9 +245,8 @@ class Fleet:
         out: dict[str, dict[str, str]] = {}
         for (bot_id, platform), slot in sorted(self.slots.items()):
             adapter = slot.adapter
-            out.setdefault(bot_id, {})[platform] = (
-                "running" if adapter.running else (adapter.error or "stopped")
-            )
+            state = "stopping" if slot.stopping else "running" if adapter.running else None
+            out.setdefault(bot_id, {})[platform] = state or adapter.error or "stopped"
         for (bot_id, platform), (_fingerprint, why) in sorted(self.failed.items()):
             out.setdefault(bot_id, {})[platform] = why
         return out
