@@ -36,7 +36,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from starlette.routing import BaseRoute
 from tenacity import AsyncRetrying, RetryCallState
 
-from adapters.config import host
+from adapters.config import host, with_names
 from adapters.redact import RedactSecrets
 from adapters.streaming import EditStreamer
 from adapters.throttle import Limit
@@ -109,6 +109,7 @@ class Adapter(ABC):
         )
         self.redact = RedactSecrets()  # a platform adapter names its config's secrets
         self.error: str | None = None  # one line saying why the adapter stopped
+        self.setting_names: dict[str, str] = {}  # default variable -> this bot's (bots.credentials)
         self.failure: ChatbotError | None = None  # the error behind ``error``, to re-raise
         self.stats: Counter[str] = Counter()  # received, and each Intake outcome
         self._stop = asyncio.Event()
@@ -324,9 +325,12 @@ class Adapter(ABC):
         """Stop this adapter with one line (the others keep running); its replies stay
         queued in Redis for the next start."""
         self.failure = error
-        self.error = str(error)
-        log.error("%s adapter stopped: %s", self.platform, error)
+        self.error = self.named(str(error))
+        log.error("%s adapter of bot %s stopped: %s", self.platform, self.bot_id, self.error)
         self._stop.set()
+
+    def named(self, line: str) -> str:
+        return with_names(line, self.setting_names)
 
     async def start(self) -> None:
         self._stop.clear()

@@ -49,6 +49,14 @@ def host(url: str) -> str:
     return urlparse(url).netloc or url
 
 
+def with_names(line: str, names: dict[str, str]) -> str:
+    """``line`` naming a bot's own variables (SHOP_TELEGRAM_TOKEN) where a platform module
+    names the default ones (TELEGRAM_BOT_TOKEN): ``names`` maps default -> own."""
+    for default, own in names.items():
+        line = re.sub(rf"\b{default}\b", own, line)
+    return line
+
+
 _TOKEN = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
 _SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what setWebhook accepts
 
@@ -114,6 +122,7 @@ class SlackConfig:
     signing_secret: str = field(default="", repr=False)
     app_token: str = field(default="", repr=False)
     api_url: str = DEFAULT_SLACK_API_URL
+    events_paths: tuple[str, ...] = ("/slack/events",)  # the Events API Request URL's paths
 
     def __post_init__(self) -> None:
         require(bool(self.bot_token), "SLACK_BOT_TOKEN is not set; copy the Bot User OAuth Token (xoxb-...)")

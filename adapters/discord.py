@@ -23,7 +23,7 @@ from discord.http import Route as DiscordRoute
 
 from adapters.base import Event, PlatformAdapter
 from adapters.config import DISCORD_TOKEN_HELP, DiscordConfig
-from adapters.failures import for_status
+from adapters.failures import explain_refusal, for_status
 from adapters.markup import to_discord_markdown
 from adapters.throttle import Limit
 from core.bus import Bus
@@ -243,7 +243,9 @@ def _send_failure(exc: discord.HTTPException) -> ChatbotError:
     is waited out by the Outbox, like every other failure ``for_status`` sorts."""
     return for_status(
         exc.status,
-        f"Discord answered {exc.status}: {exc.text or 'no details'} (code {exc.code})",
+        explain_refusal(
+            "discord", f"Discord answered {exc.status}: {exc.text or 'no details'} (code {exc.code})"
+        ),
         auth=AdapterAuthError(f"{REJECTED} while sending (401 Unauthorized); {DISCORD_TOKEN_HELP}"),
         retry_after=getattr(exc.response, "headers", {}).get("Retry-After"),
     )

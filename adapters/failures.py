@@ -43,3 +43,35 @@ def for_status(
     if status == 0 or status >= 500:
         return DeliveryError(detail)
     return PermanentDeliveryError(detail)
+
+
+# What a platform's refusal means, in words an operator can act on (the platforms' rules
+# on who a bot may write to: docs/platforms.md, "Proactive messages").
+_REFUSALS: dict[str, tuple[tuple[str, str], ...]] = {
+    "telegram": (
+        ("blocked by the user", "the user blocked the bot"),
+        ("initiate conversation", "Telegram lets a bot write only to users who started it"),
+        ("chat not found", "the user never started the bot, or the chat is gone"),
+        ("user is deactivated", "the user deleted their Telegram account"),
+    ),
+    "discord": (
+        ("50007", "Discord lets a bot DM only users who share a server with it and accept DMs"),
+        ("10003", "the channel is gone"),
+        ("50001", "the bot has no access to that channel"),
+    ),
+    "slack": (
+        ("channel_not_found", "the channel is gone, or the bot is not in it"),
+        ("not_in_channel", "invite the bot to the channel"),
+        ("is_archived", "the channel is archived"),
+        ("user_not_found", "the user is not in the app's workspace"),
+    ),
+}
+
+
+def explain_refusal(platform: str, detail: str) -> str:
+    """``detail`` with the reason behind a known refusal, e.g. a Telegram 403."""
+    lowered = detail.lower()
+    for needle, why in _REFUSALS.get(platform, ()):
+        if needle in lowered:
+            return f"{detail} ({why})"
+    return detail

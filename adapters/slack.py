@@ -29,7 +29,7 @@ from starlette.routing import BaseRoute
 
 from adapters.base import Event, PlatformAdapter
 from adapters.config import SlackConfig
-from adapters.failures import retry_after_seconds
+from adapters.failures import explain_refusal, retry_after_seconds
 from adapters.markup import from_slack_text, to_slack_mrkdwn
 from adapters.throttle import Limit
 from adapters.webhooks import webhook_routes
@@ -124,9 +124,10 @@ class SlackAdapter(PlatformAdapter[SlackConfig]):
             await socket.close_async()
 
     def routes(self) -> list[BaseRoute]:
-        """``POST /slack/events``: the Events API Request URL (signatures checked by bolt);
-        none in Socket Mode without a signing secret."""
-        return webhook_routes("/slack/events" if self.config.signing_secret else None, self._events_endpoint)
+        """``POST /slack/events`` (or the bot's ``events_paths``): the Events API Request URL
+        (signatures checked by bolt); none in Socket Mode without a signing secret."""
+        paths = self.config.events_paths if self.config.signing_secret else ()
+        return [route for path in paths for route in webhook_routes(path, self._events_endpoint)]
 
     async def _events_endpoint(self, request: Request) -> Response:
         return await self._http.handle(request)
@@ -220,7 +221,7 @@ class SlackAdapter(PlatformAdapter[SlackConfig]):
                     f"Slack {method} failed (HTTP {status}, {error or 'no error code'})"
                 ) from None
             # channel_not_found, not_in_channel, is_archived...: retrying cannot help
-            raise PermanentDeliveryError(f"Slack {method} said {error}") from None
+            raise PermanentDeliveryError(explain_refusal("slack", f"Slack {method} said {error}")) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self.unreachable("the Slack Web API", self.client.base_url, exc, "SLACK_API_URL") from None
 

@@ -27,7 +27,7 @@ from telegram.ext import Application, ContextTypes, TypeHandler
 
 from adapters.base import Event, PlatformAdapter
 from adapters.config import TelegramConfig, host
-from adapters.failures import retry_after_seconds
+from adapters.failures import explain_refusal, retry_after_seconds
 from adapters.markup import to_telegram_html
 from adapters.throttle import Limit
 from adapters.webhooks import check_secret, queued, webhook_routes
@@ -227,7 +227,7 @@ class TelegramAdapter(PlatformAdapter[TelegramConfig]):
         except InvalidToken:
             raise self._auth_error() from None
         except (Forbidden, BadRequest) as exc:  # blocked by the user, removed from the group...
-            raise PermanentDeliveryError(f"Telegram refused it: {exc}") from None
+            raise PermanentDeliveryError(explain_refusal("telegram", f"Telegram refused it: {exc}")) from None
         except TelegramError as exc:  # network, timeouts, 5xx: the outbox retries
             raise DeliveryError(f"telegram send failed: {self.redact.text(str(exc))}") from None
 

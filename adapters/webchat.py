@@ -1,4 +1,5 @@
-"""The built-in web chat: a page at ``/``, ``POST /api/chat``, its history and push channel.
+"""The built-in web chat: a page at ``/``, ``POST /api/chat``, its history and push channel
+(each bot's under ``/b/{bot}/``, the default bot's also at ``/``: ``bots.fleet``).
 
 A browser's identity is a random id in a cookie signed with the server's secret, so no
 caller can write into, read or mute another customer's conversation by naming them.
@@ -73,9 +74,11 @@ class WebChatAdapter(LocalAdapter):
         *args: Any,
         config: WebChatConfig | None = None,
         hooks: WebChatHooks = WebChatHooks(),
+        prefixes: tuple[str, ...] = ("",),
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.prefixes = prefixes  # where the page and its API are served: "" and/or "/b/{bot}"
         self.config = config or WebChatConfig(secret_key=secrets.token_urlsafe(32))
         self.hooks = hooks
         self._signer = URLSafeSerializer(self.config.secret_key, salt="chatbot.webchat.uid")
@@ -87,14 +90,17 @@ class WebChatAdapter(LocalAdapter):
         await super().disconnect()
 
     def routes(self) -> list[BaseRoute]:
-        return [
-            Route("/", self.page, methods=["GET"]),
-            Route("/api/chat", self.chat, methods=["POST"]),
-            Route("/api/chat/history", self.history, methods=["GET"]),
-            Route("/api/chat/events", self.events, methods=["GET"]),
-            Route("/api/bot", self.bot, methods=["GET"]),
-            Mount("/static/chat", StaticFiles(directory=STATIC), name="webchat-static"),
-        ]
+        """The page and its API under each prefix (the page calls its API by relative URLs)."""
+        routes: list[BaseRoute] = []
+        for prefix in self.prefixes:
+            routes += [
+                Route(prefix + "/", self.page, methods=["GET"]),
+                Route(prefix + "/api/chat", self.chat, methods=["POST"]),
+                Route(prefix + "/api/chat/history", self.history, methods=["GET"]),
+                Route(prefix + "/api/chat/events", self.events, methods=["GET"]),
+                Route(prefix + "/api/bot", self.bot, methods=["GET"]),
+            ]
+        return routes
 
     # -- identity ------------------------------------------------------------------------
     def browser_id(self, request: Request) -> str | None:
@@ -138,14 +144,14 @@ class WebChatAdapter(LocalAdapter):
         return (uid, False) if uid else ("web-" + secrets.token_hex(12), True)
 
     async def _bot(self, value: object) -> str:
-        bot_id = value if isinstance(value, str) and value else self.bot_id
-        if self.personas is None:
-            known = bot_id == self.bot_id
-        else:
-            known = bot_id in await self.personas.get_many([bot_id])
-        if not known:
-            raise BadRequest(400, f"unknown bot {str(bot_id)[:64]!r}")
-        return bot_id
+        """This adapter's bot; the path chooses the bot, so a ``bot`` naming another one is
+        told where that bot is served instead of waiting for a reply nobody sends."""
+        if value is None or value == "" or value == self.bot_id:
+            return self.bot_id
+        name = str(value)[:64]
+        if self.personas is None or name not in await self.personas.get_many([name]):
+            raise BadRequest(400, f"unknown bot {name!r}")
+        raise BadRequest(400, f"this path serves bot {self.bot_id!r}; bot {name!r} is at /b/{name}/")
 
     # -- routes --------------------------------------------------------------------------
     async def page(self, request: Request) -> Response:
@@ -236,3 +242,8 @@ class WebChatAdapter(LocalAdapter):
         # Nobody waits on the line: push it to the customer's open pages. A page opened
         # later reads it from the history, so nothing is kept here.
         self.pages.publish(reply.user_id, reply_event(reply))
+
+
+def static_routes() -> list[BaseRoute]:
+    """The page's script and style, shared by every bot's page."""
+    return [Mount("/static/chat", StaticFiles(directory=STATIC), name="webchat-static")]

@@ -6,6 +6,8 @@
     chatbot eval lm|intent MODEL DATA evaluation reports
     chatbot models list|build         the model registry; build the defaults
     chatbot persona show|set|import|export|versions
+    chatbot bots list|show|enable|disable   the bots served, on and off per platform
+    chatbot send --platform P --user U TEXT a proactive message to a known customer
     chatbot history show|export|forget
     chatbot escalations list|show|claim|release|reply|resolve
     chatbot admin create-user|disable|enable|reset-password|list
@@ -29,8 +31,10 @@ import typer
 import yaml
 
 from bots.commands.accounts import register as register_account_commands
+from bots.commands.bots import app as bots_app
 from bots.commands.dead_letters import app as dead_letters_app
 from bots.commands.escalations import app as escalations_app
+from bots.commands.send import send as send_message
 from bots.config import Settings, load_settings
 from bots.console import console, fail, friendly, out
 from core.errors import ConfigError
@@ -56,6 +60,7 @@ for sub, name in (
     (history_app, "history"),
     (escalations_app, "escalations"),
     (dead_letters_app, "dead-letters"),
+    (bots_app, "bots"),
 ):
     app.add_typer(sub, name=name)
 
@@ -148,6 +153,11 @@ def chat(
         async with Runtime(settings) as rt, contextlib.AsyncExitStack() as running:
             bot_id = bot or settings.default_bot
             persona = await rt.personas.get(bot_id)
+            if not persona.enabled:
+                fail(f"bot {bot_id!r} is disabled (`chatbot bots enable {bot_id}`)")
+            if "console" not in persona.platforms:
+                hint = f"`chatbot bots enable {bot_id} --platform console`"
+                fail(f"bot {bot_id!r} does not serve the console ({hint})")
             live = await rt.bus.live_consumers(rt.keys.intake(), ENGINE_GROUP, LIVE_WORKER_IDLE_MS)
             if worker is False and not live:
                 fail(
@@ -368,6 +378,7 @@ def _register_model_commands() -> None:
 
 _register_model_commands()
 register_account_commands(app)
+app.command("send")(send_message)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -37,7 +37,9 @@ class Settings(BaseSettings):
     redis_pool_timeout: float = Field(10.0, alias="CHATBOT_REDIS_POOL_TIMEOUT", gt=0)
 
     # engine
-    default_bot: str = Field("support", alias="CHATBOT_DEFAULT_BOT")
+    default_bot: str = Field(
+        "support", alias="CHATBOT_DEFAULT_BOT", description="also served at / and /slack/events"
+    )
     bots_dir: Path | None = Field(None, alias="CHATBOT_BOTS_DIR", description="extra persona YAML files")
     history_max_turns: int = Field(200, alias="CHATBOT_HISTORY_MAX_TURNS", ge=1)
     history_ttl_days: float = Field(30, alias="CHATBOT_HISTORY_TTL_DAYS", gt=0)
@@ -56,6 +58,12 @@ class Settings(BaseSettings):
         description="seconds before a silent consumer's entries are taken",
     )
     upkeep_interval: float = Field(5.0, alias="CHATBOT_UPKEEP_INTERVAL", gt=0)
+    reconcile_interval: float = Field(
+        5.0,
+        alias="CHATBOT_RECONCILE_INTERVAL",
+        gt=0,
+        description="seconds between checks of the bots' personas: adapters start and stop to match",
+    )
     max_attempts: int = Field(
         3, alias="CHATBOT_MAX_ATTEMPTS", ge=1, description="failed attempts before an entry is dead-lettered"
     )

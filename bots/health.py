@@ -7,7 +7,8 @@ make an orchestrator kill the process (that would not fix either).
 
 Readiness says whether to send it traffic: Redis answers within a second, the models
 of its role are loaded, and the intake backlog is under ``CHATBOT_READY_MAX_LAG``.
-Either answers 503 with the failing parts when not ok.
+Either answers 503 with the failing parts when not ok. ``/healthz`` lists the adapters
+of every bot (``bots``) and, as ``adapters``, the default bot's.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class Health:
     loops: dict[str, Callable[[], bool]] = field(default_factory=dict)  # name -> alive?
     adapters: list[Adapter] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # platform -> why it was left out
+    by_bot: Callable[[], dict[str, dict[str, str]]] | None = None  # bot -> platform -> status
+    default_bot: str = "support"
 
     def routes(self) -> list[BaseRoute]:
         return [Route("/healthz", self.healthz), Route("/readyz", self.readyz)]
@@ -51,6 +54,9 @@ class Health:
             "loops": {name: "dead" if name in dead else "running" for name in self.loops},
             "adapters": self._adapters(),
         }
+        if self.by_bot is not None:  # `adapters`: the default bot's, as before several bots
+            bots = self.by_bot()
+            body.update(adapters=bots.get(self.default_bot, {}), bots=bots)
         return JSONResponse(body, status_code=503 if dead else 200)
 
     async def readyz(self, _: Request) -> Response:

@@ -1,105 +1,77 @@
-"""Which platform adapters to run: every one whose credentials are set.
+"""Building one bot's adapter for one platform from its credentials (``bots.credentials``).
 
 A platform whose settings are wrong (a malformed token, a webhook URL without a secret)
-is reported in one line and left out; the others, and the web chat, still run.
+is refused in one line naming the bot's own variable; its other platforms, the other
+bots and the web chat still run. ``bots.fleet`` decides which adapters run.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
-
-from pydantic import SecretStr
 
 from adapters.base import Adapter
+from adapters.config import with_names
 from bots.config import Settings
+from bots.credentials import BotCredentials
 from core.bus import Bus
-from core.errors import ChatbotError
+from core.errors import ConfigError
 from core.persona import PersonaStore
 
-log = logging.getLogger(__name__)
+Builder = Callable[[BotCredentials, Settings, Bus, PersonaStore], Adapter]
 
 
-@dataclass
-class Platforms:
-    """The adapters to start, and why any configured platform was left out."""
-
-    adapters: list[Adapter] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-
-
-def _secret(value: SecretStr | None) -> str:
-    return value.get_secret_value().strip() if value is not None else ""
-
-
-def _telegram(settings: Settings, bus: Bus, personas: PersonaStore) -> Adapter:
+def _telegram(creds: BotCredentials, settings: Settings, bus: Bus, personas: PersonaStore) -> Adapter:
     from adapters.config import TelegramConfig
     from adapters.telegram import TelegramAdapter
 
     config = TelegramConfig(
-        token=_secret(settings.telegram_bot_token),
+        token=creds.values.get("token", ""),
         api_base_url=settings.telegram_api_base_url,
-        webhook_url=settings.telegram_webhook_url or None,
-        webhook_secret=_secret(settings.telegram_webhook_secret) or None,
+        webhook_url=creds.values.get("webhook_url") or None,
+        webhook_secret=creds.values.get("webhook_secret") or None,
     )
-    return TelegramAdapter(bus, config, bot_id=settings.default_bot, personas=personas)
+    return TelegramAdapter(bus, config, bot_id=creds.bot_id, personas=personas)
 
 
-def _slack(settings: Settings, bus: Bus, personas: PersonaStore) -> Adapter:
+def _slack(creds: BotCredentials, settings: Settings, bus: Bus, personas: PersonaStore) -> Adapter:
     from adapters.config import SlackConfig
     from adapters.slack import SlackAdapter
 
+    paths: tuple[str, ...] = (f"/slack/{creds.bot_id}/events",)
+    if creds.bot_id == settings.default_bot:
+        paths = ("/slack/events", *paths)
     config = SlackConfig(
-        bot_token=_secret(settings.slack_bot_token),
-        signing_secret=_secret(settings.slack_signing_secret),
-        app_token=_secret(settings.slack_app_token),
+        bot_token=creds.values.get("bot_token", ""),
+        signing_secret=creds.values.get("signing_secret", ""),
+        app_token=creds.values.get("app_token", ""),
         api_url=settings.slack_api_url,
+        events_paths=paths,
     )
-    return SlackAdapter(bus, config, bot_id=settings.default_bot, personas=personas)
+    return SlackAdapter(bus, config, bot_id=creds.bot_id, personas=personas)
 
 
-def _discord(settings: Settings, bus: Bus, personas: PersonaStore) -> Adapter:
+def _discord(creds: BotCredentials, settings: Settings, bus: Bus, personas: PersonaStore) -> Adapter:
     from adapters.config import DiscordConfig
     from adapters.discord import DiscordAdapter
 
     config = DiscordConfig(
-        token=_secret(settings.discord_bot_token),
+        token=creds.values.get("token", ""),
         api_base_url=settings.discord_api_base_url or None,
         gateway_url=settings.discord_gateway_url or None,
     )
-    return DiscordAdapter(bus, config, bot_id=settings.default_bot, personas=personas)
+    return DiscordAdapter(bus, config, bot_id=creds.bot_id, personas=personas)
 
 
-def _configured(settings: Settings) -> dict[str, Callable[[Settings, Bus, PersonaStore], Adapter]]:
-    """Platforms with at least one credential set (an empty value counts as unset)."""
-    wanted: dict[str, Callable[[Settings, Bus, PersonaStore], Adapter]] = {}
-    if _secret(settings.telegram_bot_token):
-        wanted["telegram"] = _telegram
-    if any(map(_secret, (settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token))):
-        wanted["slack"] = _slack
-    if _secret(settings.discord_bot_token):
-        wanted["discord"] = _discord
-    return wanted
+BUILDERS: dict[str, Builder] = {"telegram": _telegram, "slack": _slack, "discord": _discord}
 
 
-def configured_adapters(
-    settings: Settings, bus: Bus, personas: PersonaStore, *, serves: list[str] | None = None
-) -> Platforms:
-    """Build the adapter of every configured platform the default bot serves."""
-    result = Platforms()
-    for platform, build in _configured(settings).items():
-        if serves is not None and platform not in serves:
-            log.warning(
-                "%s credentials are set but bot %r does not serve %s (persona `platforms`)",
-                platform,
-                settings.default_bot,
-                platform,
-            )
-            continue
-        try:
-            result.adapters.append(build(settings, bus, personas))
-        except ChatbotError as exc:
-            result.failed[platform] = str(exc)
-            log.error("%s adapter not started: %s", platform, exc)
-    return result
+def build_adapter(creds: BotCredentials, settings: Settings, bus: Bus, personas: PersonaStore) -> Adapter:
+    """The adapter of ``creds``' bot and platform; a bad setting is one ConfigError line
+    naming the bot's own variable."""
+    names = creds.setting_names()
+    try:
+        adapter = BUILDERS[creds.platform](creds, settings, bus, personas)
+    except ConfigError as exc:
+        raise ConfigError(f"bot {creds.bot_id!r}: {with_names(str(exc), names)}") from None
+    adapter.setting_names = names
+    return adapter

@@ -1,9 +1,9 @@
 """What one ``chatbot run`` process does: its role.
 
-    all               engine + web chat + every configured platform (``make run``)
+    all               engine + web chat + every bot on every configured platform (``make run``)
     web               web chat, desk and the webhook platforms (Slack Events API,
-                      Telegram with TELEGRAM_WEBHOOK_URL): the HTTP front door
-    adapter:PLATFORM  one platform's intake and delivery (telegram, slack, discord)
+                      Telegram with a webhook URL) of every bot: the HTTP front door
+    adapter:PLATFORM  one platform's intake and delivery, for every bot (telegram, slack, discord)
     worker            the engine only (the GPU process)
 
 Any number of processes of each role share one Redis; each reads the streams under a
@@ -18,7 +18,6 @@ import secrets
 import socket
 from dataclasses import dataclass
 
-from bots.config import Settings
 from core.errors import ConfigError
 
 PLATFORMS = ("telegram", "slack", "discord")
@@ -51,25 +50,14 @@ class Role:
     def runs_web_chat(self) -> bool:
         return self.name in {"all", "web"}
 
-    def wants(self, platform: str, settings: Settings) -> bool:
-        """Whether this role runs ``platform``'s adapter (when its credentials are set)."""
+    def wants(self, platform: str, *, webhook: bool) -> bool:
+        """Whether this role runs a bot's ``platform`` adapter (``webhook``: its events
+        arrive as HTTP requests to the web app: a Slack Events API app, Telegram webhooks)."""
         if self.name == "all":
             return True
         if self.name == "adapter":
             return platform == self.platform
-        if self.name == "web":
-            return platform in webhook_platforms(settings)
-        return False
-
-
-def webhook_platforms(settings: Settings) -> set[str]:
-    """Platforms whose events arrive as HTTP requests to the web app."""
-    hooks = set()
-    if settings.telegram_webhook_url:
-        hooks.add("telegram")
-    if settings.slack_signing_secret and not settings.slack_app_token:
-        hooks.add("slack")
-    return hooks
+        return self.name == "web" and webhook
 
 
 def consumer_name(role: str) -> str:

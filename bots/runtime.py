@@ -17,6 +17,7 @@ from core.engine import Engine, EngineConfig
 from core.history import History
 from core.keys import Keys
 from core.persona import PersonaStore
+from core.proactive import Proactive
 from core.registry import ModelRegistry
 from core.tickets import Tickets
 
@@ -53,6 +54,7 @@ class Runtime:
         )
         self.conversations = Conversations(self.redis, self.keys, self.history)
         self.personas = PersonaStore(self.redis, self.keys)
+        self.proactive = Proactive(self.redis, self.keys, self.bus, self.history, self.personas)
         self.tickets = Tickets(
             self.redis,
             self.keys,
@@ -70,6 +72,16 @@ class Runtime:
         for persona in default_personas(self.settings.bots_dir):
             if await self.personas.put_if_absent(persona):
                 log.info("seeded persona %s", persona.bot_id)
+
+    async def hand_back(self, stream: str, group: str, consumer: str) -> None:
+        """Make what ``consumer`` did not finish claimable by the other processes at once."""
+        try:
+            count = await self.bus.hand_back(stream, group, consumer, self.settings.upkeep.claim_idle_ms)
+        except Exception as exc:  # Redis gone: the entries are claimed after the idle time instead
+            log.warning("could not hand back %s entries of %s: %s", stream, consumer, exc)
+            return
+        if count:
+            log.warning("handed back %d unfinished entries of %s", count, stream)
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -1,8 +1,8 @@
 """``chatbot run``: one process of a role (``bots.roles``) over the shared Redis.
 
-``--role all`` (the default) runs the engine, the web app and every configured adapter in
-one process. Each adapter starts on its own: one that fails (a bad token, say) is
-reported in one line and stopped, while the rest keeps running. Every role serves
+``--role all`` (the default) runs the engine, the web app and every bot's adapters in one
+process (``bots.fleet``). Each adapter starts on its own: one that fails (a bad token,
+say) is reported in one line and stopped, while the rest keeps running. Every role serves
 ``/healthz``, ``/readyz`` and ``/metrics`` on its port.
 
 SIGTERM (or Ctrl-C) stops taking work and exits within ``CHATBOT_SHUTDOWN_GRACE``: the
@@ -31,15 +31,15 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from adapters.base import Adapter
-from adapters.webchat import WebChatAdapter
+from adapters.webchat import WebChatAdapter, static_routes
 from bots.config import Settings
 from bots.desk.app import build_desk, webchat_config
 from bots.desk.headers import SecurityHeaders
+from bots.fleet import Fleet, WebParts
 from bots.health import Health
-from bots.platforms import Platforms, configured_adapters
 from bots.roles import Role, consumer_name
 from bots.runtime import Runtime
-from core.bus import DELIVERY_GROUP, ENGINE_GROUP
+from core.bus import ENGINE_GROUP
 from core.errors import ChatbotError, ConfigError
 from core.upkeep import StreamUpkeep
 
@@ -68,6 +68,8 @@ def build_app(
     routes: list[BaseRoute] = [*health.routes(), Route("/metrics", metrics)]
     for adapter in [web, *adapters] if web else adapters:
         routes += adapter.routes()
+    if web is not None:
+        routes += static_routes()
     routes += extra_routes or []
     return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
 
@@ -102,7 +104,13 @@ async def _serve(
     async with Runtime(settings) as rt, contextlib.AsyncExitStack() as running:
         # The probes answer from the start: loading models makes the process unready,
         # never dead (an orchestrator must not kill a worker for loading).
-        health = Health(rt.bus, str(role), max_lag=settings.ready_max_lag, needs_models=role.runs_engine)
+        health = Health(
+            rt.bus,
+            str(role),
+            max_lag=settings.ready_max_lag,
+            needs_models=role.runs_engine,
+            default_bot=settings.default_bot,
+        )
         app = build_app(None, [], health=health)
         server = uvicorn.Server(
             uvicorn.Config(
@@ -129,52 +137,31 @@ async def _serve(
         if server_task.done():
             server_task.result()  # raises the bind error
 
-        persona = await rt.personas.get(settings.default_bot)
-        platforms = _platforms(settings, rt, role, list(persona.platforms))
-        health.failed = platforms.failed
         # Stopped in reverse: adapters (and their outboxes) first, the engine last, each
         # handing back what it could not finish.
         if role.runs_engine:
             # Load the models before taking work: the first customer should not wait.
-            await asyncio.to_thread(rt.registry.intent_model, persona.models.intent)
-            await asyncio.to_thread(rt.registry.reply_model, persona.models.lm)
+            await _load_models(rt)
             health.models_loaded = True
             worker = consumer_name("worker")
-            running.push_async_callback(_hand_back, rt, rt.keys.intake(), ENGINE_GROUP, worker)
+            running.push_async_callback(rt.hand_back, rt.keys.intake(), ENGINE_GROUP, worker)
             engine = await running.enter_async_context(rt.engine(worker, stop_timeout_s=grace * 0.4))
             upkeep = StreamUpkeep(
                 rt.bus, rt.keys.intake(), ENGINE_GROUP, worker, settings.upkeep, also=rt.seed_missing_personas
             )
             await running.enter_async_context(upkeep)
             health.loops.update(engine=lambda: engine.running, intake_upkeep=lambda: upkeep.running)
-        web: WebChatAdapter | None = None
+        web: WebParts | None = None
         if role.runs_web_chat:
             desk = build_desk(rt)
-            web = WebChatAdapter(
-                rt.bus,
-                bot_id=settings.default_bot,
-                personas=rt.personas,
-                config=webchat_config(settings),
-                hooks=desk.webchat_hooks(),
-                consumer=consumer_name("web"),
-            )
+            web = WebParts(webchat_config(settings), desk.webchat_hooks())
             app.router.routes.extend(desk.routes())
-        adapters = [a for a in [web, *platforms.adapters] if a is not None]
-        for adapter in platforms.adapters:
-            adapter.outbox.consumer = consumer_name(adapter.platform)
-        for adapter in adapters:
-            stream = rt.keys.outbound(adapter.platform, adapter.bot_id)
-            running.push_async_callback(_hand_back, rt, stream, DELIVERY_GROUP, adapter.outbox.consumer)
-            running.push_async_callback(_stop, adapter)
-            outbox_upkeep = StreamUpkeep(
-                rt.bus, stream, DELIVERY_GROUP, adapter.outbox.consumer, settings.upkeep
-            )
-            await running.enter_async_context(outbox_upkeep)
-            health.loops[f"{adapter.platform}_upkeep"] = lambda u=outbox_upkeep: u.running  # type: ignore[misc]
-        # Side by side: a platform that is slow to answer does not hold up the others.
-        await asyncio.gather(*(_start(adapter) for adapter in adapters))
-        health.adapters = adapters
-        app.router.routes.extend(route for adapter in adapters for route in adapter.routes())
+        # Every bot on every platform it lists, started side by side (a platform that is
+        # slow to answer does not hold up the others), and kept in step with the personas.
+        fleet = await running.enter_async_context(Fleet(rt, role, web=web, loops=health.loops))
+        health.by_bot = fleet.status
+        _require_platform(role, fleet)
+        app.router.routes.extend(fleet.routes())
 
         url = f"http://{settings.host}:{sock.getsockname()[1]}"
         log.info("role %s ready on %s", role, url)
@@ -187,24 +174,6 @@ async def _stop_server(server: uvicorn.Server, task: asyncio.Task[None]) -> None
     server.should_exit = True
     with contextlib.suppress(Exception, asyncio.CancelledError):
         await task
-
-
-def _platforms(settings: Settings, rt: Runtime, role: Role, serves: list[str]) -> Platforms:
-    """The platform adapters this role runs; ``adapter:X`` without X configured is one line."""
-    everything = configured_adapters(settings, rt.bus, rt.personas, serves=serves)
-    chosen = Platforms(
-        [a for a in everything.adapters if role.wants(a.platform, settings)],
-        {p: why for p, why in everything.failed.items() if role.wants(p, settings)},
-    )
-    if role.name == "adapter":
-        if role.platform in chosen.failed:
-            raise ConfigError(chosen.failed[role.platform])
-        if not chosen.adapters:
-            raise ConfigError(
-                f"--role {role} needs {role.platform} credentials (see docs/platforms.md) "
-                f"and bot {settings.default_bot!r} serving {role.platform}"
-            )
-    return chosen
 
 
 def _shutdown(server: uvicorn.Server, grace: float, stopping: list[bool]) -> None:
@@ -221,33 +190,33 @@ def _shutdown(server: uvicorn.Server, grace: float, stopping: list[bool]) -> Non
     timer.start()
 
 
-async def _hand_back(rt: Runtime, stream: str, group: str, consumer: str) -> None:
-    """Make what this consumer did not finish claimable by the others at once."""
-    try:
-        count = await rt.bus.hand_back(stream, group, consumer, rt.settings.upkeep.claim_idle_ms)
-    except Exception as exc:  # Redis gone: the entries are claimed after the idle time instead
-        log.warning("could not hand back %s entries of %s: %s", stream, consumer, exc)
+async def _load_models(rt: Runtime) -> None:
+    """The models of every enabled bot (the default bot's must load; another bot's that
+    does not is one warning, and that bot answers with its ``unavailable`` line)."""
+    personas = await rt.personas.get_many(await rt.personas.bot_ids())
+    default = personas.get(rt.settings.default_bot) or await rt.personas.get(rt.settings.default_bot)
+    await asyncio.to_thread(rt.registry.intent_model, default.models.intent)
+    await asyncio.to_thread(rt.registry.reply_model, default.models.lm)
+    for persona in personas.values():
+        if not persona.enabled or persona.models == default.models:
+            continue
+        try:
+            await asyncio.to_thread(rt.registry.intent_model, persona.models.intent)
+            await asyncio.to_thread(rt.registry.reply_model, persona.models.lm)
+        except ChatbotError as exc:
+            log.warning("bot %s: its models did not load: %s", persona.bot_id, exc)
+
+
+def _require_platform(role: Role, fleet: Fleet) -> None:
+    """``adapter:X`` with no bot running X is one line (the first failure, or what to set)."""
+    if role.name != "adapter":
         return
-    if count:
-        log.warning("handed back %d unfinished entries of %s", count, stream)
-
-
-async def _start(adapter: Adapter) -> None:
-    """Start one adapter; a failure is its one-line ``error``, never the process's."""
-    try:
-        await adapter.start()
-        log.info("%s adapter running", adapter.platform)
-    except ChatbotError as exc:
-        adapter.error = str(exc)
-        log.error("%s adapter not started: %s", adapter.platform, exc)
-    except Exception as exc:  # a bug or an SDK surprise: keep the others running
-        adapter.error = f"{type(exc).__name__}: {exc}"
-        log.error("%s adapter crashed at start: %s", adapter.platform, adapter.error)
-
-
-async def _stop(adapter: Adapter) -> None:
-    """Stop one adapter at shutdown; one that fails to stop does not keep the others up."""
-    try:
-        await adapter.stop()
-    except Exception as exc:
-        log.warning("%s adapter did not stop cleanly: %s", adapter.platform, exc)
+    found = [line for bots in fleet.status().values() for p, line in bots.items() if p == role.platform]
+    if "running" in found:
+        return
+    if found:
+        raise ConfigError(found[0])
+    raise ConfigError(
+        f"--role {role} needs {role.platform} credentials (see docs/platforms.md) "
+        f"for a bot whose persona lists {role.platform}"
+    )

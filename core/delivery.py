@@ -21,6 +21,7 @@ from core.cluster import REDIS_DOWN
 from core.errors import AdapterAuthError, PermanentDeliveryError, RateLimited
 from core.messages import Reply
 from core.metrics import DELIVERY_RETRIES, observe_delivered
+from core.proactive import record_outcome
 from core.retry import Backoff, retrying
 
 log = logging.getLogger(__name__)
@@ -117,9 +118,11 @@ class Outbox:
             except PermanentDeliveryError as exc:
                 self.dropped += 1
                 log.error("%s: reply %s to chat %s dropped: %s", self.platform, reply.reply_id, lane, exc)
+                await ack(record_outcome, self.bus.redis, self.bus.keys, reply, str(exc))
             else:
                 self.delivered += 1
                 observe_delivered(reply, time.time())
+                await ack(record_outcome, self.bus.redis, self.bus.keys, reply, None)
             await ack(self.bus.ack_outbound, self.platform, self.bot_id, [entry_id], [reply.reply_id])
             self._in_flight_ids.discard(entry_id)
             self._in_flight -= 1

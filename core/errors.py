@@ -9,6 +9,8 @@
      │    ├── AdapterAuthError   the credentials are wrong; that adapter stops, others go on
      │    └── PermanentDeliveryError  the platform refused this one reply for good (the
      │                           bot was blocked, the chat is gone); it is dropped
+     ├── ConversationNotFound    the bot never talked to that user there (a proactive message: 404)
+     ├── BotUnavailable          the bot is disabled, or nothing serves it on that platform (409)
      ├── TicketNotFound          no ticket has that id (the desk answers 404)
      └── TicketStateError        the ticket's state forbids the action, e.g. reply on resolved (409)
           └── ClaimConflict      another, still active agent holds the claim (409)
@@ -54,6 +56,15 @@ class AdapterAuthError(DeliveryError):
 class PermanentDeliveryError(DeliveryError):
     """The platform refused this reply and always will (blocked, removed, chat deleted):
     the outbox drops it with one log line, so it cannot hold up that chat's later replies."""
+
+
+class ConversationNotFound(ChatbotError):
+    """A proactive message names a customer the bot has no conversation with (there)."""
+
+
+class BotUnavailable(ChatbotError):
+    """The bot is unknown or disabled, does not serve the platform, or no process delivers
+    its messages there now."""
 
 
 class TicketNotFound(ChatbotError):

@@ -46,6 +46,10 @@ def hash_tag(key: str) -> str:
     return key
 
 
+def _unescape(part: str) -> str:
+    return part.replace("%7D", "}").replace("%7B", "{").replace("%3A", ":").replace("%25", "%")
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     namespace: str = "chatbot"
@@ -139,8 +143,10 @@ class Keys:
 
     # exactly-once processing (core.leases)
     def done(self, conv: ConversationKey, message_id: str) -> str:
-        """The idempotency record of an intake message the engine has committed."""
-        return self._tagged("done", self.user_tag(conv.platform, conv.user_id), message_id)
+        """The idempotency record of an intake message the engine has committed. A
+        platform's message id is unique only as one bot sees it, so the bot is part of it
+        (the platform is in the user's tag)."""
+        return self._tagged("done", self.user_tag(conv.platform, conv.user_id), conv.bot_id, message_id)
 
     def lease(self, conv: ConversationKey) -> str:
         """The worker answering a conversation now (a token, with an expiry)."""
@@ -202,6 +208,28 @@ class Keys:
         follow-up markers included, which the user's index does not list)."""
         tag = "".join(f"\\{c}" if c in "*?[]\\" else c for c in self.user_tag(platform, user_id))
         return f"{self.namespace}:*:{{{tag}}}*"
+
+    # proactive messages (core.proactive)
+    def proactive_request(self, bot_id: str, request_id: str) -> str:
+        """The reply id a caller's request id was sent as: a retried request sends nothing new."""
+        return self._k("proactive", bot_id, request_id)
+
+    def delivery_outcome(self, reply_id: str) -> str:
+        """What became of a proactive message: delivered, or the platform's refusal."""
+        return self._k("outcome", reply_id)
+
+    def conversation_of(self, history_key: str) -> ConversationKey | None:
+        """The conversation a :meth:`history` key belongs to (None for any other key)."""
+        prefix = self._k("history") + ":{"
+        tag, _, rest = history_key.removeprefix(prefix).partition("}:")
+        if not history_key.startswith(prefix) or not rest:
+            return None
+        parts = [_unescape(p) for p in (*tag.split(":"), *rest.split(":"))]
+        if len(parts) != 4:
+            return None
+        platform, user_id, bot_id, chat_id = parts
+        conv = ConversationKey(bot_id, platform, chat_id, user_id)
+        return conv if self.history(conv) == history_key else None
 
     def pattern(self) -> str:
         return f"{self.namespace}:*"

@@ -29,6 +29,7 @@ class Route(StrEnum):
     REPHRASE = "rephrase"  # the classifier was unsure; the user is asked to rephrase
     PROMPT = "prompt"  # the message was empty or not text; the user is asked to type
     UNAVAILABLE = "unavailable"  # a model could not run; the user is asked to retry later
+    PROACTIVE = "proactive"  # the bot writes first (`chatbot send`): an order update, a follow-up
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Literal
+from typing import Annotated, Literal
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -111,6 +111,37 @@ class ModelChoice(_Strict):
     lm: str = "lm-default"
 
 
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+
+
+class TelegramCredentials(_Strict):
+    """Names of the environment variables with this bot's Telegram settings, never values."""
+
+    token_env: EnvName | None = None
+    webhook_url_env: EnvName | None = None
+    webhook_secret_env: EnvName | None = None
+
+
+class SlackCredentials(_Strict):
+    bot_token_env: EnvName | None = None
+    signing_secret_env: EnvName | None = None
+    app_token_env: EnvName | None = None
+
+
+class DiscordCredentials(_Strict):
+    token_env: EnvName | None = None
+
+
+class Credentials(_Strict):
+    """Where each platform's secrets of one bot are (``bots.credentials`` reads them); a
+    name left out means unset, except for the default bot, which falls back to the
+    platform's usual variable (``TELEGRAM_BOT_TOKEN``, ...)."""
+
+    telegram: TelegramCredentials = Field(default_factory=TelegramCredentials)
+    slack: SlackCredentials = Field(default_factory=SlackCredentials)
+    discord: DiscordCredentials = Field(default_factory=DiscordCredentials)
+
+
 class Persona(_Strict):
     bot_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     display_name: str = Field(min_length=1, max_length=80)
@@ -132,6 +163,10 @@ class Persona(_Strict):
     group_replies: Literal["mentions", "all"] = Field(
         default="mentions", description="in group chats: answer only mentions/replies, or every message"
     )
+    enabled: bool = Field(
+        default=True, description="false: no platform serves the bot (`chatbot bots disable`)"
+    )
+    credentials: Credentials = Field(default_factory=Credentials)
     stream: Literal["off", "edit"] = Field(
         default="off",
         description="Telegram, Discord, Slack: 'edit' shows a generated reply as it is written, "
@@ -167,6 +202,12 @@ class PersonaStore:
             if raw is not None:
                 out[bot_id] = Persona.model_validate_json(raw)
         return out
+
+    async def bot_ids(self) -> list[str]:
+        """Every bot with a live persona, sorted."""
+        prefix = self.keys.persona("")
+        found = {key[len(prefix) :] async for key in self.redis.scan_iter(match=prefix + "*", count=500)}
+        return sorted(found)
 
     async def put(self, persona: Persona, *, author: str = "cli") -> int:
         """Save ``persona`` as the live copy; returns its new version number."""

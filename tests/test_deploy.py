@@ -184,8 +184,9 @@ def test_the_installed_cli_serves_the_web_role_until_sigterm(
         assert health == {
             "ok": True,
             "role": "web",
-            "loops": {"web_upkeep": "running"},
+            "loops": {"bots": "running", "web_upkeep": "running"},
             "adapters": {"web": "running"},
+            "bots": {"support": {"web": "running"}},
         }
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0  # a bound: the grace time is 5 s

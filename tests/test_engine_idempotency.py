@@ -57,6 +57,23 @@ async def test_a_redelivered_entry_is_acknowledged_without_a_second_reply(redis,
     assert await redis.exists(keys.inflight(first.conversation), keys.lease(first.conversation)) == 0
 
 
+async def test_two_bots_getting_the_same_platform_message_id_both_answer(redis, keys: Keys, history) -> None:
+    """Telegram numbers each bot's private chat with a user from 1, so two bots see the
+    same chat and message ids; one Slack or Discord message can reach two bots too."""
+    await PersonaStore(redis, keys).put(Persona(bot_id="shop", display_name="Sam"))
+    engine = worker(redis, keys, history, "w1")
+    same = {"platform": "telegram", "chat_id": "42", "user_id": "42", "message_id": "42:1"}
+    support, shop = (
+        IncomingMessage(bot_id="support", text="hi", **same),
+        IncomingMessage(bot_id="shop", text="hi", **same),
+    )
+    for message in (support, shop):  # one after the other: the first is committed first
+        await engine.bus.submit(message)
+        assert len(await engine.handle(await engine.bus.read_intake("w1", block_ms=20))) == 1
+    for bot in ("support", "shop"):
+        assert len(await redis.xrange(keys.outbound("telegram", bot))) == 1
+
+
 async def test_a_conversation_leased_by_one_worker_waits_for_it(redis, keys: Keys, history) -> None:
     w1, w2 = worker(redis, keys, history, "w1"), worker(redis, keys, history, "w2")
     a, b = msg("one"), msg("for bob", user="bob")

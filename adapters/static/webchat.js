@@ -2,6 +2,7 @@
 // events) in one bubble that the final reply then replaces; replies pushed later (an
 // agent's answer, a "still waiting" notice) without one. Every text is set with
 // textContent, never HTML.
+// The API is called by relative URLs: the page of bot B at /b/B/ talks to /b/B/api/...
 "use strict";
 const log = document.getElementById("log"), form = document.getElementById("form"),
       input = document.getElementById("text"), send = document.getElementById("send");
@@ -54,10 +55,10 @@ function finish(ref, reply) {
 }
 
 async function start() {
-  const bot = await fetch("/api/bot").then(r => r.ok ? r.json() : null).catch(() => null);
+  const bot = await fetch("api/bot").then(r => r.ok ? r.json() : null).catch(() => null);
   if (bot) document.getElementById("title").textContent = bot.display_name;
   connect();
-  const hist = await fetch("/api/chat/history").then(r => r.ok ? r.json() : {turns: []}).catch(() => ({turns: []}));
+  const hist = await fetch("api/chat/history").then(r => r.ok ? r.json() : {turns: []}).catch(() => ({turns: []}));
   if (bot && bot.greeting) add(bot.greeting, "bot");
   hist.turns.forEach(showTurn);
   const recent = new Set(hist.turns.slice(-10).map(t => t.role + "\u0000" + t.text));
@@ -66,7 +67,7 @@ async function start() {
 }
 
 function connect() {
-  const source = new EventSource("/api/chat/events");
+  const source = new EventSource("api/chat/events");
   source.addEventListener("reply", ev => {
     const reply = JSON.parse(ev.data);
     if (reply.ref && asked.has(reply.ref)) finish(reply.ref, reply);  // its request gave up waiting
@@ -88,7 +89,7 @@ async function submit() {
   const ref = newRef(), wait = {bubble: add("typing…", "bot typing"), seq: -1};
   asked.set(ref, wait);
   try {
-    const r = await fetch("/api/chat", {method: "POST", headers: {"Content-Type": "application/json"},
+    const r = await fetch("api/chat", {method: "POST", headers: {"Content-Type": "application/json"},
                                         body: JSON.stringify({text, ref})});
     const data = await r.json();
     if (r.ok) { finish(ref, data); return; }

@@ -69,9 +69,7 @@ def admin_routes(desk: Desk) -> list[BaseRoute]:
     personas, accounts = desk.personas, desk.accounts
 
     async def bots(request: Request, who: Principal) -> Response:
-        prefix = desk.keys.persona("")
-        found = [key[len(prefix) :] async for key in desk.redis.scan_iter(match=prefix + "*", count=500)]
-        return JSONResponse({"bots": sorted(found)})
+        return JSONResponse({"bots": await personas.bot_ids()})
 
     async def show_persona(request: Request, who: Principal) -> Response:
         bot_id = str(request.path_params["bot"])

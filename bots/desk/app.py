@@ -24,6 +24,7 @@ from core.history import History, Turn
 from core.keys import Keys
 from core.messages import ConversationKey
 from core.persona import PersonaStore
+from core.proactive import Proactive
 from core.tickets import Tickets
 
 
@@ -35,6 +36,7 @@ class DeskConfig:
     login_limit_account: str = "5/minute"
     login_limit_address: str = "20/minute"
     max_message_chars: int = 4000
+    default_bot: str = "support"
 
 
 class Desk:
@@ -61,10 +63,12 @@ class Desk:
         self.auth = Auth(self.accounts, self.sessions)
         self.audit = DeskAudit(redis, keys)
         self.throttle = LoginThrottle(redis, keys, config.login_limit_account, config.login_limit_address)
+        self.proactive = Proactive(redis, keys, tickets.bus, history, personas)
 
     def routes(self) -> list[BaseRoute]:
         from bots.desk.api_admin import admin_routes
         from bots.desk.api_auth import auth_routes
+        from bots.desk.api_send import send_routes
         from bots.desk.api_tickets import ticket_routes
         from bots.desk.openapi import openapi_routes
         from bots.desk.pages import page_routes
@@ -73,6 +77,7 @@ class Desk:
             *auth_routes(self),
             *ticket_routes(self),
             *admin_routes(self),
+            *send_routes(self, self.config.default_bot),
             *openapi_routes(),
             *page_routes(),
         ]
@@ -103,6 +108,7 @@ def desk_config(settings: Settings) -> DeskConfig:
         login_limit_account=settings.login_limit_account,
         login_limit_address=settings.login_limit_address,
         max_message_chars=settings.max_message_chars,
+        default_bot=settings.default_bot,
     )
 
 

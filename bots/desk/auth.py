@@ -26,7 +26,15 @@ from starlette.responses import Response
 from adapters.webjson import BadRequest, error
 from bots.desk.accounts import Account, Accounts, Role, desk_key
 from core import cluster
-from core.errors import ChatbotError, ConfigError, ModelMissing, TicketNotFound, TicketStateError
+from core.errors import (
+    BotUnavailable,
+    ChatbotError,
+    ConfigError,
+    ConversationNotFound,
+    ModelMissing,
+    TicketNotFound,
+    TicketStateError,
+)
 from core.keys import Keys
 
 SESSION_COOKIE = "desk_session"
@@ -118,6 +126,8 @@ Handler = Callable[[Request, Principal], Awaitable[Response]]
 # What the framework's own errors mean to an HTTP caller (ClaimConflict is a TicketStateError).
 ERROR_STATUS: tuple[tuple[type[ChatbotError], int], ...] = (
     (TicketNotFound, 404),
+    (ConversationNotFound, 404),
+    (BotUnavailable, 409),
     (TicketStateError, 409),
     (ConfigError, 400),
     (ModelMissing, 503),  # the preview needs the bot's models built (`chatbot models build`)

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+PATH_PARAMS = ("ticket_id", "bot", "username", "reply_id")
 SESSION_OR_TOKEN: list[dict[str, list[str]]] = [{"session": [], "csrf": []}, {"token": []}]
 
 
@@ -34,9 +35,9 @@ def _op(summary: str, *, auth: str = "agent", body: str = "", params: tuple[str,
         op["parameters"] = [
             {
                 "name": p,
-                "in": "path" if p in ("ticket_id", "bot", "username") else "query",
+                "in": "path" if p in PATH_PARAMS else "query",
                 "schema": {"type": "string"},
-                "required": p in ("ticket_id", "bot", "username"),
+                "required": p in PATH_PARAMS,
             }
             for p in params
         ]
@@ -52,7 +53,8 @@ PATHS: dict[str, dict[str, dict[str, Any]]] = {
             "when the team holds the conversation. Browsers are identified by a signed cookie; "
             "'user' is accepted only with an API token.",
             auth="none",
-            body='{"text": str, "bot"?: str, "name"?: str, "user"?: str (API token only)}',
+            body='{"text": str, "name"?: str, "user"?: str (API token only)}; '
+            "the default bot's (each bot's web chat: /b/{bot}/api/chat, /b/{bot}/api/chat/history, ...)",
         )
     },
     "/api/chat/history": {
@@ -61,7 +63,9 @@ PATHS: dict[str, dict[str, dict[str, Any]]] = {
     "/api/chat/events": {
         "get": _op("Server-Sent Events: replies that arrive later (agent answers, notices)", auth="none")
     },
-    "/api/bot": {"get": _op("The default bot's name and greeting", auth="none")},
+    "/api/bot": {
+        "get": _op("The default bot's name and greeting (each bot's: /b/{bot}/api/bot)", auth="none")
+    },
     "/api/auth/login": {
         "post": _op(
             "Sign in; sets the session and CSRF cookies (429 when rate-limited)",
@@ -127,6 +131,21 @@ PATHS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "/api/admin/accounts/{username}/password": {
         "post": _op("Set a new password", auth="admin", body='{"password": str}', params=("username",))
+    },
+    "/api/admin/messages": {
+        "post": _op(
+            "Send a proactive message to a customer the bot has talked to before (202 queued; "
+            "404 no such conversation; 409 bot disabled, not on that platform, or not running)",
+            auth="admin",
+            body='{"platform": str, "user": str, "text": str, "bot"?: str, "chat"?: str, "id"?: str}',
+        )
+    },
+    "/api/admin/messages/{reply_id}": {
+        "get": _op(
+            "What became of a proactive message: queued, delivered, or refused (with the platform's reason)",
+            auth="admin",
+            params=("reply_id",),
+        )
     },
     "/api/admin/audit": {"get": _op("The desk's audit log, newest first", auth="admin", params=("limit",))},
     "/api/openapi.json": {"get": _op("This document", auth="none")},

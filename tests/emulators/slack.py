@@ -1,7 +1,8 @@
 """A local stand-in for Slack, spoken to by the real slack_sdk / slack-bolt.
 
 Web API (``{url}auth.test``, ``chat.postMessage``, ``chat.update`` (``message_not_found``
-for a ``ts`` it never posted), ``apps.connections.open``) with Bearer-token checks
+for a ``ts`` it never posted), ``apps.connections.open``) for one or more apps (bots) in one
+workspace (``add_app``), with Bearer-token checks
 answered like Slack (HTTP 200 ``{"ok": false, "error": "invalid_auth"}``), switches to
 answer the next ``chat.postMessage`` or ``chat.update`` calls with HTTP 429 and
 ``Retry-After``, and a Socket Mode WebSocket (``hello``, ``events_api`` envelopes,
@@ -31,6 +32,16 @@ class PostedMessage:
     text: str
     thread_ts: str | None
     raw: dict[str, Any] = field(default_factory=dict)
+    token: str = ""  # which app's bot token posted it
+
+
+@dataclass(frozen=True)
+class App:
+    """One Slack app installed in the workspace: its bot token and its bot's ids."""
+
+    token: str
+    bot_user_id: str
+    bot_id: str
 
 
 class SlackEmulator:
@@ -43,12 +54,13 @@ class SlackEmulator:
         bot_id: str = "BBOT",
         team_id: str = "T0001",
     ) -> None:
-        self.token = token
+        self._token = token
         self.app_token = app_token
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
         self.team_id = team_id
         self.posted: list[PostedMessage] = []
+        self.apps: dict[str, App] = {token: App(token, bot_user_id, bot_id)}  # bot token -> app
         self.rate_limit_next = 0  # answer this many chat.postMessage calls with 429
         self.retry_after = 1
         self.rate_limited = 0  # how many 429s were sent
@@ -66,6 +78,17 @@ class SlackEmulator:
     def visible(self, channel: str) -> list[str]:
         """The bot's messages in ``channel`` as people see them now, oldest first."""
         return [m.text for _ts, m in sorted(self.messages.items()) if m.channel == channel]
+
+    @property
+    def token(self) -> str:
+        """The first app's bot token; setting it rotates that token (the old one is revoked)."""
+        return self._token
+
+    @token.setter
+    def token(self, value: str) -> None:
+        first = self.apps.pop(self._token)
+        self._token = value
+        self.apps[value] = App(value, first.bot_user_id, first.bot_id)
 
     @property
     def url(self) -> str:
@@ -100,10 +123,12 @@ class SlackEmulator:
         token = auth.removeprefix("Bearer ").strip() or str(args.get("token", ""))
         if not token:
             return web.json_response({"ok": False, "error": "not_authed"})
-        expected = self.app_token if method == "apps.connections.open" else self.token
-        if token != expected:
+        if method == "apps.connections.open" and token != self.app_token:
             return web.json_response({"ok": False, "error": "invalid_auth"})
-        if method == "auth.test":
+        caller = self.apps.get(token)
+        if method != "apps.connections.open" and caller is None:
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        if method == "auth.test" and caller is not None:
             return web.json_response(
                 {
                     "ok": True,
@@ -111,20 +136,28 @@ class SlackEmulator:
                     "team": "Emulated",
                     "user": "chatbot",
                     "team_id": self.team_id,
-                    "user_id": self.bot_user_id,
-                    "bot_id": self.bot_id,
+                    "user_id": caller.bot_user_id,
+                    "bot_id": caller.bot_id,
                     "is_enterprise_install": False,
                 }
             )
-        if method == "chat.postMessage":
-            return self._post_message(args)
+        if method == "chat.postMessage" and caller is not None:
+            return self._post_message(args, caller)
         if method == "chat.update":
             return self._update(args)
         if method == "apps.connections.open":
             return web.json_response({"ok": True, "url": f"ws://127.0.0.1:{self.port}/socket"})
         return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
 
-    def _post_message(self, args: dict[str, Any]) -> web.Response:
+    def add_app(self, token: str, bot_user_id: str, bot_id: str) -> App:
+        """Install another app (another bot) in the emulated workspace."""
+        self.apps[token] = App(token, bot_user_id, bot_id)
+        return self.apps[token]
+
+    def posted_by(self, token: str) -> list[PostedMessage]:
+        return [p for p in self.posted if p.token == token]
+
+    def _post_message(self, args: dict[str, Any], caller: App) -> web.Response:
         if self.rate_limit_next > 0:
             self.rate_limit_next -= 1
             return self._too_many()
@@ -136,11 +169,11 @@ class SlackEmulator:
         if not text:
             return web.json_response({"ok": False, "error": "no_text"})
         thread_ts = args.get("thread_ts")
-        posted = PostedMessage(channel, text, str(thread_ts) if thread_ts else None, dict(args))
+        posted = PostedMessage(channel, text, str(thread_ts) if thread_ts else None, dict(args), caller.token)
         self.posted.append(posted)
         tick = next(self._ts)
         ts = f"{tick // 1_000_000}.{tick % 1_000_000:06d}"  # unique, like Slack's
-        self.messages[ts] = PostedMessage(channel, text, posted.thread_ts, dict(args))
+        self.messages[ts] = PostedMessage(channel, text, posted.thread_ts, dict(args), caller.token)
         return web.json_response(
             {
                 "ok": True,
@@ -149,8 +182,8 @@ class SlackEmulator:
                 "message": {
                     "type": "message",
                     "text": text,
-                    "user": self.bot_user_id,
-                    "bot_id": self.bot_id,
+                    "user": caller.bot_user_id,
+                    "bot_id": caller.bot_id,
                     "ts": ts,
                 },
             }
