@@ -1,12 +1,13 @@
 """The built-in web chat: a page at ``/``, ``POST /api/chat``, its history and push channel.
-
 A browser's identity is a random id in a cookie signed with the server's secret, so no
 caller can write into, read or mute another customer's conversation by naming them.
 Server-to-server callers holding an API token (``Authorization: Bearer``) may name the
 ``user`` explicitly. A message waits for the engine's reply (through the streams like any
 platform) unless the support team holds the conversation: then it is accepted at once
 (route ``human``), and what comes later (an agent's answer, a "still waiting" notice)
-arrives on ``GET /api/chat/events`` (Server-Sent Events).
+arrives on ``GET /api/chat/events`` (Server-Sent Events). Quick replies come with a reply;
+the page sends a clicked one's ``choice`` back, and ``{"command": "human"}`` for its
+"Talk to a person" button (``adapters.interactive.asked``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from adapters.interactive import asked
 from adapters.local import LocalAdapter
 from adapters.push import PushChannels
 from adapters.webjson import (
@@ -152,9 +154,9 @@ class WebChatAdapter(LocalAdapter):
             persona = await self.personas.get(self.bot_id)
         except ChatbotError as exc:
             return error(404, str(exc))
-        return JSONResponse(
-            {"bot_id": persona.bot_id, "display_name": persona.display_name, "greeting": persona.greeting}
-        )
+        about = {"bot_id": persona.bot_id, "display_name": persona.display_name, "greeting": persona.greeting}
+        choices = [o.as_reply().to_api() for o in persona.quick_replies.greeting]
+        return JSONResponse({**about, "quick_replies": choices})
 
     @answers_bad_requests
     async def chat(self, request: Request) -> Response:
@@ -166,13 +168,16 @@ class WebChatAdapter(LocalAdapter):
             require_json(request, "send the message as JSON")  # a cookie rides along: no cross-site forms
         bot_id = await self._bot(data.get("bot"))
         name = clean_name(data.get("name") or "", MAX_NAME_CHARS) or user[:MAX_NAME_CHARS]
+        text, command, intent = asked(data)
         message = IncomingMessage(
             bot_id=bot_id,
             platform=self.platform,
             chat_id=user,
             user_id=user,
-            text=data.get("text", ""),
+            text=text,
             display_name=name,
+            command=command,
+            intent=intent,
         )
         if self.hooks.held is not None and await self.hooks.held(message.conversation):
             # A person answers later, on the push channel; the acknowledgement too, when due.
@@ -240,4 +245,5 @@ def _reply_json(reply: Reply, text: str) -> dict[str, Any]:
         "text": text,
         "route": reply.route.value,
         "at": reply.timestamp,
+        "quick_replies": reply.to_api()["quick_replies"],
     }
