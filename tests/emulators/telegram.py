@@ -3,11 +3,15 @@
 It serves ``/bot<token>/<method>`` on 127.0.0.1 with the form-encoded parameters PTB
 sends and answers in the Bot API's shape (``{"ok": true, "result": ...}``). Supported:
 getMe, deleteWebhook, setWebhook, getWebhookInfo, getUpdates (offset confirms, long
-polling waits up to ``timeout``), sendMessage, sendChatAction. An unknown or revoked
-token gets 401; ``rate_limit_next_send`` answers the next sendMessage with 429.
+polling waits up to ``timeout``), sendMessage (with an inline keyboard), sendChatAction,
+answerCallbackQuery (once per query: a second answer or an unknown id is a 400, as on
+Telegram) and editMessageReplyMarkup. An unknown or revoked token gets 401;
+``rate_limit_next_send`` answers the next sendMessage with 429.
 
 A test injects updates with :class:`EmulatedBot` helpers (``dm``, ``group``,
-``sticker``, ``push``) and reads what the bot did in ``sent`` / ``actions`` / ``calls``.
+``sticker``, ``photo``, ``document``, ``voice``, ``tap`` on a button of a sent message,
+``push``; a text starting with ``/word`` carries a ``bot_command`` entity) and reads
+what the bot did in ``sent`` / ``actions`` / ``answered`` / ``markups`` / ``calls``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ _JSON_PARAMS = {
     "drop_pending_updates",
     "max_connections",
     "link_preview_options",
+    "reply_markup",
 }
 GROUP_ID = -1001234567890
 
@@ -60,6 +65,8 @@ class EmulatedBot:
     calls: list[Call] = field(default_factory=list)
     rate_limits: list[int] = field(default_factory=list)  # retry_after of the next 429s
     blocked_by: set[int] = field(default_factory=set)  # chats whose user blocked the bot
+    messages: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)  # sent, by chat and id
+    queries: set[str] = field(default_factory=set)  # callback query ids not answered yet
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _message_ids: itertools.count = field(default_factory=lambda: itertools.count(5000))
     _news: asyncio.Event = field(default_factory=asyncio.Event)
@@ -73,6 +80,16 @@ class EmulatedBot:
     @property
     def actions(self) -> list[dict[str, Any]]:
         return [c.params for c in self.calls if c.method == "sendChatAction" and c.status == 200]
+
+    @property
+    def answered(self) -> list[dict[str, Any]]:
+        """Parameters of each answerCallbackQuery the API accepted."""
+        return [c.params for c in self.calls if c.method == "answerCallbackQuery" and c.status == 200]
+
+    @property
+    def markups(self) -> list[dict[str, Any]]:
+        """Parameters of each editMessageReplyMarkup the API accepted."""
+        return [c.params for c in self.calls if c.method == "editMessageReplyMarkup" and c.status == 200]
 
     def texts(self, chat_id: int | None = None) -> list[str]:
         return [p["text"] for p in self.sent if chat_id is None or p["chat_id"] == chat_id]
@@ -112,13 +129,17 @@ class EmulatedBot:
         }
         if text is not None:
             msg["text"] = text
-            mentions = [
+            entities = [
                 {"type": "mention", "offset": _utf16_len(text[:i]), "length": _utf16_len(word)}
                 for i, word in _words(text)
                 if word.startswith("@") and len(word) > 1
             ]
-            if mentions:
-                msg["entities"] = mentions
+            if text.startswith("/") and len(text) > 1:  # Telegram marks a command (with @bot)
+                entities.insert(
+                    0, {"type": "bot_command", "offset": 0, "length": _utf16_len(text.split()[0])}
+                )
+            if entities:
+                msg["entities"] = entities
         return msg
 
     def dm(self, text: str, *, user_id: int = 42, **kw: Any) -> dict[str, Any]:
@@ -139,6 +160,74 @@ class EmulatedBot:
                 "text": "How can I help?",
             }
         return self.update(self.message(chat, text, user_id=user_id, **kw))
+
+    def photo(self, *, caption: str | None = None, user_id: int = 42) -> dict[str, Any]:
+        """A photo in a DM, in the two sizes Telegram sends (smallest first)."""
+        sizes = [
+            {
+                "file_id": "AgACAgIAAx-small",
+                "file_unique_id": "AQADs",
+                "width": 90,
+                "height": 90,
+                "file_size": 1200,
+            },
+            {
+                "file_id": "AgACAgIAAx-large",
+                "file_unique_id": "AQADl",
+                "width": 800,
+                "height": 800,
+                "file_size": 64000,
+            },
+        ]
+        extra: dict[str, Any] = {"photo": sizes} | ({"caption": caption} if caption else {})
+        return self.update(self.message(self._private(user_id), None, user_id=user_id, **extra))
+
+    def document(self, name: str = "invoice.pdf", *, user_id: int = 42) -> dict[str, Any]:
+        document = {
+            "file_id": "BQACAgIAAx-doc",
+            "file_unique_id": "AgADd",
+            "file_name": name,
+            "mime_type": "application/pdf",
+            "file_size": 48213,
+        }
+        return self.update(self.message(self._private(user_id), None, user_id=user_id, document=document))
+
+    def voice(self, *, user_id: int = 42) -> dict[str, Any]:
+        voice = {
+            "file_id": "AwACAgIAAx-voice",
+            "file_unique_id": "AgADv",
+            "duration": 4,
+            "mime_type": "audio/ogg",
+            "file_size": 9100,
+        }
+        return self.update(self.message(self._private(user_id), None, user_id=user_id, voice=voice))
+
+    def tap(
+        self, sent: dict[str, Any], label: str, *, user_id: int = 42, first_name: str = "Ada"
+    ) -> dict[str, Any]:
+        """A tap on the button ``label`` of a message the bot sent (``sent``: its
+        sendMessage parameters): a callback_query update. Push the returned update again
+        to redeliver it."""
+        message = next(
+            m
+            for m in self.messages.values()
+            if m["chat"]["id"] == sent["chat_id"] and m["text"] == sent["text"]
+        )
+        buttons = [b for row in message.get("reply_markup", {}).get("inline_keyboard", []) for b in row]
+        data = next(b["callback_data"] for b in buttons if b["text"] == label)
+        query_id = str(next(self._ids) * 1000 + user_id)
+        self.queries.add(query_id)
+        query = {
+            "id": query_id,
+            "from": {"id": user_id, "is_bot": False, "first_name": first_name},
+            "message": message,
+            "chat_instance": "-123456789",
+            "data": data,
+        }
+        return self.push({"update_id": next(self._ids), "callback_query": query})
+
+    def _private(self, user_id: int) -> dict[str, Any]:
+        return {"id": user_id, "type": "private", "first_name": "Ada"}
 
     def sticker(self, *, user_id: int = 42) -> dict[str, Any]:
         chat = {"id": user_id, "type": "private", "first_name": "Ada"}
@@ -248,15 +337,33 @@ class TelegramEmulator:
                 return 400, _fail(400, "Bad Request: message is too long")
             chat_id = params["chat_id"]
             chat = {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"}
-            return _ok(
-                {
-                    "message_id": next(bot._message_ids),
-                    "date": int(time.time()),
-                    "chat": chat,
-                    "from": bot.user(),
-                    "text": text,
-                }
-            )
+            message = {
+                "message_id": next(bot._message_ids),
+                "date": int(time.time()),
+                "chat": chat,
+                "from": bot.user(),
+                "text": text,
+            }
+            if params.get("reply_markup"):
+                message["reply_markup"] = params["reply_markup"]
+            bot.messages[(chat_id, message["message_id"])] = message
+            return _ok(message)
+        if method == "answerCallbackQuery":
+            query_id = str(params.get("callback_query_id"))
+            if query_id not in bot.queries:  # answered already, or never sent
+                return 400, _fail(
+                    400, "Bad Request: query is too old and response timeout expired or query ID is invalid"
+                )
+            bot.queries.discard(query_id)
+            return _ok(True)
+        if method == "editMessageReplyMarkup":
+            message = bot.messages.get((params.get("chat_id"), int(params.get("message_id") or 0)))
+            if message is None:
+                return 400, _fail(400, "Bad Request: message to edit not found")
+            if params.get("reply_markup") == message.get("reply_markup"):
+                return 400, _fail(400, "Bad Request: message is not modified")
+            message["reply_markup"] = params.get("reply_markup") or {}
+            return _ok(message)
         return 404, _fail(404, "Not Found")
 
 
