@@ -1,11 +1,15 @@
 """A local stand-in for Slack, spoken to by the real slack_sdk / slack-bolt.
 
-Web API (``{url}auth.test``, ``chat.postMessage``, ``apps.connections.open``) with
-Bearer-token checks answered like Slack (HTTP 200 ``{"ok": false, "error":
-"invalid_auth"}``), a switch to answer the next ``chat.postMessage`` calls with HTTP 429
-and ``Retry-After``, and a Socket Mode WebSocket (``hello``, ``events_api`` envelopes,
-acknowledgements recorded). :func:`signed_event_request` signs Events API bodies the
-way Slack does (v0 HMAC-SHA256 over ``v0:{timestamp}:{body}``).
+Web API (``{url}auth.test``, ``chat.postMessage`` with Block Kit ``blocks``,
+``chat.update`` of a posted message, ``apps.connections.open``) with Bearer-token checks
+answered like Slack (HTTP 200 ``{"ok": false, "error": "invalid_auth"}``), a switch to
+answer the next ``chat.postMessage`` calls with HTTP 429 and ``Retry-After``, and a
+Socket Mode WebSocket (``hello``, ``events_api`` envelopes, acknowledgements recorded).
+:func:`signed_event_request` signs Events API bodies the way Slack does (v0 HMAC-SHA256
+over ``v0:{timestamp}:{body}``); :func:`signed_form_request` signs the form-encoded
+bodies of interactivity (``payload=`` a :func:`block_actions_body`, the click on a
+posted message's button) and slash commands (:func:`slash_command_body`), with the
+retry headers when asked.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +34,7 @@ class PostedMessage:
     text: str
     thread_ts: str | None
     raw: dict[str, Any] = field(default_factory=dict)
+    ts: str = ""
 
 
 class SlackEmulator:
@@ -52,6 +58,7 @@ class SlackEmulator:
         self.rate_limited = 0  # how many 429s were sent
         self.refuse_next: list[str] = []  # error codes for the next chat.postMessage calls
         self.calls: list[str] = []  # Web API method names, in order
+        self.updated: list[dict[str, Any]] = []  # chat.update arguments, in order
         self.acks: list[str] = []  # Socket Mode envelope ids acknowledged by the client
         self._sockets: list[web.WebSocketResponse] = []
         self._runner: web.AppRunner | None = None
@@ -108,6 +115,11 @@ class SlackEmulator:
             )
         if method == "chat.postMessage":
             return self._post_message(args)
+        if method == "chat.update":
+            if not any(p.channel == args.get("channel") and p.ts == args.get("ts") for p in self.posted):
+                return web.json_response({"ok": False, "error": "message_not_found"})
+            self.updated.append(dict(args))
+            return web.json_response({"ok": True, "channel": args["channel"], "ts": args["ts"]})
         if method == "apps.connections.open":
             return web.json_response({"ok": True, "url": f"ws://127.0.0.1:{self.port}/socket"})
         return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
@@ -129,8 +141,10 @@ class SlackEmulator:
         if not text:
             return web.json_response({"ok": False, "error": "no_text"})
         thread_ts = args.get("thread_ts")
-        self.posted.append(PostedMessage(channel, text, str(thread_ts) if thread_ts else None, dict(args)))
         ts = f"{time.time():.6f}"
+        self.posted.append(
+            PostedMessage(channel, text, str(thread_ts) if thread_ts else None, dict(args), ts)
+        )
         return web.json_response(
             {
                 "ok": True,
@@ -212,6 +226,88 @@ def signed_event_request(
     ts = str(int(time.time()) if timestamp is None else timestamp)
     headers = {
         "Content-Type": "application/json",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": SignatureVerifier(signing_secret).generate_signature(timestamp=ts, body=raw),
+    }
+    if retry_num is not None:
+        headers["X-Slack-Retry-Num"] = str(retry_num)
+        headers["X-Slack-Retry-Reason"] = "http_timeout"
+    return raw, headers
+
+
+def block_actions_body(
+    posted: PostedMessage, label: str, *, user: str = "U0001", trigger_id: str | None = None
+) -> dict[str, Any]:
+    """The ``block_actions`` payload of a click on the button ``label`` of a posted message."""
+    buttons = [e for b in posted.raw.get("blocks") or [] if b["type"] == "actions" for e in b["elements"]]
+    button = next(e for e in buttons if e["text"]["text"] == label)
+    message = {"type": "message", "user": "UBOT", "bot_id": "BBOT", "text": posted.text, "ts": posted.ts}
+    message |= {"blocks": posted.raw.get("blocks")} | (
+        {"thread_ts": posted.thread_ts} if posted.thread_ts else {}
+    )
+    return {
+        "type": "block_actions",
+        "user": {"id": user, "username": "ada", "name": "ada", "team_id": "T0001"},
+        "api_app_id": "A0001",
+        "token": "legacy-verification-token",
+        "container": {
+            "type": "message",
+            "message_ts": posted.ts,
+            "channel_id": posted.channel,
+            "is_ephemeral": False,
+        },
+        "trigger_id": trigger_id or f"{int(time.time())}.{uuid.uuid4().int % 10**12}.{uuid.uuid4().hex[:16]}",
+        "team": {"id": "T0001", "domain": "emulated"},
+        "channel": {"id": posted.channel, "name": "directmessage"},
+        "message": message,
+        "response_url": "https://hooks.slack.com/actions/T0001/1/abc",
+        "actions": [
+            {
+                "action_id": button["action_id"],
+                "block_id": "b1",
+                "text": button["text"],
+                "value": button["value"],
+                "type": "button",
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+
+
+def slash_command_body(
+    command: str,
+    text: str = "",
+    *,
+    channel: str = "D0001",
+    user: str = "U0001",
+    trigger_id: str | None = None,
+) -> dict[str, str]:
+    """The form fields of a slash command invocation."""
+    return {
+        "token": "legacy-verification-token",
+        "team_id": "T0001",
+        "team_domain": "emulated",
+        "channel_id": channel,
+        "channel_name": "directmessage" if channel.startswith("D") else "support",
+        "user_id": user,
+        "user_name": "ada",
+        "command": command,
+        "text": text,
+        "api_app_id": "A0001",
+        "response_url": "https://hooks.slack.com/commands/T0001/1/abc",
+        "trigger_id": trigger_id or f"{int(time.time())}.{uuid.uuid4().int % 10**12}.{uuid.uuid4().hex[:16]}",
+    }
+
+
+def signed_form_request(
+    fields: dict[str, str], signing_secret: str, *, retry_num: int | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """The raw body and headers of a form-encoded POST (interactivity: ``{"payload":
+    json}``; slash commands: their fields), signed like Slack signs it."""
+    raw = urllib.parse.urlencode(fields).encode()
+    ts = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
         "X-Slack-Request-Timestamp": ts,
         "X-Slack-Signature": SignatureVerifier(signing_secret).generate_signature(timestamp=ts, body=raw),
     }
