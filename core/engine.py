@@ -382,7 +382,7 @@ class Engine:
         text = fill_slots(router.answer_text(decision, persona, w.generated), persona.facts)
         if w.truncated and text:
             text = f"{text}\n\n{persona.messages.too_long.format(limit=self.config.max_message_chars)}"
-        prediction = w.prediction or router.given_prediction(w.situation)
+        prediction = router.given_prediction(w.situation) or w.prediction
         return Reply.to(
             w.message,
             text,

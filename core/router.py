@@ -101,7 +101,7 @@ def decide(situation: Situation) -> Decision:
     if decided is not None:
         return decided
     streak = situation.state.unsure_streak
-    prediction = situation.prediction or given_prediction(situation)
+    prediction = given_prediction(situation) or situation.prediction
     if situation.unavailable or prediction is None or situation.persona is None:
         why = situation.unavailable or "the message was not classified"
         return Decision(Route.UNAVAILABLE, why, "unavailable", streak)
