@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import redis.asyncio as aioredis
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from core.errors import ConfigError
 from core.keys import Keys
@@ -130,6 +138,11 @@ class QuickReplyOption(_Strict):
 
     def as_reply(self) -> QuickReply:
         return QuickReply(self.label, self.text.strip(), self.intent)
+
+    @model_serializer(mode="wrap")
+    def _without_blanks(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``{label, text}`` or ``{label, intent}``, as written (exports stay readable)."""
+        return {k: v for k, v in handler(self).items() if v != "" or k == "label"}
 
 
 Choices = Annotated[list[QuickReplyOption], Field(max_length=10)]

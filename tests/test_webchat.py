@@ -14,6 +14,7 @@ from adapters.webchat import COOKIE
 from core.messages import ConversationKey
 from core.persona import Messages, Persona, QuickReplies, QuickReplyOption
 from tests.desk_stack import Stack, running_stack, serving
+from tests.helpers import wait_for
 
 
 @pytest.fixture
@@ -136,6 +137,12 @@ async def test_held_conversation_answers_at_once_and_the_agent_reply_is_pushed(s
         ticket = await stack.open_ticket(user, name="Carol")
         held = await client.post("/api/chat", json={"text": "anyone there?"})
         assert held.status_code == 200 and held.json()["route"] == "human"
+
+        async def acknowledged() -> bool:  # the engine stored it (and its acknowledgement)
+            turns = await stack.history.recent(_conv(user))
+            return turns[-1].text == Messages().handoff_waiting
+
+        await wait_for(acknowledged, what="the acknowledgement")
         async with client.stream("GET", "/api/chat/events") as stream:
             lines = stream.aiter_lines()
             assert await _next_event(lines) == ("ready", {})
