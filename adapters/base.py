@@ -9,12 +9,14 @@ platform only when it was taken now: ``Intake.taken``), holding an event while R
 down, the typing indicator while the engine works, splitting long replies under the
 platform's limit (resuming a split reply after a retry, a restart or in another
 process without resending parts: the count of sent parts is kept in Redis), the
-outbound delivery loop (``core.delivery.Outbox``) and stopping with one line
-(:meth:`Adapter.fail`). For the platform module it runs an SDK's receive loop in the
-background (:meth:`Adapter.receive_in_background`), closes its clients without letting a
-close error hide another, and keeps the config's secrets out of the SDK's logs
-(``adapters.redact``). Config checks live in ``adapters.config``, what a failed call
-means for delivery in ``adapters.failures``, webhook endpoints in ``adapters.webhooks``.
+outbound delivery loop (``core.delivery.Outbox``), stopping with one line
+(:meth:`Adapter.fail`), and edit-in-place streaming for platforms that set
+``stream_limits`` (``adapters.streaming``). For the platform module it runs an SDK's
+receive loop in the background (:meth:`Adapter.receive_in_background`), closes its
+clients without letting a close error hide another, and keeps the config's secrets out
+of the SDK's logs (``adapters.redact``). Configs and their checks live in
+``adapters.config``, what a failed call means for delivery in ``adapters.failures``,
+webhook endpoints in ``adapters.webhooks``.
 
 Lifecycle: ``await adapter.start()`` / ``await adapter.stop()`` or ``async with``.
 """
@@ -32,14 +34,16 @@ from dataclasses import dataclass, fields, is_dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar
 
-from redis.exceptions import RedisError
 from starlette.routing import BaseRoute
 from tenacity import AsyncRetrying, RetryCallState
 
 from adapters.config import host
 from adapters.redact import RedactSecrets
+from adapters.streaming import EditStreamer
+from adapters.throttle import Limit
 from core.admission import Verdict
 from core.bus import Bus
+from core.cluster import REDIS_DOWN  # what a Redis outage raises from the bus
 from core.delivery import DEFAULT_DELIVERY_BACKOFF, Outbox
 from core.errors import AdapterAuthError, ChatbotError, DeliveryError, PermanentDeliveryError
 from core.messages import IncomingMessage, Reply, Route
@@ -50,7 +54,6 @@ from core.text import split_message
 log = logging.getLogger(__name__)
 
 TYPING_MAX_SECONDS = 60.0
-REDIS_DOWN = (RedisError, OSError)  # what a Redis outage raises from the bus
 ClientT = TypeVar("ClientT")  # a platform SDK's client
 
 
@@ -86,6 +89,7 @@ class Adapter(ABC):
     max_message_chars: ClassVar[int] = 4000
     typing_interval: ClassVar[float] = 0.0  # seconds between typing pings; 0 = none
     sdk_loggers: ClassVar[tuple[str, ...]] = ()  # loggers (and their children) that may print a secret
+    stream_limits: ClassVar[tuple[Limit, ...]] = ()  # set: edit-in-place streaming, this throttled
 
     def __init__(
         self,
@@ -118,6 +122,8 @@ class Adapter(ABC):
         self._filtered: list[logging.Logger] = []  # where self.redact is installed
         self._typing: dict[str, asyncio.Task[None]] = {}
         self._group_policy: tuple[float, str] = (0.0, "mentions")
+        self.streamer = EditStreamer(self, self.stream_limits) if self.stream_limits else None
+        self._streaming: asyncio.Task[None] | None = None
 
     # -- what a platform module implements -------------------------------------------
     @abstractmethod
@@ -130,10 +136,17 @@ class Adapter(ABC):
         """Stop receiving events and close connections."""
 
     @abstractmethod
-    async def send_text(self, reply: Reply, text: str, part: int) -> None:
-        """Send one chunk of a reply (``part`` 0 is the first). Raise RateLimited on a
-        429, AdapterAuthError on rejected credentials, PermanentDeliveryError when the
-        platform refuses this reply for good, DeliveryError otherwise."""
+    async def send_text(self, reply: Reply, text: str, part: int) -> str | None:
+        """Send one chunk of a reply (``part`` 0 is the first); return the platform's id of
+        the message (None if it has none). Raise RateLimited on a 429, AdapterAuthError on
+        rejected credentials, PermanentDeliveryError when the platform refuses this reply
+        for good, DeliveryError otherwise."""
+
+    async def edit_text(self, reply: Reply, message_id: str, text: str) -> None:
+        """Replace the text of a message sent earlier, written as ``send_text`` writes it
+        (platforms with ``stream_limits``). An unchanged text is no error; errors as for
+        ``send_text`` (PermanentDeliveryError: the message is gone)."""
+        raise NotImplementedError(f"{self.platform} cannot edit messages")
 
     def receive_failure(self, exc: Exception) -> ChatbotError:
         """Why the receive loop (``receive_in_background``) ended, in one line naming what
@@ -267,10 +280,13 @@ class Adapter(ABC):
         restart or another process that claims the entry resumes after them."""
         chunks = split_message(reply.text, self.max_message_chars)
         try:
-            done = await self.bus.parts_sent(reply.reply_id)
+            done = await self.bus.parts_sent(reply)
+            if done == 0 and chunks and self.streamer and await self.streamer.finish(reply, chunks[0]):
+                done = 1  # the streamed message now shows part 0
+                await self._holding()(self.bus.mark_parts_sent, reply, done)
             for part in range(done, len(chunks)):
                 await self.send_text(reply, chunks[part], part)
-                await self._holding()(self.bus.mark_parts_sent, reply.reply_id, part + 1)
+                await self._holding()(self.bus.mark_parts_sent, reply, part + 1)
         except PermanentDeliveryError:  # the outbox drops the rest (and the stored count)
             self._stop_typing(reply.chat_id)
             raise
@@ -315,6 +331,8 @@ class Adapter(ABC):
             await self._disconnect()
             raise
         self._outbox_task = asyncio.create_task(self._run_outbox(), name=f"{self.platform}-outbox")
+        if self.streamer is not None:
+            self._streaming = asyncio.create_task(self.streamer.run(), name=f"{self.platform}-streaming")
 
     async def _run_outbox(self) -> None:
         try:
@@ -334,9 +352,14 @@ class Adapter(ABC):
         await self._disconnect()
 
     async def _disconnect(self) -> None:
-        """Close the platform's clients and wait for the receive loop. An error here is
-        logged, never raised: it must not hide the error that brought us here (a failed
-        start) nor end a shutdown half way."""
+        """Stop streaming, close the platform's clients and wait for the receive loop. An
+        error here is logged, never raised: it must not hide the error that brought us
+        here (a failed start) nor end a shutdown half way."""
+        streaming, self._streaming = self._streaming, None
+        if streaming is not None:
+            streaming.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await streaming
         try:
             await self.disconnect()
         except Exception:

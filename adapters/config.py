@@ -1,8 +1,11 @@
-"""Checks a platform config runs on itself (in ``__post_init__``), so a bad value fails at
-start with one line naming its setting, never later inside an SDK call."""
+"""Each platform's config, and the checks a config runs on itself (in ``__post_init__``),
+so a bad value fails at start with one line naming its setting, never later inside an SDK
+call. Secrets are ``repr=False`` fields (``PlatformAdapter`` keeps them out of the logs)."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 from core.errors import ConfigError
@@ -44,3 +47,78 @@ def host(url: str) -> str:
     """The host (and port) of a configured URL, for error lines: not its path, where an SDK
     may put the token."""
     return urlparse(url).netloc or url
+
+
+_TOKEN = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
+_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what setWebhook accepts
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramConfig:
+    token: str = field(repr=False)
+    api_base_url: str = "https://api.telegram.org/bot"  # PTB base_url; the token is appended
+    webhook_url: str | None = None  # set = webhook mode; its path is the route we serve
+    webhook_secret: str | None = field(default=None, repr=False)
+    poll_timeout: int = 10  # seconds a getUpdates long poll waits for news
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        require(
+            bool(_TOKEN.match(self.token or "")),
+            "TELEGRAM_BOT_TOKEN does not look like a bot token (123456:ABC-...); copy it from @BotFather",
+        )
+        require_url(self.api_base_url, "TELEGRAM_API_BASE_URL", example="https://api.telegram.org/bot")
+        if self.webhook_url is not None:
+            example = "https://bot.example.com/telegram/webhook"
+            require_url(self.webhook_url, "TELEGRAM_WEBHOOK_URL", path=True, example=example)
+            require(
+                bool(_SECRET.match(self.webhook_secret or "")),
+                "TELEGRAM_WEBHOOK_SECRET is required in webhook mode: 1-256 characters from "
+                "A-Z, a-z, 0-9, _ and -",
+            )
+
+    @property
+    def webhook_path(self) -> str | None:
+        """The route Telegram POSTs updates to (the path of the URL); None when polling."""
+        return urlparse(self.webhook_url).path if self.webhook_url else None
+
+
+DISCORD_TOKEN_HELP = (
+    "copy the token again from the Developer Portal (Applications > your app > Bot > Reset Token)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DiscordConfig:
+    token: str = field(repr=False)
+    api_base_url: str | None = None  # replaces https://discord.com/api/v10 (DISCORD_API_BASE_URL)
+    gateway_url: str | None = None  # replaces wss://gateway.discord.gg/ (DISCORD_GATEWAY_URL)
+    connect_timeout: float = 30.0  # seconds to wait for the gateway's READY at start
+    max_ratelimit_timeout: float = 30.0  # longer 429 waits come back to us as RateLimited
+
+    def __post_init__(self) -> None:
+        require(bool(self.token.strip()), f"DISCORD_BOT_TOKEN is empty; {DISCORD_TOKEN_HELP}")
+        require_url(self.api_base_url, "DISCORD_API_BASE_URL", optional=True)
+        require_url(self.gateway_url, "DISCORD_GATEWAY_URL", schemes=("ws", "wss"), optional=True)
+
+
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+
+
+@dataclass(frozen=True, slots=True)
+class SlackConfig:
+    """SLACK_BOT_TOKEN plus SLACK_SIGNING_SECRET (HTTP) and/or SLACK_APP_TOKEN (Socket Mode)."""
+
+    bot_token: str = field(repr=False)
+    signing_secret: str = field(default="", repr=False)
+    app_token: str = field(default="", repr=False)
+    api_url: str = DEFAULT_SLACK_API_URL
+
+    def __post_init__(self) -> None:
+        require(bool(self.bot_token), "SLACK_BOT_TOKEN is not set; copy the Bot User OAuth Token (xoxb-...)")
+        require(
+            bool(self.signing_secret or self.app_token),
+            "set SLACK_SIGNING_SECRET (Events API over HTTP) or SLACK_APP_TOKEN (Socket Mode)",
+        )
+        require_url(self.api_url, "SLACK_API_URL")

@@ -2,12 +2,11 @@
 
 Direct messages are always answered; in guild channels only messages that mention the
 bot (or reply to it) unless the persona answers every group message. Each answer is a
-reply to the customer's message. Edits, deletions and other bots are ignored. Quick
-replies are buttons; clicks and the ``/help`` and ``/human`` application commands come as
-interactions (``adapters.discord_events`` reads messages and interactions).
-
-``import discord`` below is the SDK, not this module: the project uses absolute imports
-and ``adapters/`` is a package, never a ``sys.path`` entry (guarded below).
+reply to the customer's message (edited in place as it is written with ``stream: edit``).
+Edits, deletions and other bots are ignored. Quick replies are buttons; clicks and the
+``/help`` and ``/human`` application commands come as interactions
+(``adapters.discord_events`` reads messages and interactions). ``import discord`` is the
+SDK (guarded below).
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import aiohttp
@@ -27,10 +25,11 @@ from discord.http import Route as DiscordRoute
 
 from adapters import discord_events as events
 from adapters.base import PlatformAdapter
-from adapters.config import require, require_url
+from adapters.config import DISCORD_TOKEN_HELP, DiscordConfig
 from adapters.failures import for_status
 from adapters.interactive import buttons_for
 from adapters.markup import to_discord_markdown
+from adapters.throttle import Limit
 from core.bus import Bus
 from core.errors import AdapterAuthError, ChatbotError, DeliveryError, RateLimited
 from core.messages import Reply
@@ -42,7 +41,6 @@ log = logging.getLogger(__name__)
 OnMessage = Callable[[discord.Message], Awaitable[None]]
 OnInteraction = Callable[[discord.Interaction], Awaitable[None]]
 
-TOKEN_HELP = "copy the token again from the Developer Portal (Applications > your app > Bot > Reset Token)"
 REJECTED = "DISCORD_BOT_TOKEN was rejected by Discord"
 INTENT_REFUSED = (
     "Discord refused the MESSAGE CONTENT intent; enable it in the Developer Portal "
@@ -52,20 +50,6 @@ INTENT_REFUSED = (
 # A text bot never joins voice: skip discord.py's "voice will NOT be supported" warnings.
 discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
 SAFE_MENTIONS = discord.AllowedMentions(everyone=False, users=False, roles=False, replied_user=False)
-
-
-@dataclass(frozen=True, slots=True)
-class DiscordConfig:
-    token: str = field(repr=False)
-    api_base_url: str | None = None  # replaces https://discord.com/api/v10 (DISCORD_API_BASE_URL)
-    gateway_url: str | None = None  # replaces wss://gateway.discord.gg/ (DISCORD_GATEWAY_URL)
-    connect_timeout: float = 30.0  # seconds to wait for the gateway's READY at start
-    max_ratelimit_timeout: float = 30.0  # longer 429 waits come back to us as RateLimited
-
-    def __post_init__(self) -> None:
-        require(bool(self.token.strip()), f"DISCORD_BOT_TOKEN is empty; {TOKEN_HELP}")
-        require_url(self.api_base_url, "DISCORD_API_BASE_URL", optional=True)
-        require_url(self.gateway_url, "DISCORD_GATEWAY_URL", schemes=("ws", "wss"), optional=True)
 
 
 class RoutedHTTPClient(HTTPClient):
@@ -126,6 +110,8 @@ class DiscordAdapter(PlatformAdapter[DiscordConfig]):
     platform: ClassVar[str] = "discord"
     max_message_chars: ClassVar[int] = 2000
     typing_interval: ClassVar[float] = 8.0  # a typing ping shows for ~10 s
+    # limits come in X-RateLimit-* headers; a channel's message bucket is 5 per 5 s
+    stream_limits: ClassVar[tuple[Limit, ...]] = (Limit(5, 5.0),)
 
     def __init__(self, bus: Bus, config: DiscordConfig, **options: Any) -> None:
         super().__init__(bus, config, **options)
@@ -137,7 +123,7 @@ class DiscordAdapter(PlatformAdapter[DiscordConfig]):
         try:
             await client.login(self.config.token)
         except discord.LoginFailure:
-            raise AdapterAuthError(f"{REJECTED} (401 Unauthorized); {TOKEN_HELP}") from None
+            raise AdapterAuthError(f"{REJECTED} (401 Unauthorized); {DISCORD_TOKEN_HELP}") from None
         except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
             where = self.config.api_base_url or DiscordRoute.BASE
             raise self.unreachable("Discord", where, exc, "DISCORD_API_BASE_URL") from None
@@ -152,7 +138,7 @@ class DiscordAdapter(PlatformAdapter[DiscordConfig]):
         if isinstance(exc, discord.PrivilegedIntentsRequired):
             return AdapterAuthError(INTENT_REFUSED)
         if isinstance(exc, discord.ConnectionClosed) and exc.code == 4004:
-            return AdapterAuthError(f"{REJECTED} at the gateway (4004); {TOKEN_HELP}")
+            return AdapterAuthError(f"{REJECTED} at the gateway (4004); {DISCORD_TOKEN_HELP}")
         if isinstance(exc, discord.ConnectionClosed):
             return DeliveryError(f"the Discord gateway closed the connection ({exc.code} {exc.reason})")
         return DeliveryError(f"the Discord gateway stopped: {type(exc).__name__}: {exc}")
@@ -177,30 +163,51 @@ class DiscordAdapter(PlatformAdapter[DiscordConfig]):
             await events.acknowledge(self._client.http, interaction, found[1])
 
     # -- delivery ------------------------------------------------------------------------
-    async def send_text(self, reply: Reply, text: str, part: int) -> None:
-        client = self._client
-        if client is None or client.is_closed():
-            raise DeliveryError("the Discord client is not connected")
-        guild_id = int(reply.meta["guild_id"]) if reply.meta.get("guild_id") else None
-        channel = client.get_partial_messageable(int(reply.chat_id), guild_id=guild_id)
+    async def send_text(self, reply: Reply, text: str, part: int) -> str | None:
+        channel = self._channel(reply)
         mentions = discord.AllowedMentions.none()
         mentions.replied_user = part == 0  # ping only the customer replied to, on the first part
         # the nonce: discord.py sends enforce_nonce with it, so a retried part posts once
         options: dict[str, Any] = {"allowed_mentions": mentions, "nonce": reply_nonce(reply, part)}
         if reply.meta.get("message_id"):  # fail_if_not_exists=False: deleted? still answer
-            message_id = int(reply.meta["message_id"])
             options["reference"] = discord.MessageReference(
-                message_id=message_id, channel_id=channel.id, guild_id=guild_id, fail_if_not_exists=False
+                message_id=int(reply.meta["message_id"]),
+                channel_id=channel.id,
+                guild_id=channel.guild_id,
+                fail_if_not_exists=False,
             )
-        marked_up = to_discord_markdown(text)  # escapes can push a full part over the limit:
-        content = marked_up if len(marked_up) <= self.max_message_chars else text  # then as written
         if view := events.buttons(buttons_for(reply, part, self.max_message_chars)):
             options["view"] = view
+        content = self._content(text)
+        if part == 0 and events.answers_command(reply):  # it replaces the command's "thinking..."
+            http = self.connected(self._client).http
+            if edited := await self._rest(events.edit_original(http, reply, content, view)):
+                return str(edited)
+        return str((await self._rest(channel.send(content, **options))).id)
+
+    async def edit_text(self, reply: Reply, message_id: str, text: str) -> None:
+        message = self._channel(reply).get_partial_message(int(message_id))
+        content = self._content(text)
+        if view := events.buttons(buttons_for(reply, 0, self.max_message_chars)):  # a final's buttons
+            await self._rest(message.edit(content=content, view=view))  # PATCH .../messages/{id}
+        else:
+            await self._rest(message.edit(content=content))
+
+    def _channel(self, reply: Reply) -> discord.PartialMessageable:
+        client = self._client
+        if client is None or client.is_closed():
+            raise DeliveryError("the Discord client is not connected")
+        guild_id = int(reply.meta["guild_id"]) if reply.meta.get("guild_id") else None
+        return client.get_partial_messageable(int(reply.chat_id), guild_id=guild_id)
+
+    def _content(self, text: str) -> str:
+        marked_up = to_discord_markdown(text)  # escapes can push a full part over the limit:
+        return marked_up if len(marked_up) <= self.max_message_chars else text  # then as written
+
+    async def _rest(self, call: Awaitable[Any]) -> Any:
+        """One REST call, its failures turned into the framework's errors."""
         try:
-            # the first part of a command's answer replaces its "thinking..."
-            edited = part == 0 and events.answers_command(reply)
-            if not (edited and await events.edit_original(client.http, reply, content, view)):
-                await channel.send(content, **options)
+            return await call
         except discord.RateLimited as exc:  # discord.py would wait longer than max_ratelimit_timeout
             raise RateLimited(exc.retry_after) from None
         except discord.HTTPException as exc:
@@ -226,6 +233,6 @@ def _send_failure(exc: discord.HTTPException) -> ChatbotError:
     return for_status(
         exc.status,
         f"Discord answered {exc.status}: {exc.text or 'no details'} (code {exc.code})",
-        auth=AdapterAuthError(f"{REJECTED} while sending (401 Unauthorized); {TOKEN_HELP}"),
+        auth=AdapterAuthError(f"{REJECTED} while sending (401 Unauthorized); {DISCORD_TOKEN_HELP}"),
         retry_after=getattr(exc.response, "headers", {}).get("Retry-After"),
     )

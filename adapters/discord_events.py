@@ -163,27 +163,26 @@ def answers_command(reply: Reply) -> bool:
     return bool(reply.meta.get("interaction_token")) and reply.in_reply_to.startswith("interaction:")
 
 
-async def edit_original(http: HTTPClient, reply: Reply, content: str, view: discord.ui.View | None) -> bool:
-    """Put the answer in the command's deferred response; False when its token is gone
-    (the caller sends a channel message instead)."""
+async def edit_original(
+    http: HTTPClient, reply: Reply, content: str, view: discord.ui.View | None
+) -> str | None:
+    """Put the answer in the command's deferred response; its message id, or None when
+    the interaction's token is gone (the caller sends a channel message instead)."""
     route = DiscordRoute(
         "PATCH",
         "/webhooks/{application_id}/{interaction_token}/messages/@original",
         application_id=reply.meta["application_id"],
         interaction_token=reply.meta["interaction_token"],
     )
-    body = {
-        "content": content,
-        "components": view.to_components() if view else [],
-        "allowed_mentions": {"parse": []},
-    }
+    components = view.to_components() if view else []
+    body = {"content": content, "components": components, "allowed_mentions": {"parse": []}}
     try:
-        await http.request(route, json=body)
+        message = await http.request(route, json=body)
     except discord.HTTPException as exc:
         if exc.status not in TOKEN_GONE:
             raise
-        return False
-    return True
+        return None
+    return str(message["id"])
 
 
 async def register_commands(http: HTTPClient, application_id: int | None) -> None:

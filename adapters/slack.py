@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import aiohttp
@@ -32,10 +31,11 @@ from starlette.routing import BaseRoute
 
 from adapters import slack_payloads as payloads
 from adapters.base import PlatformAdapter
-from adapters.config import require, require_url
+from adapters.config import SlackConfig
 from adapters.failures import retry_after_seconds
 from adapters.interactive import buttons_for
 from adapters.markup import to_slack_mrkdwn
+from adapters.throttle import Limit
 from adapters.webhooks import webhook_routes
 from core.bus import Bus
 from core.errors import AdapterAuthError, DeliveryError, PermanentDeliveryError, RateLimited
@@ -43,7 +43,6 @@ from core.messages import Reply
 
 log = logging.getLogger(__name__)
 
-DEFAULT_API_URL = "https://slack.com/api/"
 AUTH_ERRORS = frozenset(
     {
         "invalid_auth",
@@ -63,28 +62,12 @@ TOKEN_PAGES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class SlackConfig:
-    """SLACK_BOT_TOKEN plus SLACK_SIGNING_SECRET (HTTP) and/or SLACK_APP_TOKEN (Socket Mode)."""
-
-    bot_token: str = field(repr=False)
-    signing_secret: str = field(default="", repr=False)
-    app_token: str = field(default="", repr=False)
-    api_url: str = DEFAULT_API_URL
-
-    def __post_init__(self) -> None:
-        require(bool(self.bot_token), "SLACK_BOT_TOKEN is not set; copy the Bot User OAuth Token (xoxb-...)")
-        require(
-            bool(self.signing_secret or self.app_token),
-            "set SLACK_SIGNING_SECRET (Events API over HTTP) or SLACK_APP_TOKEN (Socket Mode)",
-        )
-        require_url(self.api_url, "SLACK_API_URL")
-
-
 class SlackAdapter(PlatformAdapter[SlackConfig]):
     platform: ClassVar[str] = "slack"
     max_message_chars: ClassVar[int] = 3900  # Slack recommends <= 4,000; truncates at 40,000
     typing_interval: ClassVar[float] = 0.0  # Slack has no typing indicator for bots
+    # posting: about 1 a second per channel; chat.update: Tier 3, 50+ a minute per workspace
+    stream_limits: ClassVar[tuple[Limit, ...]] = (Limit(1, 1.0), Limit(50, 60.0, per="bot"))
 
     def __init__(self, bus: Bus, config: SlackConfig, **options: Any) -> None:
         super().__init__(bus, config, **options)
@@ -185,9 +168,9 @@ class SlackAdapter(PlatformAdapter[SlackConfig]):
             await self.accept(found)
 
     # -- delivery ----------------------------------------------------------------------
-    async def send_text(self, reply: Reply, text: str, part: int) -> None:
+    async def send_text(self, reply: Reply, text: str, part: int) -> str | None:
         channel = reply.meta.get("channel") or reply.chat_id
-        await self._call(
+        sent = await self._call(
             "chat.postMessage",
             self.client.chat_postMessage(
                 channel=channel,
@@ -200,6 +183,15 @@ class SlackAdapter(PlatformAdapter[SlackConfig]):
             ),
             "SLACK_BOT_TOKEN",
         )
+        return str(sent.get("ts") or "") or None
+
+    async def edit_text(self, reply: Reply, message_id: str, text: str) -> None:
+        channel = reply.meta.get("channel") or reply.chat_id
+        blocks = payloads.blocks(text, buttons_for(reply, 0, self.max_message_chars))  # a final's buttons
+        update = self.client.chat_update(
+            channel=channel, ts=message_id, text=to_slack_mrkdwn(text), blocks=blocks
+        )
+        await self._call("chat.update", update, "SLACK_BOT_TOKEN")
 
     async def _call(self, method: str, call: Any, env_var: str) -> Any:
         """Await one Web API call, mapping its failures onto the framework's errors."""

@@ -15,24 +15,24 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
-from urllib.parse import urlparse
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
-from telegram import ReplyParameters, Update
+from telegram import Message, ReplyParameters, Update
 from telegram.constants import ChatAction, ChatType, ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, RetryAfter, TelegramError
 from telegram.ext import Application, ContextTypes, TypeHandler
 
 from adapters import telegram_updates as updates
 from adapters.base import PlatformAdapter
-from adapters.config import host, require, require_url
+from adapters.config import TelegramConfig, host
 from adapters.failures import retry_after_seconds
 from adapters.interactive import buttons_for
 from adapters.markup import to_telegram_html
+from adapters.throttle import Limit
 from adapters.webhooks import check_secret, queued, webhook_routes
 from adapters.webjson import answers_bad_requests, error, read_object
 from core.bus import Bus
@@ -43,40 +43,7 @@ log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_UPDATE_BYTES = 1024 * 1024
-_TOKEN = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
-_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what setWebhook accepts
 _UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]  # not edits, channel posts or reactions
-
-
-@dataclass(frozen=True, slots=True)
-class TelegramConfig:
-    token: str = field(repr=False)
-    api_base_url: str = "https://api.telegram.org/bot"  # PTB base_url; the token is appended
-    webhook_url: str | None = None  # set = webhook mode; its path is the route we serve
-    webhook_secret: str | None = field(default=None, repr=False)
-    poll_timeout: int = 10  # seconds a getUpdates long poll waits for news
-    connect_timeout: float = 5.0
-    read_timeout: float = 10.0
-
-    def __post_init__(self) -> None:
-        require(
-            bool(_TOKEN.match(self.token or "")),
-            "TELEGRAM_BOT_TOKEN does not look like a bot token (123456:ABC-...); copy it from @BotFather",
-        )
-        require_url(self.api_base_url, "TELEGRAM_API_BASE_URL", example="https://api.telegram.org/bot")
-        if self.webhook_url is not None:
-            example = "https://bot.example.com/telegram/webhook"
-            require_url(self.webhook_url, "TELEGRAM_WEBHOOK_URL", path=True, example=example)
-            require(
-                bool(_SECRET.match(self.webhook_secret or "")),
-                "TELEGRAM_WEBHOOK_SECRET is required in webhook mode: 1-256 characters from "
-                "A-Z, a-z, 0-9, _ and -",
-            )
-
-    @property
-    def webhook_path(self) -> str | None:
-        """The route Telegram POSTs updates to (the path of the URL); None when polling."""
-        return urlparse(self.webhook_url).path if self.webhook_url else None
 
 
 class TelegramAdapter(PlatformAdapter[TelegramConfig]):
@@ -84,6 +51,8 @@ class TelegramAdapter(PlatformAdapter[TelegramConfig]):
     max_message_chars: ClassVar[int] = 4096
     typing_interval: ClassVar[float] = 4.0  # Telegram shows "typing…" for ~5 s per call
     sdk_loggers: ClassVar[tuple[str, ...]] = ("httpx", "telegram")  # httpx logs URLs, with the token
+    # Bot FAQ: "avoid sending more than one message per second" in a chat, 20 a minute in a group
+    stream_limits: ClassVar[tuple[Limit, ...]] = (Limit(1, 1.0), Limit(20, 60.0))
 
     def __init__(self, bus: Bus, config: TelegramConfig, **options: Any) -> None:
         super().__init__(bus, config, **options)
@@ -185,7 +154,7 @@ class TelegramAdapter(PlatformAdapter[TelegramConfig]):
             await updates.acknowledge(query, tap[1].label)
 
     # -- delivery ------------------------------------------------------------------------
-    async def send_text(self, reply: Reply, text: str, part: int) -> None:
+    async def send_text(self, reply: Reply, text: str, part: int) -> str | None:
         chat_id: int | str = int(reply.chat_id)
         options: dict[str, Any] = {}
         if reply.meta.get("thread_id"):
@@ -196,16 +165,42 @@ class TelegramAdapter(PlatformAdapter[TelegramConfig]):
             )
         if keyboard := updates.keyboard(buttons_for(reply, part, self.max_message_chars)):
             options["reply_markup"] = keyboard
-        bot, marked_up = self.connected(self._app).bot, to_telegram_html(text)
+        bot = self.connected(self._app).bot
+
+        async def send(**body: Any) -> Message:
+            try:
+                return await bot.send_message(chat_id, **body, **options)
+            except ChatMigrated as exc:  # the group became a supergroup: same chat, new id
+                return await bot.send_message(exc.new_chat_id, **body, **options)
+
+        return str((await self._write(send, text)).message_id)
+
+    async def edit_text(self, reply: Reply, message_id: str, text: str) -> None:
+        bot = self.connected(self._app).bot
+        keyboard = updates.keyboard(buttons_for(reply, 0, self.max_message_chars))  # a final's buttons
+
+        async def edit(**body: Any) -> Any:
+            try:
+                return await bot.edit_message_text(
+                    chat_id=int(reply.chat_id), message_id=int(message_id), reply_markup=keyboard, **body
+                )
+            except BadRequest as exc:  # Telegram refuses an edit to the same text: nothing to do
+                if "not modified" not in str(exc).lower():
+                    raise
+                return None
+
+        await self._write(edit, text)
+
+    async def _write(self, call: Callable[..., Awaitable[Any]], text: str) -> Any:
+        """``call`` with the text as Telegram HTML (as written if Telegram cannot parse it),
+        Telegram's errors turned into the framework's."""
         try:
             try:
-                await bot.send_message(chat_id, marked_up, parse_mode=ParseMode.HTML, **options)
-            except ChatMigrated as exc:  # the group became a supergroup: same chat, new id
-                await bot.send_message(exc.new_chat_id, marked_up, parse_mode=ParseMode.HTML, **options)
+                return await call(text=to_telegram_html(text), parse_mode=ParseMode.HTML)
             except BadRequest as exc:
                 if "parse entities" not in str(exc).lower():
                     raise
-                await bot.send_message(chat_id, text, **options)
+                return await call(text=text)
         except RetryAfter as exc:
             raise RateLimited(retry_after_seconds(exc.retry_after)) from None
         except InvalidToken:

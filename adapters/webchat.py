@@ -1,17 +1,21 @@
 """The built-in web chat: a page at ``/``, ``POST /api/chat``, its history and push channel.
+
 A browser's identity is a random id in a cookie signed with the server's secret, so no
 caller can write into, read or mute another customer's conversation by naming them.
 Server-to-server callers holding an API token (``Authorization: Bearer``) may name the
 ``user`` explicitly. A message waits for the engine's reply (through the streams like any
 platform) unless the support team holds the conversation: then it is accepted at once
 (route ``human``), and what comes later (an agent's answer, a "still waiting" notice)
-arrives on ``GET /api/chat/events`` (Server-Sent Events). Quick replies come with a reply;
-the page sends a clicked one's ``choice`` back, and ``{"command": "human"}`` for its
-"Talk to a person" button (``adapters.interactive.asked``).
+arrives on ``GET /api/chat/events`` (Server-Sent Events). That channel also carries each
+reply as it is written (``partial`` events, ``adapters.streaming``): a page names each
+message it sends (``ref``) and shows the partials of its own messages until the reply.
+Quick replies come with a reply; the page sends a clicked one's ``choice`` back, and
+``{"command": "human"}`` for its "Talk to a person" button (``adapters.interactive.asked``).
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,7 +30,8 @@ from starlette.staticfiles import StaticFiles
 
 from adapters.interactive import asked
 from adapters.local import LocalAdapter
-from adapters.push import PushChannels
+from adapters.push import PushChannels, reply_event, turn_event
+from adapters.streaming import PagePartials
 from adapters.webjson import (
     BadRequest,
     answers_bad_requests,
@@ -44,6 +49,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 COOKIE = "chatbot_uid"
 MAX_USER_CHARS = 128
 MAX_NAME_CHARS = 80
+REF = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what a page calls its message, to match partials
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +83,11 @@ class WebChatAdapter(LocalAdapter):
         self.hooks = hooks
         self._signer = URLSafeSerializer(self.config.secret_key, salt="chatbot.webchat.uid")
         self.pages = PushChannels()  # each customer's open pages, by user id
+        self.partials = PagePartials(self.bus, self.platform, self.pages)
+
+    async def disconnect(self) -> None:
+        await self.partials.close()
+        await super().disconnect()
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -163,6 +174,9 @@ class WebChatAdapter(LocalAdapter):
         data = await read_object(request, self.config.max_body_bytes)
         if not isinstance(data.get("text", ""), str):
             raise BadRequest(400, 'body must be a JSON object with a string "text"')
+        ref = data.get("ref", "")
+        if ref and not (isinstance(ref, str) and REF.fullmatch(ref)):
+            raise BadRequest(400, '"ref" must be 1-64 letters, digits, "-" or "_"')
         user, new_id = await self._caller(request, data.get("user"))
         if not new_id and "authorization" not in request.headers:
             require_json(request, "send the message as JSON")  # a cookie rides along: no cross-site forms
@@ -176,9 +190,11 @@ class WebChatAdapter(LocalAdapter):
             user_id=user,
             text=text,
             display_name=name,
+            meta={"ref": ref} if ref else {},
             command=command,
             intent=intent,
         )
+        self.partials.follow(bot_id)
         if self.hooks.held is not None and await self.hooks.held(message.conversation):
             # A person answers later, on the push channel; the acknowledgement too, when due.
             await self.submit(message, message.message_id)
@@ -209,41 +225,20 @@ class WebChatAdapter(LocalAdapter):
         conv = ConversationKey(bot_id, self.platform, user, user)
         turns = await self.hooks.transcript(conv) if self.hooks.transcript else []
         return JSONResponse(
-            {"user": user, "bot": bot_id, "turns": [_turn_json(t) for t in turns]},
+            {"user": user, "bot": bot_id, "turns": [turn_event(t) for t in turns]},
             headers={"Cache-Control": "no-store"},
         )
 
     @answers_bad_requests
     async def events(self, request: Request) -> Response:
-        """The push channel: replies nobody waited for (an agent's, a reminder)."""
-        user, _bot_id = await self._reader(request)
+        """The push channel: replies nobody waited for (an agent's, a reminder), and
+        replies as they are written."""
+        user, bot_id = await self._reader(request)
+        self.partials.follow(bot_id)
         return self.pages.stream(user, "reply")
 
     # -- delivery ------------------------------------------------------------------------
     async def on_unsolicited(self, reply: Reply) -> None:
         # Nobody waits on the line: push it to the customer's open pages. A page opened
         # later reads it from the history, so nothing is kept here.
-        self.pages.publish(reply.user_id, _reply_json(reply, reply.text))
-
-
-def _turn_json(turn: Turn) -> dict[str, Any]:
-    """What a customer may see of a turn: who spoke, what, when (no intents or scores)."""
-    role = turn.role if turn.role in ("user", "bot", "agent") else "bot"
-    return {
-        "role": role,
-        "text": turn.text,
-        "at": turn.timestamp,
-        "name": turn.display_name if role == "agent" else "",
-    }
-
-
-def _reply_json(reply: Reply, text: str) -> dict[str, Any]:
-    agent = reply.meta.get("agent", "")
-    return {
-        "role": "agent" if agent or reply.route.value == "agent" else "bot",
-        "name": agent,
-        "text": text,
-        "route": reply.route.value,
-        "at": reply.timestamp,
-        "quick_replies": reply.to_api()["quick_replies"],
-    }
+        self.pages.publish(reply.user_id, reply_event(reply))

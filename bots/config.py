@@ -24,7 +24,9 @@ class Settings(BaseSettings):
 
     # storage
     redis_url: str | None = Field(
-        None, description="redis://, rediss:// or unix:// URL; unset = embedded Redis"
+        None,
+        description="redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// URL; "
+        "unset = embedded Redis",
     )
     data_dir: Path = Field(Path("var"), description="embedded Redis data (append-only file)")
     models_dir: Path = Field(Path("models"), description="where trained models live")

@@ -34,7 +34,8 @@ def _secret(value: SecretStr | None) -> str:
 
 
 def _telegram(settings: Settings, bus: Bus, personas: PersonaStore) -> Adapter:
-    from adapters.telegram import TelegramAdapter, TelegramConfig
+    from adapters.config import TelegramConfig
+    from adapters.telegram import TelegramAdapter
 
     config = TelegramConfig(
         token=_secret(settings.telegram_bot_token),
@@ -46,7 +47,8 @@ def _telegram(settings: Settings, bus: Bus, personas: PersonaStore) -> Adapter:
 
 
 def _slack(settings: Settings, bus: Bus, personas: PersonaStore) -> Adapter:
-    from adapters.slack import SlackAdapter, SlackConfig
+    from adapters.config import SlackConfig
+    from adapters.slack import SlackAdapter
 
     config = SlackConfig(
         bot_token=_secret(settings.slack_bot_token),
@@ -58,7 +60,8 @@ def _slack(settings: Settings, bus: Bus, personas: PersonaStore) -> Adapter:
 
 
 def _discord(settings: Settings, bus: Bus, personas: PersonaStore) -> Adapter:
-    from adapters.discord import DiscordAdapter, DiscordConfig
+    from adapters.config import DiscordConfig
+    from adapters.discord import DiscordAdapter
 
     config = DiscordConfig(
         token=_secret(settings.discord_bot_token),

@@ -21,11 +21,11 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from limits import RateLimitItem, parse
-from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import ConfigurationError
 from redis.exceptions import ResponseError
 
+from core.connection import limits_storage
 from core.errors import ConfigError
 from core.keys import Keys
 
@@ -69,12 +69,7 @@ class Admission:
         self.max_backlog = max_backlog  # 0: no bound
         self.backlog_cache_s = backlog_cache_s
         self.clock = clock
-        storage = RedisStorage(
-            "async+redis://",
-            implementation="redispy",
-            connection_pool=redis.connection_pool,  # type: ignore[arg-type]  # documented; typed as scalars
-            key_prefix=keys.intake_limits(),
-        )
+        storage = limits_storage(redis, keys.intake_limits())
         self.limiter = MovingWindowRateLimiter(storage)
         self._backlog: tuple[float, int] | None = None  # (read at, entries)
 

@@ -6,7 +6,8 @@
 Intake is idempotent: ``submit`` claims the platform's event id with SET NX EX and adds
 the message in the same Lua call, so a Slack retry or a redelivery after a reconnect is
 taken once. The same call records the entry in its conversation's in-flight set, which
-``core.leases`` uses to answer each conversation in order across workers.
+``core.leases`` uses to answer each conversation in order across workers (in a Redis
+Cluster that set is in the conversation's slot, so it is added right after the call).
 Entries are acknowledged only after their work is done; a consumer that dies leaves
 them pending, and :meth:`Bus.claim_stale` hands them to another
 (``core.upkeep`` calls it on a timer).
@@ -29,6 +30,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from core import cluster
 from core.admission import Admission, Verdict
 from core.keys import Keys
 from core.messages import IncomingMessage, Reply
@@ -45,20 +47,23 @@ LAG_SCAN_LIMIT = 10_000  # lag counted by XRANGE (Redis < 7) is capped at this
 FORGET_PAGE = 500  # entries per XRANGE while erasing a user from the streams
 PARTS_SENT_TTL_SECONDS = 7 * 24 * 3600  # outlives any reply left pending (then deleted at XACK)
 
-# KEYS[1] = seen key ('' for none), KEYS[2] = stream, KEYS[3] = the conversation's
-# in-flight set ('' for none: core.leases keeps per-conversation order with it);
-# ARGV = seen ttl, payload, in-flight ttl
+# KEYS[1] = stream, then the seen key if ARGV[4] has an 's', then the conversation's
+# in-flight set if it has an 'i' (core.leases keeps per-conversation order with it);
+# ARGV = seen ttl, payload, in-flight ttl, which keys follow the stream
 _SUBMIT = """
-if KEYS[1] ~= '' then
-  if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+local n = 1
+if string.find(ARGV[4], 's') then
+  n = n + 1
+  if not redis.call('SET', KEYS[n], '1', 'NX', 'EX', ARGV[1]) then
     return false
   end
 end
-local id = redis.call('XADD', KEYS[2], '*', 'data', ARGV[2])
-if KEYS[3] ~= '' then
+local id = redis.call('XADD', KEYS[1], '*', 'data', ARGV[2])
+if string.find(ARGV[4], 'i') then
+  n = n + 1
   local ms, seq = string.match(id, '(%d+)-(%d+)')
-  redis.call('ZADD', KEYS[3], tonumber(ms) * 1000 + math.min(tonumber(seq), 999), id)
-  redis.call('EXPIRE', KEYS[3], ARGV[3])
+  redis.call('ZADD', KEYS[n], tonumber(ms) * 1000 + math.min(tonumber(seq), 999), id)
+  redis.call('EXPIRE', KEYS[n], ARGV[3])
 end
 return id
 """
@@ -121,12 +126,29 @@ class Bus:
     async def submit(self, message: IncomingMessage, event_id: str | None = None) -> bool:
         """Queue ``message`` for the engine. Returns False when ``event_id`` was seen
         before (a duplicate delivery), True when the message was queued."""
-        seen = self.keys.seen(message.platform, message.bot_id, event_id) if event_id else ""
+        keys, which = [self.keys.intake()], ""
+        if event_id:
+            keys.append(self.keys.seen(message.platform, message.bot_id, event_id))
+            which += "s"
+        inflight = self.keys.inflight(message.conversation)
+        in_one_call = not cluster.is_cluster(self.redis)  # else: another slot, a second step
+        if in_one_call:
+            keys.append(inflight)
+            which += "i"
         entry = await self._submit(
-            keys=[seen, self.keys.intake(), self.keys.inflight(message.conversation)],
-            args=[SEEN_TTL_SECONDS, message.to_json(), SEEN_TTL_SECONDS],
+            keys=keys, args=[SEEN_TTL_SECONDS, message.to_json(), SEEN_TTL_SECONDS, which]
         )
-        return entry is not None
+        if entry is None:
+            return False
+        if not in_one_call:
+            await self._add_inflight(inflight, str(entry))
+        return True
+
+    async def _add_inflight(self, key: str, entry_id: str) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(key, {entry_id: entry_score(entry_id)})
+            pipe.expire(key, SEEN_TTL_SECONDS)
+            await pipe.execute()
 
     async def admit(self, message: IncomingMessage) -> Verdict:
         """Whether ``message`` may be queued now (``core.admission``): the per-user rate
@@ -178,18 +200,19 @@ class Bus:
         A crash before the XACK leaves the progress, so the redelivery sends nothing the
         platform already took; one between the two leaves a count that expires."""
         await self._ack(self.keys.outbound(platform, bot_id), DELIVERY_GROUP, entry_ids)
-        if reply_ids:
-            await self.redis.delete(*(self.keys.parts_sent(r) for r in reply_ids))
+        if reply_ids:  # one slot: the outbound stream's
+            await self.redis.delete(*(self.keys.parts_sent(platform, bot_id, r) for r in reply_ids))
 
-    async def parts_sent(self, reply_id: str) -> int:
-        """How many parts of ``reply_id`` the platform already accepted (0 if none)."""
-        raw = await self.redis.get(self.keys.parts_sent(reply_id))
+    async def parts_sent(self, reply: Reply) -> int:
+        """How many parts of ``reply`` the platform already accepted (0 if none)."""
+        raw = await self.redis.get(self.keys.parts_sent(reply.platform, reply.bot_id, reply.reply_id))
         return int(raw or 0)
 
-    async def mark_parts_sent(self, reply_id: str, count: int) -> None:
-        """Record that the first ``count`` parts of ``reply_id`` were accepted, so a
+    async def mark_parts_sent(self, reply: Reply, count: int) -> None:
+        """Record that the first ``count`` parts of ``reply`` were accepted, so a
         restart or another process resumes after them."""
-        await self.redis.set(self.keys.parts_sent(reply_id), count, ex=PARTS_SENT_TTL_SECONDS)
+        key = self.keys.parts_sent(reply.platform, reply.bot_id, reply.reply_id)
+        await self.redis.set(key, count, ex=PARTS_SENT_TTL_SECONDS)
 
     def queue_ack_intake(self, pipe: Any, entry_ids: Sequence[str]) -> None:
         if entry_ids:
@@ -260,20 +283,28 @@ class Bus:
             about = [(entry_id, fields) for entry_id, fields in page if _about(fields, platform, user_id)]
             ids = [entry_id for entry_id, _ in about]
             if ids:
-                async with self.redis.pipeline(transaction=True) as pipe:
+                async with cluster.on_slot(self.redis, stream).pipeline(transaction=True) as pipe:
                     for group in groups:
                         pipe.xack(stream, group, *ids)
                     pipe.xdel(stream, *ids)
-                    if stream == self.keys.intake():  # and out of the in-flight sets (core.leases)
-                        for entry_id, fields in about:
-                            with contextlib.suppress(ValueError, KeyError, TypeError):
-                                conv = IncomingMessage.from_json(fields["data"]).conversation
-                                pipe.zrem(self.keys.inflight(conv), entry_id)
                     await pipe.execute()
+                if stream == self.keys.intake():  # and out of the in-flight sets (core.leases)
+                    await self._forget_inflight(about)
                 removed += len(ids)
             if len(page) < FORGET_PAGE:
                 return removed
             start = f"({page[-1][0]}"
+
+    async def _forget_inflight(self, entries: Sequence[tuple[str, dict[str, str]]]) -> None:
+        """Drop erased intake entries from their conversations' in-flight sets (each set
+        is in its user's slot; one left behind is dropped by ``core.leases`` anyway,
+        because its entry is no longer in the stream)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for entry_id, fields in entries:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    conv = IncomingMessage.from_json(fields["data"]).conversation
+                    pipe.zrem(self.keys.inflight(conv), entry_id)
+            await pipe.execute()
 
     # -- recovery -------------------------------------------------------------------
     async def claim_stale(
@@ -399,6 +430,12 @@ def _about(fields: dict[str, str] | None, platform: str, user_id: str) -> bool:
             if data.get("platform") == platform and data.get("user_id") == user_id:
                 return True
     return False
+
+
+def entry_score(entry_id: str) -> int:
+    """An entry's place in stream order, as ``_SUBMIT`` scores it in the in-flight set."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms) * 1000 + min(int(seq or 0), 999)
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:

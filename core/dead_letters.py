@@ -6,7 +6,8 @@ validation, a model that raises) never holds everyone else up.
 Failed attempts are counted per entry in a hash (``intake-failures``), not read from
 XPENDING's delivery count: an entry is also delivered again when its conversation was
 busy on another worker or its worker was killed, and neither is a failure of the entry.
-``chatbot dead-letters list|retry|drop`` looks after the stream.
+``chatbot dead-letters list|retry|drop`` looks after the stream. In a Redis Cluster the
+move commits like an engine entry, slot by slot (``core.commits``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from core import metrics
+from core import cluster, metrics
 from core.bus import Bus
-from core.leases import DONE_TTL_SECONDS
+from core.commits import DONE_TTL_SECONDS, EntryChange, SlotCommits
 from core.messages import IncomingMessage, Reply, Route
 from core.persona import Persona, PersonaStore
 from core.slots import fill_slots
@@ -59,28 +60,43 @@ class DeadLetters:
         except Exception:  # the persona itself may be what is broken
             persona = _FALLBACK
         reply = Reply.to(message, fill_slots(persona.messages.unavailable, persona.facts), Route.UNAVAILABLE)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(
-                self.keys.dead_letters(),
-                {
-                    "data": message.to_json(),
-                    "entry_id": entry_id,
-                    "error": error[:2000],
-                    "attempts": attempts,
-                    "failed_at": time.time(),
-                },
-            )
-            self.bus.queue_reply(pipe, reply)
-            pipe.set(self.keys.done(message.message_id), entry_id, ex=DONE_TTL_SECONDS)
-            pipe.zrem(self.keys.inflight(message.conversation), entry_id)
-            pipe.hdel(self.keys.intake_failures(), entry_id)
-            self.bus.queue_ack_intake(pipe, [entry_id])
-            await pipe.execute()
+        if cluster.is_cluster(self.redis):  # the dead letter and the reply are in other slots
+            change = EntryChange(entry_id, message, cluster.recorder())
+            self._queue_move(change.pipe, entry_id, message, error, attempts, reply)
+            committed, _lost = await SlotCommits(self.redis, self.keys).commit([change])
+            if not committed:  # another worker committed the entry meanwhile
+                return True
+        else:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                self._queue_move(pipe, entry_id, message, error, attempts, reply)
+                pipe.set(
+                    self.keys.done(message.conversation, message.message_id), entry_id, ex=DONE_TTL_SECONDS
+                )
+                pipe.zrem(self.keys.inflight(message.conversation), entry_id)
+                pipe.hdel(self.keys.intake_failures(), entry_id)
+                self.bus.queue_ack_intake(pipe, [entry_id])
+                await pipe.execute()
         metrics.DEAD_LETTERED.inc()
         log.error(
             "engine: intake entry %s failed %d times, moved to dead letters: %s", entry_id, attempts, error
         )
         return True
+
+    def _queue_move(
+        self, pipe: Any, entry_id: str, message: IncomingMessage, error: str, attempts: int, reply: Reply
+    ) -> None:
+        """The dead letter and the customer's "unavailable" reply."""
+        pipe.xadd(
+            self.keys.dead_letters(),
+            {
+                "data": message.to_json(),
+                "entry_id": entry_id,
+                "error": error[:2000],
+                "attempts": attempts,
+                "failed_at": time.time(),
+            },
+        )
+        self.bus.queue_reply(pipe, reply)
 
     async def list(self, count: int = 100) -> list[DeadLetter]:
         """The oldest ``count`` dead letters."""
@@ -103,7 +119,7 @@ class DeadLetters:
         """Queue dead letters (``ids``, or all) on the intake again; returns how many."""
         letters = [d for d in await self.list(10_000) if ids is None or d.id in ids]
         for d in letters:
-            await self.redis.delete(self.keys.done(d.message.message_id))
+            await self.redis.delete(self.keys.done(d.message.conversation, d.message.message_id))
             await self.bus.submit(d.message)
             await self.redis.xdel(self.keys.dead_letters(), d.id)
         return len(letters)

@@ -16,9 +16,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from redis.exceptions import RedisError
-
 from core.bus import Bus
+from core.cluster import REDIS_DOWN
 from core.errors import AdapterAuthError, PermanentDeliveryError, RateLimited
 from core.messages import Reply
 from core.metrics import DELIVERY_RETRIES, observe_delivered
@@ -28,7 +27,6 @@ log = logging.getLogger(__name__)
 
 Deliver = Callable[[Reply], Awaitable[None]]
 DEFAULT_DELIVERY_BACKOFF = Backoff(first=0.5, cap=30.0)
-REDIS_DOWN = (RedisError, OSError)
 
 
 class Outbox:

@@ -13,7 +13,8 @@ For each batch read from the intake stream (consumer group ``engine``):
 3. one transaction per wave appends the user and bot turns, updates the state, opens
    or reopens tickets, queues the replies on each platform's outbound stream, writes
    each message's idempotency record and acknowledges the intake entries; a crash
-   before it leaves the entries pending, so nothing is lost.
+   before it leaves the entries pending, so nothing is lost. (In a Redis Cluster each
+   entry commits slot by slot instead, as exactly-once: ``core.commits``.)
 
 Processing is at-least-once, effects exactly-once (``core.leases``): before the models
 run, entries already committed are only acknowledged, and each conversation of the
@@ -49,6 +50,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core import router
 from core.bus import ENGINE_GROUP, Bus
+from core.cluster import SLOT_IN_FLUX
 from core.conversation import Conversations, ConversationState
 from core.dead_letters import DeadLetters
 from core.errors import ChatbotError
@@ -70,9 +72,16 @@ ENGINE_BACKOFF = Backoff(first=0.2, cap=5.0)  # after a failed batch (a Redis bl
 # A missing persona still gets a polite answer: the default fixed messages.
 _NO_PERSONA = Persona(bot_id="unknown", display_name="Assistant")
 _UNDECIDED = router.Decision(Route.UNAVAILABLE, "not routed yet", "unavailable")
-# Redis unreachable or failing over, or the lease lost: wait it out (core.retry) and
+# Redis unreachable or failing over (a Cluster slot moving), or the lease lost: wait it out (core.retry) and
 # read again; never the entry's fault.
-_TRANSIENT = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError, LeaseLost)
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    OSError,
+    LeaseLost,
+    *SLOT_IN_FLUX,
+)
 
 
 class ModelProvider(Protocol):
@@ -240,6 +249,7 @@ class Engine:
             async for attempt in retrying("ticket reminders", backoff=self.config.backoff):
                 with attempt:
                     await self.send_reminders()
+                    await self.tickets.finish_followups()  # Cluster: a desk process died mid-change
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=self.config.reminder_poll_s)
 
@@ -267,6 +277,9 @@ class Engine:
         if admission.done:
             DUPLICATES_PREVENTED.inc(len(admission.done))
             await self.bus.ack_intake(admission.done)
+        if admission.unfinished:  # committed before a crash, in a Cluster: finish the rest
+            DUPLICATES_PREVENTED.inc(len(admission.unfinished))
+            await self.guard.finish_later(admission)
         DEFERRED.inc(len(admission.deferred))
         self._deferred = len(admission.deferred)
         if not admission.take:
@@ -394,9 +407,9 @@ class Engine:
 
     async def _commit(self, works: list[_Work], replies: list[Reply], admission: Admission) -> None:
         entries = [(w.entry_id, w.message) for w in works]
-        async with self.guard.commit(admission, entries) as pipe:
+        async with self.guard.commit(admission, entries) as pipe_for:
             for w, reply in zip(works, replies, strict=True):
-                conv, decision = w.message.conversation, w.decision
+                pipe, conv, decision = pipe_for(w.entry_id), w.message.conversation, w.decision
                 user_turn = Turn(
                     role="user",
                     text=w.text,
@@ -436,7 +449,6 @@ class Engine:
                 # lets a waiting caller (web chat, console) and a typing indicator stop;
                 # platform adapters send nothing for it.
                 self.bus.queue_reply(pipe, reply)
-            self.bus.queue_ack_intake(pipe, [w.entry_id for w in works])
 
 
 def _ticket_reason(decision: router.Decision) -> tuple[str, str]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from core import cluster
 from core.keys import Keys
 from core.messages import Attachment, ConversationKey
 
@@ -82,7 +83,7 @@ class History:
         pipe.expire(index, self.ttl_seconds)
 
     async def append_turns(self, conv: ConversationKey, turns: Sequence[Turn]) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with cluster.on_slot(self.redis, self.keys.history(conv)).pipeline(transaction=True) as pipe:
             self.queue_append(pipe, conv, turns)
             await pipe.execute()
 
@@ -108,21 +109,30 @@ class History:
         return {k: [json.loads(r) for r in raw] for k, raw in zip(keys, results, strict=False)}
 
     async def forget_user(self, platform: str, user_id: str) -> int:
-        """Delete everything stored about a user (the right-to-erasure path).
+        """Delete everything stored about a user (the right-to-erasure path): every key
+        in the user's index, and every other key with the user's hash tag (idempotency
+        records, leases, follow-up markers: ids and counts, yet they name the user).
 
         Returns how many keys were removed. Idempotency records of platform events are
         not personal data and expire on their own.
         """
         index = self.keys.user_index(platform, user_id)
         keys = await self.conversations_of(platform, user_id)
-        if not keys:
-            return 0
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(*keys, index)
-            for key in keys:
-                if key.startswith(self.keys.ticket("")):
-                    ticket_id = key.rsplit(":", 1)[-1]
-                    for status in ("open", "claimed", "resolved", "all", "reminders"):
-                        pipe.zrem(self.keys.tickets(status), ticket_id)
-            result = await pipe.execute()
-        return max(0, int(result[0]) - 1)
+        tickets = [k.rsplit(":", 1)[-1] for k in keys if k.startswith(self.keys.ticket(""))]
+        removed = 0
+        # The user's own keys share the index's slot; their tickets live in the tickets'
+        # slot (one slot each, so each transaction keeps to one; on one server, one slot).
+        for group in cluster.by_slot(self.redis, [*keys, index]) if keys else []:
+            async with cluster.on_slot(self.redis, group[0]).pipeline(transaction=True) as pipe:
+                pipe.delete(*group)
+                if self.keys.ticket(tickets[0] if tickets else "") in group:
+                    for ticket_id in tickets:
+                        for status in ("open", "claimed", "resolved", "all", "reminders"):
+                            pipe.zrem(self.keys.tickets(status), ticket_id)
+                result = await pipe.execute()
+            removed += int(result[0])
+        removed = max(0, removed - 1)  # the index itself
+        tagged = [k async for k in self.redis.scan_iter(match=self.keys.user_pattern(platform, user_id))]
+        if tagged:  # all in the user's slot
+            removed += int(await self.redis.delete(*tagged))
+        return removed

@@ -1,8 +1,22 @@
 """Every Redis key the framework writes, in one place.
 
 Keys are namespaced (``chatbot`` by default) so several deployments, or a test run,
-can share one server. Ids from platforms may contain ``:``; they are escaped so one
-user's key can never collide with another's.
+can share one server. Ids from platforms may contain ``:`` (or braces); they are
+escaped so one user's key can never collide with another's.
+
+Every key carries a Redis Cluster *hash tag* (the part in ``{...}``), which picks its
+slot, so that the keys written together land in one slot (docs/scaling.md):
+
+- ``{platform:user}``: everything about one user: each conversation's history, state,
+  lease, in-flight set, idempotency records and ticket pointer, and the user's index,
+  so a conversation's commit and ``history forget`` each touch one slot;
+- ``{intake}``: the intake stream, its seen-event ids, failure counts and dead letters;
+- ``{outbound:platform:bot}``: one outbound stream and the progress of its replies
+  (``{partials:platform:bot}``: the stream of replies as they are written);
+- ``{tickets}``, ``{personas}``, ``{desk}``: the support desk's tickets with their
+  queues, the personas with their versions, the desk's accounts and sessions.
+
+On a single server or behind Sentinel the tags change nothing.
 """
 
 from __future__ import annotations
@@ -11,9 +25,25 @@ from dataclasses import dataclass
 
 from core.messages import ConversationKey
 
+INTAKE_TAG = "intake"
+TICKETS_TAG = "tickets"
+PERSONAS_TAG = "personas"
+DESK_TAG = "desk"
+
 
 def _escape(part: str) -> str:
-    return part.replace("%", "%25").replace(":", "%3A")
+    return part.replace("%", "%25").replace(":", "%3A").replace("{", "%7B").replace("}", "%7D")
+
+
+def hash_tag(key: str) -> str:
+    """The part of ``key`` Redis Cluster hashes (between the first ``{`` and the next
+    ``}``), or the whole key when it has none, as Redis defines it."""
+    start = key.find("{")
+    if start >= 0:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key[start + 1 : end]
+    return key
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,23 +53,35 @@ class Keys:
     def _k(self, *parts: str) -> str:
         return ":".join((self.namespace, *(_escape(p) for p in parts)))
 
+    def _tagged(self, family: str, tag: str, *rest: str) -> str:
+        """``{ns}:{family}:{tag}:{rest...}`` with ``tag`` (already escaped) as the hash tag."""
+        return ":".join((self.namespace, family, f"{{{tag}}}", *(_escape(p) for p in rest)))
+
+    @staticmethod
+    def user_tag(platform: str, user_id: str) -> str:
+        """The hash tag of every key about one platform user."""
+        return f"{_escape(platform)}:{_escape(user_id)}"
+
+    def _conv(self, family: str, conv: ConversationKey) -> str:
+        return self._tagged(family, self.user_tag(conv.platform, conv.user_id), conv.bot_id, conv.chat_id)
+
     # conversation state
     def history(self, conv: ConversationKey) -> str:
-        return self._k("history", *conv.parts())
+        return self._conv("history", conv)
 
     def low_confidence(self, conv: ConversationKey) -> str:
-        return self._k("lowconf", *conv.parts())
+        return self._conv("lowconf", conv)
 
     def handoff(self, conv: ConversationKey) -> str:
-        return self._k("handoff", *conv.parts())
+        return self._conv("handoff", conv)
 
     def user_index(self, platform: str, user_id: str) -> str:
         """A set of every key that holds data about one platform user (for erasure)."""
-        return self._k("user", platform, user_id)
+        return self._tagged("user", self.user_tag(platform, user_id))
 
     # streams
     def intake(self) -> str:
-        return self._k("stream", "intake")
+        return self._tagged("stream", INTAKE_TAG)
 
     def streams(self) -> str:
         """SCAN pattern of every stream (intake, each outbound stream, any later one)."""
@@ -47,15 +89,33 @@ class Keys:
 
     def outbound(self, platform: str, bot_id: str) -> str:
         """Replies of one bot on one platform: each bot has its own credentials."""
-        return self._k("stream", "outbound", platform, bot_id)
+        return self._tagged("stream", self._outbound_tag(platform, bot_id))
+
+    @staticmethod
+    def _outbound_tag(platform: str, bot_id: str) -> str:
+        return f"outbound:{_escape(platform)}:{_escape(bot_id)}"
 
     def partials(self, platform: str, bot_id: str) -> str:
         """Replies of one bot on one platform as they are written (``core.partials``), capped."""
-        return self._k("stream", "partials", platform, bot_id)
+        return self._tagged("stream", f"partials:{_escape(platform)}:{_escape(bot_id)}")
+
+    def streamed(self, platform: str, bot_id: str, in_reply_to: str) -> str:
+        """The message a reply is being streamed into by editing (``adapters.streaming``):
+        a hash of who streams it, the platform's message id and whether the final took over."""
+        return self._tagged("streamed", self._streamed_tag(platform, bot_id, in_reply_to))
+
+    def streamed_edit(self, platform: str, bot_id: str, in_reply_to: str) -> str:
+        """Held (with an expiry) while a streamed message is being edited."""
+        return self._tagged("streamed-edit", self._streamed_tag(platform, bot_id, in_reply_to))
+
+    @staticmethod
+    def _streamed_tag(platform: str, bot_id: str, in_reply_to: str) -> str:
+        """One slot for a streamed reply's record and its edit lock (used together in Lua)."""
+        return ":".join(_escape(p) for p in ("streamed", platform, bot_id, in_reply_to))
 
     def dead_letters(self) -> str:
         """Intake entries that failed too often (``core.dead_letters``)."""
-        return self._k("stream", "dead")
+        return self._tagged("stream", INTAKE_TAG, "dead")
 
     def reply_channel(self, instance: str) -> str:
         """Pub/sub channel of one web-chat or console process: replies another process
@@ -64,63 +124,84 @@ class Keys:
 
     def seen(self, platform: str, bot_id: str, event_id: str) -> str:
         """A taken platform event. Event ids are per bot (Telegram's update_id counts
-        per bot token), so two bots on one platform never shadow each other."""
-        return self._k("seen", platform, bot_id, event_id)
+        per bot token), so two bots on one platform never shadow each other. In the
+        intake stream's slot: ``Bus.submit`` claims it and adds the entry in one call."""
+        return self._tagged("seen", INTAKE_TAG, platform, bot_id, event_id)
 
-    def parts_sent(self, reply_id: str) -> str:
-        """How many parts of a split reply the platform already accepted (a count, no text)."""
-        return self._k("sent", reply_id)
+    def parts_sent(self, platform: str, bot_id: str, reply_id: str) -> str:
+        """How many parts of a split reply the platform already accepted (a count, no
+        text), in its outbound stream's slot."""
+        return self._tagged("sent", self._outbound_tag(platform, bot_id), reply_id)
 
     def intake_limits(self) -> str:
         """Prefix of the per-user intake rate-limit windows (the ``limits`` library's keys)."""
         return self._k("limits", "intake")
 
     # exactly-once processing (core.leases)
-    def done(self, message_id: str) -> str:
+    def done(self, conv: ConversationKey, message_id: str) -> str:
         """The idempotency record of an intake message the engine has committed."""
-        return self._k("done", message_id)
+        return self._tagged("done", self.user_tag(conv.platform, conv.user_id), message_id)
 
     def lease(self, conv: ConversationKey) -> str:
         """The worker answering a conversation now (a token, with an expiry)."""
-        return self._k("lease", *conv.parts())
+        return self._conv("lease", conv)
 
     def inflight(self, conv: ConversationKey) -> str:
         """Intake entry ids of a conversation not yet committed, scored in stream order."""
-        return self._k("inflight", *conv.parts())
+        return self._conv("inflight", conv)
 
     def intake_failures(self) -> str:
         """Failed attempts per intake entry id (a hash), for poison entries."""
-        return self._k("intake-failures")
+        return self._tagged("intake-failures", INTAKE_TAG)
+
+    def applied(self, key: str, change_id: str) -> str:
+        """Marks a follow-up of a cross-slot change as done, in the slot of ``key``
+        (``core.cluster``): a retried follow-up is applied once."""
+        return self._tagged("applied", hash_tag(key), change_id)
 
     # personas
     def persona(self, bot_id: str) -> str:
-        return self._k("persona", bot_id)
+        return self._tagged("persona", PERSONAS_TAG, bot_id)
 
     def persona_versions(self, bot_id: str) -> str:
-        return self._k("persona-versions", bot_id)
+        return self._tagged("persona-versions", PERSONAS_TAG, bot_id)
 
     # tickets (hand-offs to the support team)
     def ticket(self, ticket_id: str) -> str:
-        return self._k("ticket", ticket_id)
+        return self._tagged("ticket", TICKETS_TAG, ticket_id)
 
     def ticket_audit(self, ticket_id: str) -> str:
-        return self._k("ticket-audit", ticket_id)
+        return self._tagged("ticket-audit", TICKETS_TAG, ticket_id)
 
     def tickets(self, status: str) -> str:
         """Ticket ids of one status (or ``all``), scored by their newest activity."""
-        return self._k("tickets", status)
+        return self._tagged("tickets", TICKETS_TAG, status)
 
     def ticket_reminders(self) -> str:
         """Open ticket ids scored by when the customer is next told "still waiting"."""
-        return self._k("tickets", "reminders")
+        return self._tagged("tickets", TICKETS_TAG, "reminders")
+
+    def ticket_followups(self) -> str:
+        """Cluster mode: the other-slot writes of ticket changes not yet applied everywhere."""
+        return self._tagged("ticket-followups", TICKETS_TAG)
 
     def conversation_ticket(self, conv: ConversationKey) -> str:
         """The conversation's latest ticket id (a new escalation may reopen it)."""
-        return self._k("conv-ticket", *conv.parts())
+        return self._conv("conv-ticket", conv)
 
     def ticket_events(self) -> str:
         """The pub/sub channel of ticket events (live desk pages)."""
         return self._k("ticket-events")
+
+    # the support desk's accounts, tokens, sessions and audit log (bots/desk)
+    def desk(self, *parts: str) -> str:
+        return self._tagged("desk", DESK_TAG, *parts)
+
+    def user_pattern(self, platform: str, user_id: str) -> str:
+        """SCAN pattern of every key with one user's hash tag (idempotency records and
+        follow-up markers included, which the user's index does not list)."""
+        tag = "".join(f"\\{c}" if c in "*?[]\\" else c for c in self.user_tag(platform, user_id))
+        return f"{self.namespace}:*:{{{tag}}}*"
 
     def pattern(self) -> str:
         return f"{self.namespace}:*"

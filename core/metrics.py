@@ -76,8 +76,9 @@ def observe_delivered(reply: Reply, now: float) -> None:
 
 
 def stream_label(stream: str, namespace: str) -> str:
-    """A stream's name without the namespace (``stream:intake``), a stable label."""
-    return stream.removeprefix(f"{namespace}:")
+    """A stream's name without the namespace and hash-tag braces (``stream:intake``,
+    ``stream:outbound:web:support``), a stable label."""
+    return stream.removeprefix(f"{namespace}:").replace("{", "").replace("}", "")
 
 
 # Generation, set by core.generator for every batch it writes: tokens/s is

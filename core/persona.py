@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from core import cluster
 from core.errors import ConfigError
 from core.keys import Keys
 from core.messages import PAYLOAD_BYTES, QuickReply
@@ -215,6 +216,12 @@ class Persona(_Strict):
         "editing one message in place (the web chat always shows it as it is written)",
     )
 
+    @field_validator("stream", mode="before")
+    @classmethod
+    def _stream_off_in_yaml(cls, value: object) -> object:
+        """YAML 1.1 reads a bare ``off`` as false: ``stream: off`` means "off"."""
+        return "off" if value is False else value
+
 
 class PersonaStore:
     """The live personas in Redis, as JSON, with a version history."""
@@ -243,8 +250,8 @@ class PersonaStore:
         """Save ``persona`` as the live copy; returns its new version number."""
         payload = persona.model_dump_json()
         record = json.dumps({"at": time.time(), "author": author, "persona": json.loads(payload)})
-        key = self.keys.persona_versions(persona.bot_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
+        key = self.keys.persona_versions(persona.bot_id)  # one slot with the persona (core.keys)
+        async with cluster.on_slot(self.redis, key).pipeline(transaction=True) as pipe:
             pipe.set(self.keys.persona(persona.bot_id), payload)
             pipe.rpush(key, record)
             pipe.ltrim(key, -PERSONA_VERSIONS_KEPT, -1)

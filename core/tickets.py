@@ -11,7 +11,13 @@ its id while it is open or claimed, which is what keeps the bot quiet. Every cha
 one WATCH/MULTI transaction on the ticket's hash, so two agents claiming at once cannot
 both win, and an agent's reply is queued on the customer's outbound stream and stored as
 an ``agent`` turn in the same transaction. The transcript is not copied into the ticket:
-it is the conversation's history, read when asked, so it is always live. The record
+it is the conversation's history, read when asked, so it is always live. In a Redis
+Cluster the tickets and their queues share one slot (``{tickets}``), so a change is
+still one WATCHed transaction on the ticket; its writes in other slots (the agent's turn
+in the history, the reply on the outbound stream, the hand-back) are stored with it as
+follow-ups and applied right after, exactly once (``core.cluster``); a process that dies
+in between leaves them to :meth:`Tickets.finish_followups`, which the engine runs on its
+reminder timer. The record
 types (``Ticket``, ``TicketStatus``, ``AuditEntry``, ``TicketEvent``, ``TicketConfig``)
 live in :mod:`core.ticket` and are re-exported here.
 """
@@ -29,6 +35,7 @@ from typing import Any, TypeVar, cast
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
+from core import cluster
 from core.bus import Bus
 from core.conversation import Conversations
 from core.errors import ClaimConflict, TicketNotFound, TicketStateError
@@ -138,7 +145,7 @@ class Tickets:
         convs = list(dict.fromkeys(convs))
         if not convs:
             return {}
-        ids = await self.redis.mget([self.keys.conversation_ticket(c) for c in convs])
+        ids = await cluster.get_many(self.redis, [self.keys.conversation_ticket(c) for c in convs])
         pairs = [(c, str(i)) for c, i in zip(convs, ids, strict=True) if i]
         tickets = {t.id: t for t in await self._load([i for _c, i in pairs])}
         return {c: tickets[i] for c, i in pairs if i in tickets}
@@ -361,22 +368,58 @@ class Tickets:
     # -- internals ---------------------------------------------------------------------------
     async def _change(self, ticket_id: str, change: Callable[[Any, Ticket, dict[str, str], float], T]) -> T:
         """Run ``change`` in one WATCH/MULTI transaction on the ticket; a concurrent
-        change to the same ticket makes it start over with the new state."""
+        change to the same ticket makes it start over with the new state. In a Cluster
+        the writes outside the tickets' slot become follow-ups (module docstring)."""
         key = self.keys.ticket(ticket_id)
+        in_slots = cluster.is_cluster(self.redis)
         async for attempt in retrying(
             f"ticket {ticket_id}", retry_on=(WatchError,), backoff=Backoff(first=0.001, cap=0.05, jitter=0.01)
         ):
             with attempt:
-                async with self.redis.pipeline(transaction=True) as pipe:
+                async with cluster.on_slot(self.redis, key).pipeline(transaction=True) as pipe:
                     await pipe.watch(key)
                     data = cast(dict[str, str], await pipe.hgetall(key))
                     if not data:
                         raise TicketNotFound(f"no ticket {ticket_id!r}; see `chatbot escalations list`")
                     pipe.multi()
-                    result = change(pipe, ticket_from_hash(data), data, self.clock())
+                    writes = cluster.recorder() if in_slots else pipe
+                    result = change(writes, ticket_from_hash(data), data, self.clock())
+                    groups: builtins.list[cluster.Group] = []
+                    change_id = uuid.uuid4().hex
+                    if in_slots:
+                        home, groups = cluster.split(cluster.commands(writes), key)
+                        for command in home:
+                            pipe.execute_command(*command)
+                        if groups:
+                            pipe.hset(
+                                self.keys.ticket_followups(),
+                                change_id,
+                                cluster.encode(groups, at=self.clock()),
+                            )
                     await pipe.execute()
-                    return result
+                if groups:
+                    await self._apply_followups(change_id, groups)
+                return result
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _apply_followups(self, change_id: str, groups: builtins.list[cluster.Group]) -> None:
+        await cluster.apply(self.redis, self.keys, [(change_id, groups)])
+        await self.redis.hdel(self.keys.ticket_followups(), change_id)
+
+    async def finish_followups(self, min_age_s: float = 10.0) -> int:
+        """Apply the follow-ups of ticket changes whose process stopped before it did
+        (Cluster only; older than ``min_age_s``, so live ones are left to their process).
+        Returns how many changes were finished."""
+        if not cluster.is_cluster(self.redis):
+            return 0
+        pending = cast(dict[str, str], await self.redis.hgetall(self.keys.ticket_followups()))
+        finished = 0
+        for change_id, record in pending.items():
+            groups, extra = cluster.decode(record)
+            if self.clock() - float(extra.get("at", 0)) >= min_age_s:
+                await self._apply_followups(change_id, groups)
+                finished += 1
+        return finished
 
     def _check_holder(
         self, ticket: Ticket, data: dict[str, str], agent: str, now: float, what: str

@@ -23,15 +23,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from redis.exceptions import RedisError
-
 from core import metrics
 from core.bus import Bus
+from core.cluster import REDIS_DOWN
 from core.retry import Backoff, retrying
 
 log = logging.getLogger(__name__)
-
-REDIS_DOWN = (RedisError, OSError)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from bots.desk.accounts import Role
 from bots.desk.app import Desk, DeskConfig
 from bots.serve import build_app
 from core.bus import Bus
+from core.engine import ModelProvider
 from core.history import History
 from core.keys import Keys
 from core.messages import ConversationKey
@@ -63,11 +64,11 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def running_stack(
-    redis: aioredis.Redis, keys: Keys, *, cookie_secure: bool = False
+    redis: aioredis.Redis, keys: Keys, *, cookie_secure: bool = False, models: ModelProvider | None = None
 ) -> AsyncIterator[Stack]:
     """httpx keeps ``Secure`` cookies from plain-HTTP test URLs to itself, so API tests run
     with ``cookie_secure=False``; the browser test runs with the default, True."""
-    engine = build_engine(redis, keys)
+    engine = build_engine(redis, keys, models)
     personas, tickets, history = engine.personas, engine.tickets, engine.conversations.history
     await personas.put(Persona(bot_id="support", display_name="Ava", greeting="Hello from Ava"))
     bus = engine.bus

@@ -7,6 +7,7 @@ exercised end to end in tests/test_end_to_end.py.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,23 @@ class ScriptedReplies:
             f"answer to {r.text} (history {len(r.history)}) call {{{{Customer Support Phone Number}}}}"
             for r in requests
         ]
+
+
+class GatedReplies(ScriptedReplies):
+    """Scripted replies that wait for the test's ``release()`` (one per generation call),
+    so a test can act while a reply is being written (the models run in a worker thread)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Semaphore(0)
+
+    def release(self, calls: int = 1) -> None:
+        self.gate.release(calls)
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        if not self.gate.acquire(timeout=60):
+            raise TimeoutError("the test never released the reply model")
+        return super().generate(requests)
 
 
 @dataclass

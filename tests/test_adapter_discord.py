@@ -16,7 +16,8 @@ import redis.asyncio as aioredis
 
 import adapters.discord as discord_adapter
 from adapters.base import PlatformAdapter
-from adapters.discord import DiscordAdapter, DiscordConfig, reply_nonce
+from adapters.config import DiscordConfig
+from adapters.discord import DiscordAdapter, reply_nonce
 from adapters.discord_events import strip_mention
 from core.bus import DELIVERY_GROUP, Bus
 from core.connection import connect

@@ -18,7 +18,8 @@ import pytest
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
 
-from adapters.slack import SlackAdapter, SlackConfig
+from adapters.config import SlackConfig
+from adapters.slack import SlackAdapter
 from core.bus import Bus
 from core.connection import connect
 from core.errors import AdapterAuthError, ConfigError

@@ -13,7 +13,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from adapters.telegram import MAX_UPDATE_BYTES, TelegramAdapter, TelegramConfig
+from adapters.config import TelegramConfig
+from adapters.telegram import MAX_UPDATE_BYTES, TelegramAdapter
 from core.bus import Bus
 from core.connection import connect
 from core.errors import AdapterAuthError, ConfigError, DeliveryError

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from core.connection import connect, redact
-from core.errors import RedisUnavailable
+from core.connection import connect, parse_url, redact
+from core.errors import ConfigError, RedisUnavailable
 
 SCRIPT = """
 import asyncio, sys
@@ -111,3 +111,66 @@ async def test_more_concurrent_commands_than_connections_wait_instead_of_failing
         assert client.connection_pool.max_connections == 8
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("url", "topology", "hosts", "master", "db"),
+    [
+        ("redis://127.0.0.1:6379/0", "server", (), "", 0),
+        (
+            "redis+sentinel://:pw@s1:26379,s2/mymaster/2",
+            "sentinel",
+            (("s1", 26379), ("s2", 26379)),
+            "mymaster",
+            2,
+        ),
+        (
+            "redis+cluster://n1:7000,[::1]:7001,n3",
+            "cluster",
+            (("n1", 7000), ("::1", 7001), ("n3", 6379)),
+            "",
+            0,
+        ),
+        ("rediss+cluster://user:pw@n1:7000", "cluster", (("n1", 7000),), "", 0),
+    ],
+)
+def test_redis_url_names_the_topology(
+    url: str, topology: str, hosts: tuple[tuple[str, int], ...], master: str, db: int
+) -> None:
+    target = parse_url(url)
+    assert (target.topology, target.hosts, target.master, target.db) == (topology, hosts, master, db)
+    assert target.tls == url.startswith("rediss+")
+    assert "pw" not in repr(target)
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("redis+sentinel://:hunter2@s1:26379", "name the master"),
+        ("redis+cluster://n1:70000", "not host:port"),
+        ("redis+cluster://n1:7000,", "not host:port"),
+        ("redis+cluster://n1:7000/3", "only database 0"),
+        ("redis+sentinel://s1/mymaster/x", "database number"),
+        ("memcached://n1:11211", "use redis://"),
+    ],
+)
+async def test_a_malformed_redis_url_is_one_line_without_the_password(
+    url: str, why: str, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        await connect(url, tmp_path)
+    message = str(info.value)
+    assert message.startswith("invalid setting REDIS_URL=") and why in message
+    assert "hunter2" not in message and "\n" not in message
+
+
+async def test_sentinels_and_cluster_nodes_that_do_not_answer_are_one_line(tmp_path: Path) -> None:
+    from core.connection import RedisOptions
+
+    quick = RedisOptions(connect_timeout_s=0.5, socket_timeout_s=0.5, retries=0)
+    for url in ("redis+sentinel://127.0.0.1:1/mymaster", "redis+cluster://:hunter2@127.0.0.1:1"):
+        with pytest.raises(RedisUnavailable) as info:
+            await connect(url, tmp_path, quick)
+        message = str(info.value)
+        assert message.startswith("cannot reach Redis at REDIS_URL=") and "\n" not in message
+        assert "hunter2" not in message

@@ -105,7 +105,9 @@ async def test_dead_letters_cli_lists_retries_and_drops(
     assert await redis.xlen(keys.dead_letters()) == 0
     ((_, last),) = await redis.xrevrange(keys.intake(), count=1)
     assert IncomingMessage.from_json(last["data"]).user_id == "ann"  # on the intake again
-    assert not await redis.exists(keys.done(dead[0].message_id))  # so it will be answered
+    assert not await redis.exists(
+        keys.done(dead[0].conversation, dead[0].message_id)
+    )  # so it will be answered
 
     await redis.xadd(
         keys.dead_letters(), {"data": dead[0].to_json(), "entry_id": "1-0", "error": "x", "attempts": 3}

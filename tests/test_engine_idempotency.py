@@ -52,8 +52,8 @@ async def test_a_redelivered_entry_is_acknowledged_without_a_second_reply(redis,
     turns = await history.recent(first.conversation, 10)
     assert [t.role for t in turns] == ["user", "bot"]
     assert await w1.bus.pending_count(keys.intake(), "engine") == 0
-    assert await redis.exists(keys.done(first.message_id)) == 1
-    assert await redis.ttl(keys.done(first.message_id)) > 0
+    assert await redis.exists(keys.done(first.conversation, first.message_id)) == 1
+    assert await redis.ttl(keys.done(first.conversation, first.message_id)) > 0
     assert await redis.exists(keys.inflight(first.conversation), keys.lease(first.conversation)) == 0
 
 
@@ -106,7 +106,7 @@ async def test_a_commit_after_another_worker_committed_is_dropped(redis, keys: K
     assert [e for e, _ in admission.take] == [batch[0][0]]
     # while w1 works, its lease lapses and another worker commits the same message
     await redis.delete(keys.lease(m.conversation))
-    await redis.set(keys.done(m.message_id), batch[0][0])
+    await redis.set(keys.done(m.conversation, m.message_id), batch[0][0])
     with pytest.raises(LeaseLost):
         async with w1.guard.holding(admission):
             await w1._answer(admission)

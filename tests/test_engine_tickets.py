@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from adapters.telegram import TelegramAdapter, TelegramConfig
+from adapters.config import TelegramConfig
+from adapters.telegram import TelegramAdapter
 from core.bus import Bus
 from core.engine import Engine, EngineConfig
 from core.history import History

@@ -59,7 +59,7 @@ async def test_a_second_process_resumes_a_half_sent_reply(redis: aioredis.Redis,
     await first.start()
 
     async def two_parts_stored() -> bool:  # written right after each accepted part
-        return await bus.parts_sent(reply.reply_id) == 2
+        return await bus.parts_sent(reply) == 2
 
     await wait_for(two_parts_stored, what="parts 0 and 1 accepted and stored")
     assert len(accepted) == 2
@@ -74,7 +74,9 @@ async def test_a_second_process_resumes_a_half_sent_reply(redis: aioredis.Redis,
     await second.stop()
     assert [part for _, part in accepted] == [0, 1, 2, 3]  # each part once, in order
     assert [text for text, _ in accepted] == [p.strip() for p in PARTS]
-    assert await redis.exists(keys.parts_sent(reply.reply_id)) == 0  # dropped with the XACK
+    assert (
+        await redis.exists(keys.parts_sent(reply.platform, reply.bot_id, reply.reply_id)) == 0
+    )  # dropped with the XACK
     assert await bus.pending_count(stream, DELIVERY_GROUP) == 0
 
 

@@ -20,6 +20,15 @@ def test_round_trip_through_yaml() -> None:
     assert parse_persona(dump_persona(support)) == support
 
 
+def test_stream_reads_as_written_in_yaml() -> None:
+    base = "bot_id: x\ndisplay_name: A\n"
+    assert parse_persona(base).stream == "off"
+    assert parse_persona(base + "stream: off\n").stream == "off"  # YAML 1.1 would say false
+    assert parse_persona(base + "stream: edit\n").stream == "edit"
+    with pytest.raises(ConfigError, match="field 'stream'"):
+        parse_persona(base + "stream: on\n")  # true is no setting
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

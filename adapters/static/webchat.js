@@ -1,18 +1,20 @@
-// The web chat page: history after a reload, replies pushed later (an agent's answer,
-// a "still waiting" notice) without one, quick replies as buttons (a click sends the
-// choice, shown as the customer's message; the buttons go) and "Talk to a person".
-// Every text is set with textContent, never HTML.
+// The web chat page: history after a reload; each reply shown as it is written ("partial"
+// events) in one bubble that the final reply then replaces; replies pushed later (an
+// agent's answer, a "still waiting" notice) without one; quick replies as buttons (a
+// click sends the choice, shown as the customer's message; the buttons go) and "Talk to a
+// person". Every text is set with textContent, never HTML.
 "use strict";
 const log = document.getElementById("log"), form = document.getElementById("form"),
       input = document.getElementById("text"), send = document.getElementById("send"),
       human = document.getElementById("human");
 let loaded = false;
 const early = [];  // pushed before the history arrived: shown unless the history has them
+const asked = new Map();  // this page's messages still without their reply: ref -> {bubble, seq}
 
-function add(text, who, opts) {
+function fill(div, text, who, opts) {
   const o = opts || {};
-  const div = document.createElement("div");
   div.className = "msg " + who;
+  div.textContent = "";
   if (who === "agent") {
     const name = document.createElement("span");
     name.className = "who";
@@ -24,7 +26,6 @@ function add(text, who, opts) {
     const m = document.createElement("div"); m.className = "meta"; m.textContent = o.meta; div.appendChild(m);
   }
   if (o.choices && o.choices.length) div.appendChild(buttons(o.choices));
-  log.appendChild(div); log.scrollTop = log.scrollHeight; return div;
 }
 
 function buttons(choices) {
@@ -38,8 +39,33 @@ function buttons(choices) {
   return row;
 }
 
+function add(text, who, opts) {
+  const div = document.createElement("div");
+  fill(div, text, who, opts);
+  log.appendChild(div); log.scrollTop = log.scrollHeight; return div;
+}
+
 function showTurn(t) {
   add(t.text, t.role === "user" ? "me" : t.role, {name: t.name, choices: t.quick_replies});
+}
+
+function newRef() {  // names a message so its partials and reply find its bubble
+  const bytes = new Uint8Array(12);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, b => b.toString(16).padStart(2, "0")).join("");
+}
+
+// The final reply is authoritative: it replaces whatever the bubble showed, once.
+function finish(ref, reply) {
+  const wait = asked.get(ref);
+  if (!wait) return;
+  asked.delete(ref);
+  const who = reply.role === "agent" ? "agent" : "bot";
+  const opts = {name: reply.name, meta: reply.route === "escalate" ? "handed to our support team" : "",
+                choices: reply.quick_replies};
+  if (!reply.text) { if (wait.bubble) wait.bubble.remove(); return; }
+  if (wait.bubble) fill(wait.bubble, reply.text, who, opts); else add(reply.text, who, opts);
+  log.scrollTop = log.scrollHeight;
 }
 
 async function start() {
@@ -58,21 +84,35 @@ function connect() {
   const source = new EventSource("/api/chat/events");
   source.addEventListener("reply", ev => {
     const reply = JSON.parse(ev.data);
-    if (loaded) showTurn(reply); else early.push(reply);
+    if (reply.ref && asked.has(reply.ref)) finish(reply.ref, reply);  // its request gave up waiting
+    else if (loaded) showTurn(reply); else early.push(reply);
+  });
+  source.addEventListener("partial", ev => {
+    const partial = JSON.parse(ev.data), wait = asked.get(partial.ref);
+    if (!wait || partial.seq <= wait.seq || !partial.text) return;  // not this page's, or stale
+    wait.seq = partial.seq;
+    if (!wait.bubble) wait.bubble = add("", "bot");
+    fill(wait.bubble, partial.text, "bot streaming");
+    log.scrollTop = log.scrollHeight;
   });
 }
 
-async function ask(body, shown) {
+async function ask(body, shown) {  // a typed message, a clicked choice or "Talk to a person"
   add(shown, "me"); send.disabled = human.disabled = true;
-  const wait = add("typing…", "bot typing");
+  const ref = newRef(), wait = {bubble: add("typing…", "bot typing"), seq: -1};
+  asked.set(ref, wait);
   try {
     const r = await fetch("/api/chat", {method: "POST", headers: {"Content-Type": "application/json"},
-                                        body: JSON.stringify(body)});
-    const data = await r.json(); wait.remove();
-    if (!r.ok) { add(data.error || "Something went wrong.", "bot"); return; }
-    if (data.text) add(data.text, "bot", {meta: data.route === "escalate" ? "handed to our support team" : "",
-                                          choices: data.quick_replies});
-  } catch (e) { wait.remove(); add("Cannot reach the server. Check your connection and try again.", "bot"); }
+                                        body: JSON.stringify({...body, ref})});
+    const data = await r.json();
+    if (r.ok) { finish(ref, data); return; }
+    if (r.status !== 504) asked.delete(ref);  // else the reply still comes, pushed, into its bubble
+    if (wait.seq < 0) { wait.bubble.remove(); wait.bubble = null; }
+    add(data.error || "Something went wrong.", "bot");
+  } catch (e) {
+    asked.delete(ref); wait.bubble.remove();
+    add("Cannot reach the server. Check your connection and try again.", "bot");
+  }
   finally { send.disabled = human.disabled = false; input.focus(); }
 }
 

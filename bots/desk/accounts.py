@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from core import cluster
 from core.errors import ConfigError
 from core.keys import Keys
 
@@ -50,8 +51,9 @@ class Account:
 
 
 def desk_key(keys: Keys, *parts: str) -> str:
-    """Desk keys live under the deployment's namespace (usernames need no escaping)."""
-    return ":".join((keys.namespace, "desk", *parts))
+    """Desk keys live under the deployment's namespace, all in one Redis Cluster slot
+    (``Keys.desk``), so each transaction below keeps to one."""
+    return keys.desk(*parts)
 
 
 def check_username(name: str) -> str:
@@ -148,7 +150,7 @@ class Accounts:
             raise ConfigError(f"account {username!r} is disabled")
         token = "cbt_" + secrets.token_urlsafe(32)
         digest = token_digest(token)
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with cluster.on_slot(self.redis, self._key(username)).pipeline(transaction=True) as pipe:
             pipe.set(desk_key(self.keys, "token", digest), username)
             pipe.sadd(desk_key(self.keys, "tokens-of", username), digest)
             await pipe.execute()

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import redis.asyncio as aioredis
 
 from bots.desk.accounts import desk_key
+from core import cluster
 from core.keys import Keys
 
 KEPT = 5000
@@ -34,7 +35,7 @@ class DeskAudit:
 
     async def record(self, actor: str, action: str, detail: str = "") -> None:
         entry = json.dumps(asdict(DeskEvent(time.time(), actor, action, detail)), ensure_ascii=False)
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with cluster.on_slot(self.redis, self.key).pipeline(transaction=True) as pipe:
             pipe.lpush(self.key, entry)
             pipe.ltrim(self.key, 0, KEPT - 1)
             await pipe.execute()

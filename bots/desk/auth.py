@@ -25,6 +25,7 @@ from starlette.responses import Response
 
 from adapters.webjson import BadRequest, error
 from bots.desk.accounts import Account, Accounts, Role, desk_key
+from core import cluster
 from core.errors import ChatbotError, ConfigError, ModelMissing, TicketNotFound, TicketStateError
 from core.keys import Keys
 
@@ -64,7 +65,7 @@ class Sessions:
         session_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         record = json.dumps({"username": username, "csrf": csrf, "at": time.time()})
         index = desk_key(self.keys, "sessions-of", username)
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with cluster.on_slot(self.redis, index).pipeline(transaction=True) as pipe:
             pipe.set(self._key(session_id), record, ex=self.ttl_seconds)
             pipe.sadd(index, self._key(session_id))
             pipe.expire(index, self.ttl_seconds)

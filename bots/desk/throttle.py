@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 from limits import RateLimitItem, parse
-from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import ConfigurationError
 
 from bots.desk.accounts import desk_key
+from core.connection import limits_storage
 from core.errors import ConfigError
 from core.keys import Keys
 
@@ -23,12 +23,7 @@ def parse_limit(value: str, setting: str) -> RateLimitItem:
 
 class LoginThrottle:
     def __init__(self, redis: aioredis.Redis, keys: Keys, per_account: str, per_address: str) -> None:
-        storage = RedisStorage(
-            "async+redis://",
-            implementation="redispy",
-            connection_pool=redis.connection_pool,  # type: ignore[arg-type]  # documented; typed as scalars
-            key_prefix=desk_key(keys, "limits"),
-        )
+        storage = limits_storage(redis, desk_key(keys, "limits"))
         self.limiter = MovingWindowRateLimiter(storage)
         self.per_account = parse_limit(per_account, "CHATBOT_LOGIN_LIMIT_ACCOUNT")
         self.per_address = parse_limit(per_address, "CHATBOT_LOGIN_LIMIT_ADDRESS")

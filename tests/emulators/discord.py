@@ -3,13 +3,15 @@
 REST: ``GET /api/v10/users/@me``, ``GET /api/v10/oauth2/applications/@me``,
 ``GET /api/v10/gateway[/bot]``, ``POST /api/v10/channels/{id}/messages`` (recorded; can
 answer 429 first; a repeated ``nonce`` with ``enforce_nonce`` within ``nonce_window``
-returns the earlier message, as Discord does), ``POST /api/v10/channels/{id}/typing``,
-``PUT /api/v10/applications/{id}/commands`` (403 Missing Access without the
-``applications.commands`` scope: ``commands_scope``), the interaction callback
-``POST /api/v10/interactions/{id}/{token}/callback`` (once per interaction and within 3
-seconds of it, else 400 "already acknowledged" / 404 "Unknown interaction", as Discord
-answers; UPDATE_MESSAGE changes the clicked message's components) and the deferred
-response's edit ``PATCH /api/v10/webhooks/{app}/{token}/messages/@original``.
+returns the earlier message, as Discord does), ``PATCH /api/v10/channels/{id}/messages/{id}``
+(an edit: 404 Unknown Message for one it never posted; can answer 429 first),
+``POST /api/v10/channels/{id}/typing``, ``PUT /api/v10/applications/{id}/commands``
+(403 Missing Access without the ``applications.commands`` scope: ``commands_scope``),
+the interaction callback ``POST /api/v10/interactions/{id}/{token}/callback`` (once per
+interaction and within 3 seconds of it, else 400 "already acknowledged" / 404 "Unknown
+interaction", as Discord answers; UPDATE_MESSAGE changes the clicked message's
+components) and the deferred response's edit
+``PATCH /api/v10/webhooks/{app}/{token}/messages/@original``.
 Gateway at ``/ws``: HELLO, HEARTBEAT -> HEARTBEAT_ACK, IDENTIFY -> READY + GUILD_CREATE,
 RESUME -> replay + RESUMED, and the dispatches a test injects (``message_create``;
 INTERACTION_CREATE by ``click`` on a sent message's button and ``slash`` commands, and
@@ -92,13 +94,15 @@ class DiscordEmulator:
         self.message_content_enabled = True  # the portal's privileged MESSAGE CONTENT switch
         self.intents: int | None = None  # what the last IDENTIFY asked for
         self._rate_limits: list[bool] = []  # pending 429s for POST messages; True = with Via header
+        self._edit_rate_limits: list[bool] = []  # ... for PATCH (edits)
+        self.messages: dict[str, dict[str, Any]] = {}  # the bot's messages by id, as they read now
+        self.edits: list[tuple[str, str]] = []  # (message id, new content) of each accepted edit
         self.forbid_next = 0  # answer this many message sends with 403 Missing Permissions
         # enforce_nonce: a nonce seen in the last nonce_window seconds returns the earlier
         # message instead of creating one, as Discord does; the clock can be replaced
         self.nonce_window = 300.0
         self.clock: Callable[[], float] = time.monotonic
         self._nonces: dict[str, tuple[float, dict[str, Any]]] = {}
-        self.messages: dict[str, dict[str, Any]] = {}  # messages the bot created, by id
         self.commands_scope = True  # the bot was invited with applications.commands
         self.commands: list[dict[str, Any]] = []  # registered application commands
         self.interactions: dict[str, dict[str, Any]] = {}  # dispatched: token, when, callback type
@@ -122,6 +126,7 @@ class DiscordEmulator:
         app.router.add_get(f"{api}/gateway", self._gateway_info)
         app.router.add_get(f"{api}/gateway/bot", self._gateway_info)
         app.router.add_post(f"{api}/channels/{{channel_id}}/messages", self._create_message)
+        app.router.add_patch(f"{api}/channels/{{channel_id}}/messages/{{message_id}}", self._edit_message)
         app.router.add_post(f"{api}/channels/{{channel_id}}/typing", self._typing)
         app.router.add_put(f"{api}/applications/{{app_id}}/commands", self._put_commands)
         app.router.add_post(f"{api}/interactions/{{interaction_id}}/{{token}}/callback", self._callback)
@@ -150,6 +155,14 @@ class DiscordEmulator:
         tells discord.py the 429 came from Discord (it then waits and retries itself);
         without it discord.py raises HTTPException(429) to the caller."""
         self._rate_limits.extend([via] * count)
+
+    def rate_limit_next_edit(self, count: int = 1, *, via: bool = False) -> None:
+        """The next ``count`` edits get 429 (see :meth:`rate_limit_next`)."""
+        self._edit_rate_limits.extend([via] * count)
+
+    def visible(self, channel_id: int | str) -> list[str]:
+        """The bot's messages in a channel as the customer sees them now, oldest first."""
+        return [m["content"] for m in self.messages.values() if m["channel_id"] == str(channel_id)]
 
     def replies_to(self, message_id: str) -> list[SentMessage]:
         return [m for m in self.sent if m.reference_id == message_id]
@@ -400,22 +413,7 @@ class DiscordEmulator:
         channel_id = request.match_info["channel_id"]
         limits = {"X-RateLimit-Limit": "5", "X-RateLimit-Bucket": f"messages-{channel_id}"}
         if self._rate_limits:
-            via = self._rate_limits.pop(0)
-            headers = {
-                **limits,
-                "X-RateLimit-Remaining": "0",
-                "X-RateLimit-Reset-After": str(self.retry_after),
-                "X-RateLimit-Scope": "user",
-                "Retry-After": str(self.retry_after),
-            }
-            if via:
-                headers["Via"] = "1.1 google"
-            return self._json(
-                request,
-                {"message": "You are being rate limited.", "retry_after": self.retry_after, "global": False},
-                429,
-                headers,
-            )
+            return self._too_many(request, limits, self._rate_limits.pop(0))
         if self.forbid_next > 0:
             self.forbid_next -= 1
             return self._json(request, {"message": "Missing Permissions", "code": 50013}, 403)
@@ -449,14 +447,55 @@ class DiscordEmulator:
             message["message_reference"] = body["message_reference"]
         if body.get("components"):
             message["components"] = body["components"]
-        self.messages[message["id"]] = message
         if nonce is not None:
             message["nonce"] = nonce
             self._nonces[nonce] = (self.clock(), message)
+        self.messages[message["id"]] = message
         return self._json(
             request,
             message,
             headers={**limits, "X-RateLimit-Remaining": "4", "X-RateLimit-Reset-After": "1.0"},
+        )
+
+    async def _edit_message(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._unauthorized(request)
+        channel_id = request.match_info["channel_id"]
+        limits = {"X-RateLimit-Limit": "5", "X-RateLimit-Bucket": f"edits-{channel_id}"}
+        if self._edit_rate_limits:
+            return self._too_many(request, limits, self._edit_rate_limits.pop(0))
+        message = self.messages.get(request.match_info["message_id"])
+        if message is None or message["channel_id"] != channel_id:
+            return self._json(request, {"message": "Unknown Message", "code": 10008}, 404)
+        body = await request.json()
+        if "content" in body:
+            message["content"] = body["content"] or ""
+            message["edited_timestamp"] = _now()
+            self.edits.append((message["id"], message["content"]))
+        if "components" in body:
+            message["components"] = body["components"]
+        return self._json(
+            request,
+            message,
+            headers={**limits, "X-RateLimit-Remaining": "4", "X-RateLimit-Reset-After": "1.0"},
+        )
+
+    def _too_many(self, request: web.Request, limits: dict[str, str], via: bool) -> web.Response:
+        """429 as Discord answers it; ``via`` (the proxy header) makes discord.py wait and retry."""
+        headers = {
+            **limits,
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset-After": str(self.retry_after),
+            "X-RateLimit-Scope": "user",
+            "Retry-After": str(self.retry_after),
+        }
+        if via:
+            headers["Via"] = "1.1 google"
+        return self._json(
+            request,
+            {"message": "You are being rate limited.", "retry_after": self.retry_after, "global": False},
+            429,
+            headers,
         )
 
     async def _typing(self, request: web.Request) -> web.Response:

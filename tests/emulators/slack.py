@@ -1,9 +1,10 @@
 """A local stand-in for Slack, spoken to by the real slack_sdk / slack-bolt.
 
-Web API (``{url}auth.test``, ``chat.postMessage`` with Block Kit ``blocks``,
-``chat.update`` of a posted message, ``apps.connections.open``) with Bearer-token checks
-answered like Slack (HTTP 200 ``{"ok": false, "error": "invalid_auth"}``), a switch to
-answer the next ``chat.postMessage`` calls with HTTP 429 and ``Retry-After``, and a
+Web API (``{url}auth.test``, ``chat.postMessage`` (with Block Kit ``blocks``),
+``chat.update`` (``message_not_found`` for a ``ts`` it never posted),
+``apps.connections.open``) with Bearer-token checks answered like Slack (HTTP 200
+``{"ok": false, "error": "invalid_auth"}``), switches to answer the next
+``chat.postMessage`` or ``chat.update`` calls with HTTP 429 and ``Retry-After``, and a
 Socket Mode WebSocket (``hello``, ``events_api`` envelopes, acknowledgements recorded).
 :func:`signed_event_request` signs Events API bodies the way Slack does (v0 HMAC-SHA256
 over ``v0:{timestamp}:{body}``); :func:`signed_form_request` signs the form-encoded
@@ -15,6 +16,7 @@ retry headers when asked.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 import urllib.parse
@@ -57,12 +59,20 @@ class SlackEmulator:
         self.retry_after = 1
         self.rate_limited = 0  # how many 429s were sent
         self.refuse_next: list[str] = []  # error codes for the next chat.postMessage calls
+        self.rate_limit_next_update = 0  # answer this many chat.update calls with 429
+        self.messages: dict[str, PostedMessage] = {}  # the bot's messages by ts, as they read now
+        self.updates: list[tuple[str, str]] = []  # (ts, new text) of each accepted chat.update
+        self.updated: list[dict[str, Any]] = []  # the arguments of each accepted chat.update
+        self._ts = itertools.count(int(time.time()) * 1_000_000)
         self.calls: list[str] = []  # Web API method names, in order
-        self.updated: list[dict[str, Any]] = []  # chat.update arguments, in order
         self.acks: list[str] = []  # Socket Mode envelope ids acknowledged by the client
         self._sockets: list[web.WebSocketResponse] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
+
+    def visible(self, channel: str) -> list[str]:
+        """The bot's messages in ``channel`` as people see them now, oldest first."""
+        return [m.text for _ts, m in sorted(self.messages.items()) if m.channel == channel]
 
     @property
     def url(self) -> str:
@@ -116,10 +126,7 @@ class SlackEmulator:
         if method == "chat.postMessage":
             return self._post_message(args)
         if method == "chat.update":
-            if not any(p.channel == args.get("channel") and p.ts == args.get("ts") for p in self.posted):
-                return web.json_response({"ok": False, "error": "message_not_found"})
-            self.updated.append(dict(args))
-            return web.json_response({"ok": True, "channel": args["channel"], "ts": args["ts"]})
+            return self._update(args)
         if method == "apps.connections.open":
             return web.json_response({"ok": True, "url": f"ws://127.0.0.1:{self.port}/socket"})
         return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
@@ -127,12 +134,7 @@ class SlackEmulator:
     def _post_message(self, args: dict[str, Any]) -> web.Response:
         if self.rate_limit_next > 0:
             self.rate_limit_next -= 1
-            self.rate_limited += 1
-            return web.json_response(
-                {"ok": False, "error": "ratelimited"},
-                status=429,
-                headers={"Retry-After": str(self.retry_after)},
-            )
+            return self._too_many()
         if self.refuse_next:
             return web.json_response({"ok": False, "error": self.refuse_next.pop(0)})
         channel, text = str(args.get("channel") or ""), str(args.get("text") or "")
@@ -141,10 +143,11 @@ class SlackEmulator:
         if not text:
             return web.json_response({"ok": False, "error": "no_text"})
         thread_ts = args.get("thread_ts")
-        ts = f"{time.time():.6f}"
-        self.posted.append(
-            PostedMessage(channel, text, str(thread_ts) if thread_ts else None, dict(args), ts)
-        )
+        tick = next(self._ts)
+        ts = f"{tick // 1_000_000}.{tick % 1_000_000:06d}"  # unique, like Slack's
+        posted = PostedMessage(channel, text, str(thread_ts) if thread_ts else None, dict(args), ts)
+        self.posted.append(posted)
+        self.messages[ts] = PostedMessage(channel, text, posted.thread_ts, dict(args), ts)
         return web.json_response(
             {
                 "ok": True,
@@ -158,6 +161,31 @@ class SlackEmulator:
                     "ts": ts,
                 },
             }
+        )
+
+    def _update(self, args: dict[str, Any]) -> web.Response:
+        if self.rate_limit_next_update > 0:
+            self.rate_limit_next_update -= 1
+            return self._too_many()
+        channel, ts, text = (
+            str(args.get("channel") or ""),
+            str(args.get("ts") or ""),
+            str(args.get("text") or ""),
+        )
+        message = self.messages.get(ts)
+        if message is None or message.channel != channel:
+            return web.json_response({"ok": False, "error": "message_not_found"})
+        if not text:
+            return web.json_response({"ok": False, "error": "no_text"})
+        message.text = text
+        self.updates.append((ts, text))
+        self.updated.append(dict(args))
+        return web.json_response({"ok": True, "channel": channel, "ts": ts, "text": text})
+
+    def _too_many(self) -> web.Response:
+        self.rate_limited += 1
+        return web.json_response(
+            {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(self.retry_after)}
         )
 
     # -- Socket Mode -------------------------------------------------------------------

@@ -3,15 +3,19 @@
 It serves ``/bot<token>/<method>`` on 127.0.0.1 with the form-encoded parameters PTB
 sends and answers in the Bot API's shape (``{"ok": true, "result": ...}``). Supported:
 getMe, deleteWebhook, setWebhook, getWebhookInfo, getUpdates (offset confirms, long
-polling waits up to ``timeout``), sendMessage (with an inline keyboard), sendChatAction,
-answerCallbackQuery (once per query: a second answer or an unknown id is a 400, as on
-Telegram) and editMessageReplyMarkup. An unknown or revoked token gets 401;
-``rate_limit_next_send`` answers the next sendMessage with 429.
+polling waits up to ``timeout``), sendMessage (with an inline keyboard), editMessageText
+(400 "message is not modified" for the same text and keyboard, 400 "message to edit not
+found" for an unknown one, as Telegram answers; an edit without a keyboard removes it),
+sendChatAction, answerCallbackQuery (once per query: a second answer or an unknown id is
+a 400, as on Telegram) and editMessageReplyMarkup.
+An unknown or revoked token gets 401; ``rate_limit_next_send`` / ``rate_limit_next_edit``
+answer the next sendMessage / editMessageText with 429 and ``retry_after``.
 
 A test injects updates with :class:`EmulatedBot` helpers (``dm``, ``group``,
 ``sticker``, ``photo``, ``document``, ``voice``, ``tap`` on a button of a sent message,
-``push``; a text starting with ``/word`` carries a ``bot_command`` entity) and reads
-what the bot did in ``sent`` / ``actions`` / ``answered`` / ``markups`` / ``calls``.
+``push``; a text starting with ``/word`` carries a ``bot_command`` entity) and reads what
+the bot did in ``sent`` / ``edits`` / ``actions`` / ``answered`` / ``markups`` /
+``calls``, and what a chat shows now in ``visible`` (its keyboards in ``keyboards``).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ _JSON_PARAMS = {
     "drop_pending_updates",
     "max_connections",
     "link_preview_options",
+    "message_id",
     "reply_markup",
 }
 GROUP_ID = -1001234567890
@@ -64,9 +69,11 @@ class EmulatedBot:
     pending: list[dict[str, Any]] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
     rate_limits: list[int] = field(default_factory=list)  # retry_after of the next 429s
-    blocked_by: set[int] = field(default_factory=set)  # chats whose user blocked the bot
-    messages: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)  # sent, by chat and id
+    edit_rate_limits: list[int] = field(default_factory=list)  # ... of editMessageText
+    messages: dict[tuple[int, int], str] = field(default_factory=dict)  # the bot's, as they read now
+    keyboards: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)  # their reply_markup
     queries: set[str] = field(default_factory=set)  # callback query ids not answered yet
+    blocked_by: set[int] = field(default_factory=set)  # chats whose user blocked the bot
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _message_ids: itertools.count = field(default_factory=lambda: itertools.count(5000))
     _news: asyncio.Event = field(default_factory=asyncio.Event)
@@ -94,8 +101,20 @@ class EmulatedBot:
     def texts(self, chat_id: int | None = None) -> list[str]:
         return [p["text"] for p in self.sent if chat_id is None or p["chat_id"] == chat_id]
 
+    @property
+    def edits(self) -> list[dict[str, Any]]:
+        """Parameters of each editMessageText the API accepted, in order."""
+        return [c.params for c in self.calls if c.method == "editMessageText" and c.status == 200]
+
+    def visible(self, chat_id: int) -> list[str]:
+        """The texts of the bot's messages in ``chat_id`` as the customer sees them now."""
+        return [text for (chat, _id), text in sorted(self.messages.items()) if chat == chat_id]
+
     def rate_limit_next_send(self, retry_after: int = 1) -> None:
         self.rate_limits.append(retry_after)
+
+    def rate_limit_next_edit(self, retry_after: int = 1) -> None:
+        self.edit_rate_limits.append(retry_after)
 
     # -- what users do ----------------------------------------------------------------------
     def user(self) -> dict[str, Any]:
@@ -135,9 +154,8 @@ class EmulatedBot:
                 if word.startswith("@") and len(word) > 1
             ]
             if text.startswith("/") and len(text) > 1:  # Telegram marks a command (with @bot)
-                entities.insert(
-                    0, {"type": "bot_command", "offset": 0, "length": _utf16_len(text.split()[0])}
-                )
+                command = {"type": "bot_command", "offset": 0, "length": _utf16_len(text.split()[0])}
+                entities.insert(0, command)
             if entities:
                 msg["entities"] = entities
         return msg
@@ -208,13 +226,16 @@ class EmulatedBot:
         """A tap on the button ``label`` of a message the bot sent (``sent``: its
         sendMessage parameters): a callback_query update. Push the returned update again
         to redeliver it."""
-        message = next(
-            m
-            for m in self.messages.values()
-            if m["chat"]["id"] == sent["chat_id"] and m["text"] == sent["text"]
+        chat_id = sent["chat_id"]
+        message_id = next(
+            i for (chat, i), text in self.messages.items() if chat == chat_id and text == sent["text"]
         )
-        buttons = [b for row in message.get("reply_markup", {}).get("inline_keyboard", []) for b in row]
+        keyboard = self.keyboards.get((chat_id, message_id), {})
+        buttons = [b for row in keyboard.get("inline_keyboard", []) for b in row]
         data = next(b["callback_data"] for b in buttons if b["text"] == label)
+        chat = {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"}
+        message = {"message_id": message_id, "date": int(time.time()), "chat": chat, "from": self.user()}
+        message |= {"text": sent["text"], "reply_markup": keyboard}
         query_id = str(next(self._ids) * 1000 + user_id)
         self.queries.add(query_id)
         query = {
@@ -318,36 +339,8 @@ class TelegramEmulator:
             return _ok(await _long_poll(bot, params))
         if method == "sendChatAction":
             return _ok(True)
-        if method == "sendMessage":
-            if bot.rate_limits:
-                retry = bot.rate_limits.pop(0)
-                return 429, _fail(
-                    429, f"Too Many Requests: retry after {retry}", parameters={"retry_after": retry}
-                )
-            if params.get("chat_id") in bot.blocked_by:
-                return 403, _fail(403, "Forbidden: bot was blocked by the user")
-            text = params.get("text", "")
-            if params.get("parse_mode") == "HTML":  # the limit counts text after entity parsing
-                visible = html.unescape(re.sub(r"<[^>]+>", "", text))
-            else:
-                visible = text
-            if not visible.strip():
-                return 400, _fail(400, "Bad Request: message text is empty")
-            if len(visible) > 4096:
-                return 400, _fail(400, "Bad Request: message is too long")
-            chat_id = params["chat_id"]
-            chat = {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"}
-            message = {
-                "message_id": next(bot._message_ids),
-                "date": int(time.time()),
-                "chat": chat,
-                "from": bot.user(),
-                "text": text,
-            }
-            if params.get("reply_markup"):
-                message["reply_markup"] = params["reply_markup"]
-            bot.messages[(chat_id, message["message_id"])] = message
-            return _ok(message)
+        if method in ("sendMessage", "editMessageText"):
+            return _write(bot, method, params)
         if method == "answerCallbackQuery":
             query_id = str(params.get("callback_query_id"))
             if query_id not in bot.queries:  # answered already, or never sent
@@ -357,14 +350,56 @@ class TelegramEmulator:
             bot.queries.discard(query_id)
             return _ok(True)
         if method == "editMessageReplyMarkup":
-            message = bot.messages.get((params.get("chat_id"), int(params.get("message_id") or 0)))
-            if message is None:
+            key = (params.get("chat_id"), int(params.get("message_id") or 0))
+            if key not in bot.messages:
                 return 400, _fail(400, "Bad Request: message to edit not found")
-            if params.get("reply_markup") == message.get("reply_markup"):
+            if params.get("reply_markup") == bot.keyboards.get(key):
                 return 400, _fail(400, "Bad Request: message is not modified")
-            message["reply_markup"] = params.get("reply_markup") or {}
-            return _ok(message)
+            bot.keyboards[key] = params.get("reply_markup") or {}  # type: ignore[index]
+            return _ok(True)
         return 404, _fail(404, "Not Found")
+
+
+def _write(bot: EmulatedBot, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """sendMessage and editMessageText: 429s first, then the checks Telegram makes."""
+    limits = bot.rate_limits if method == "sendMessage" else bot.edit_rate_limits
+    if limits:
+        retry = limits.pop(0)
+        return 429, _fail(429, f"Too Many Requests: retry after {retry}", parameters={"retry_after": retry})
+    chat_id = params.get("chat_id")
+    if chat_id in bot.blocked_by:
+        return 403, _fail(403, "Forbidden: bot was blocked by the user")
+    text = params.get("text", "")
+    html_mode = params.get("parse_mode") == "HTML"  # the limit counts text after entity parsing
+    visible = html.unescape(re.sub(r"<[^>]+>", "", text)) if html_mode else text
+    if not visible.strip():
+        return 400, _fail(400, "Bad Request: message text is empty")
+    if len(visible) > 4096:
+        return 400, _fail(400, "Bad Request: message is too long")
+    assert isinstance(chat_id, int)
+    if method == "editMessageText":
+        key = (chat_id, int(params.get("message_id") or 0))
+        if key not in bot.messages:
+            return 400, _fail(400, "Bad Request: message to edit not found")
+        if bot.messages[key] == text and params.get("reply_markup") == bot.keyboards.get(key):
+            return 400, _fail(
+                400,
+                "Bad Request: message is not modified: specified new message content and reply "
+                "markup are exactly the same as a current content and reply markup of the message",
+            )
+        message_id = key[1]
+    else:
+        message_id = next(bot._message_ids)
+    bot.messages[(chat_id, message_id)] = text
+    if params.get("reply_markup"):
+        bot.keyboards[(chat_id, message_id)] = params["reply_markup"]
+    else:  # an edit without one removes the keyboard, as on Telegram
+        bot.keyboards.pop((chat_id, message_id), None)
+    chat = {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"}
+    message = {"message_id": message_id, "date": int(time.time()), "chat": chat, "from": bot.user()}
+    if method == "editMessageText":
+        message["edit_date"] = int(time.time())
+    return _ok({**message, "text": text})
 
 
 async def _long_poll(bot: EmulatedBot, params: dict[str, Any]) -> list[dict[str, Any]]:
