@@ -1,10 +1,11 @@
 """What every platform adapter shares, so each platform module stays thin.
 
-An adapter does two things: read a platform event into an :class:`Event` and hand it
-to :meth:`Adapter.accept`, and deliver a :class:`Reply` (``send_text``). Everything
-else lives here: who is answered (not bots; private chats; in groups, mentions unless
-the persona answers every message), the polite answer to a message without text,
-idempotent intake keyed on the platform's event id, holding an event while Redis is
+An adapter does two things: read a platform event (a message, a command, a tap on a
+quick reply) into an :class:`Event` and hand it to :meth:`Adapter.accept`, and deliver
+a :class:`Reply` (``send_text``). Everything else lives here: who is answered (not
+bots; private chats; in groups, mentions unless the persona answers every message),
+idempotent intake keyed on the platform's event id (a tap is acknowledged on the
+platform only when it was taken now: ``Intake.taken``), holding an event while Redis is
 down, the typing indicator while the engine works, splitting long replies under the
 platform's limit (resuming a split reply after a retry, a restart or in another
 process without resending parts: the count of sent parts is kept in Redis), the
@@ -64,8 +65,7 @@ class Event:
     event_id: str | None  # the platform's id for this event: a redelivery is taken once
     from_bot: bool = False  # another bot, a webhook, ourselves or the platform: never answered
     direct: bool = False  # a private chat: always answered
-    addressed: bool = False  # mentions or replies to the bot: answered in groups too
-    text_only: bool = False  # a sticker, photo or file without text: the polite prompt
+    addressed: bool = False  # mentions or replies to the bot, commands, taps: answered in groups too
 
 
 class Intake(StrEnum):
@@ -74,9 +74,14 @@ class Intake(StrEnum):
     IGNORED = "ignored"
     SUBMITTED = "submitted"
     DUPLICATE = "duplicates"
-    TEXT_ONLY = "text_only"
     SLOWED = "slowed"  # over the per-user rate limit: answered with the persona's slow_down text
     BUSY = "busy"  # the intake backlog is over its bound: answered with the persona's busy text
+
+    @property
+    def taken(self) -> bool:
+        """Taken now, not ignored nor a redelivery: the moment to acknowledge a tap or a
+        command on the platform (once, however often the platform delivers it)."""
+        return self not in (Intake.IGNORED, Intake.DUPLICATE)
 
 
 class Adapter(ABC):
@@ -207,17 +212,11 @@ class Adapter(ABC):
         ):
             outcome = Intake.IGNORED
         elif hold:
-            outcome = await self._holding()(self._queue, event)
+            outcome = await self._holding()(self.submit, event.message, event.event_id)
         else:
-            outcome = await self._queue(event)
+            outcome = await self.submit(event.message, event.event_id)
         self.stats[outcome.value] += 1
         return outcome
-
-    async def _queue(self, event: Event) -> Intake:
-        if event.text_only:
-            answered = await self.reply_text_only(event.message, event.event_id)
-            return Intake.TEXT_ONLY if answered else Intake.DUPLICATE
-        return await self.submit(event.message, event.event_id)
 
     def _holding(self) -> AsyncRetrying:
         """Retry while Redis is down; give up (raising) once the adapter is stopping."""
@@ -264,14 +263,6 @@ class Adapter(ABC):
             with contextlib.suppress(Exception):
                 text = getattr((await self.personas.get(self.bot_id)).messages, name)
         return text
-
-    async def reply_text_only(self, message: IncomingMessage, event_id: str | None) -> bool:
-        """Answer a sticker/image/file/voice message politely, once per event, through the
-        same outbound stream as every reply (so retries and rate limits apply)."""
-        if event_id and not await self.bus.claim_event(message.platform, message.bot_id, event_id):
-            return False
-        await self.bus.publish_reply(Reply.to(message, await self.persona_text("text_only"), Route.PROMPT))
-        return True
 
     async def answers_every_group_message(self) -> bool:
         """The bot's persona decides whether group messages need a mention (cached 5 s,

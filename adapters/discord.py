@@ -3,7 +3,10 @@
 Direct messages are always answered; in guild channels only messages that mention the
 bot (or reply to it) unless the persona answers every group message. Each answer is a
 reply to the customer's message (edited in place as it is written with ``stream: edit``).
-Edits, deletions and other bots are ignored. ``import discord`` is the SDK (guarded below).
+Edits, deletions and other bots are ignored. Quick replies are buttons; clicks and the
+``/help`` and ``/human`` application commands come as interactions
+(``adapters.discord_events`` reads messages and interactions). ``import discord`` is the
+SDK (guarded below).
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -21,20 +23,23 @@ import yarl
 from discord.http import HTTPClient
 from discord.http import Route as DiscordRoute
 
-from adapters.base import Event, PlatformAdapter
+from adapters import discord_events as events
+from adapters.base import PlatformAdapter
 from adapters.config import DISCORD_TOKEN_HELP, DiscordConfig
 from adapters.failures import explain_refusal, for_status
+from adapters.interactive import buttons_for
 from adapters.markup import to_discord_markdown
 from adapters.throttle import Limit
 from core.bus import Bus
 from core.errors import AdapterAuthError, ChatbotError, DeliveryError, RateLimited
-from core.messages import IncomingMessage, Reply
+from core.messages import Reply
 
 if not hasattr(discord, "Client"):  # adapters/ put on sys.path would import this file as `discord`
     raise ImportError("adapters/discord.py shadowed the discord.py SDK; run from the project root")
 
 log = logging.getLogger(__name__)
 OnMessage = Callable[[discord.Message], Awaitable[None]]
+OnInteraction = Callable[[discord.Interaction], Awaitable[None]]
 
 REJECTED = "DISCORD_BOT_TOKEN was rejected by Discord"
 INTENT_REFUSED = (
@@ -75,7 +80,7 @@ class RoutedHTTPClient(HTTPClient):
 
 
 class _Client(discord.Client):
-    def __init__(self, config: DiscordConfig, on_message: OnMessage) -> None:
+    def __init__(self, config: DiscordConfig, on_message: OnMessage, on_interaction: OnInteraction) -> None:
         intents = discord.Intents.default()
         intents.message_content = True  # privileged: enable it in the Developer Portal
         intents.messages = True  # guild_messages + dm_messages
@@ -89,13 +94,16 @@ class _Client(discord.Client):
         )
         self.http = self._connection.http = routed  # the state sends through our client too
         self.connected = asyncio.Event()
-        self._handle = on_message
+        self._handle, self._interact = on_message, on_interaction
 
     async def on_connect(self) -> None:
         self.connected.set()
 
     async def on_message(self, message: discord.Message) -> None:
         await self._handle(message)
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        await self._interact(interaction)
 
 
 class DiscordAdapter(PlatformAdapter[DiscordConfig]):
@@ -111,7 +119,7 @@ class DiscordAdapter(PlatformAdapter[DiscordConfig]):
 
     # -- lifecycle -------------------------------------------------------------------
     async def connect(self) -> None:
-        client = self._client = _Client(self.config, self._on_message)
+        client = self._client = _Client(self.config, self._on_message, self._on_interaction)
         try:
             await client.login(self.config.token)
         except discord.LoginFailure:
@@ -119,6 +127,7 @@ class DiscordAdapter(PlatformAdapter[DiscordConfig]):
         except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
             where = self.config.api_base_url or DiscordRoute.BASE
             raise self.unreachable("Discord", where, exc, "DISCORD_API_BASE_URL") from None
+        await events.register_commands(client.http, client.application_id)
         # discord.py's gateway loop (heartbeats, reconnects, resumes) runs in the background.
         gateway = client.connect(reconnect=True)
         if not await self.receive_in_background(gateway, client.connected, self.config.connect_timeout):
@@ -143,33 +152,15 @@ class DiscordAdapter(PlatformAdapter[DiscordConfig]):
     async def _on_message(self, message: discord.Message) -> None:
         """MESSAGE_CREATE only: discord.py's edit/delete events are not listened to."""
         me = self._client.user if self._client else None
-        if me is None:
-            return  # not logged in (yet)
-        meta = {"message_id": str(message.id), "channel_id": str(message.channel.id)}
-        guild_id = message.guild.id if message.guild else getattr(message.channel, "guild_id", None)
-        if guild_id:
-            meta["guild_id"] = str(guild_id)
-        incoming = IncomingMessage(
-            self.bot_id,
-            self.platform,
-            chat_id=str(message.channel.id),
-            user_id=str(message.author.id),
-            text=strip_mention(message.content, me.id),
-            display_name=message.author.display_name,
-            message_id=str(message.id),
-            meta=meta,
-        )
-        system = message.type not in (discord.MessageType.default, discord.MessageType.reply)
-        event = Event(
-            incoming,
-            event_id=str(message.id),  # a resumed session may redeliver: the id keys intake
-            # bots, ourselves, webhooks; system messages (joins, pins) are nobody talking
-            from_bot=message.author.bot or message.author.id == me.id or bool(message.webhook_id) or system,
-            direct=isinstance(message.channel, (discord.DMChannel, discord.GroupChannel)),
-            addressed=_addresses(message, me.id),
-            text_only=not incoming.text and bool(message.attachments or message.stickers),
-        )
-        await self.accept(event)
+        if me is not None:  # None: not logged in (yet)
+            await self.accept(events.message_event(message, me.id, self.bot_id))
+
+    async def _on_interaction(self, interaction: discord.Interaction) -> None:
+        """A click on a quick reply or /help, /human: queued once per interaction id, then
+        acknowledged (within Discord's 3 seconds: one Redis call comes first)."""
+        found = events.interaction_event(interaction, self.bot_id)
+        if found is not None and self._client is not None and (await self.accept(found[0])).taken:
+            await events.acknowledge(self._client.http, interaction, found[1])
 
     # -- delivery ------------------------------------------------------------------------
     async def send_text(self, reply: Reply, text: str, part: int) -> str | None:
@@ -185,11 +176,22 @@ class DiscordAdapter(PlatformAdapter[DiscordConfig]):
                 guild_id=channel.guild_id,
                 fail_if_not_exists=False,
             )
-        return str((await self._rest(channel.send(self._content(text), **options))).id)
+        if view := events.buttons(buttons_for(reply, part, self.max_message_chars)):
+            options["view"] = view
+        content = self._content(text)
+        if part == 0 and events.answers_command(reply):  # it replaces the command's "thinking..."
+            http = self.connected(self._client).http
+            if edited := await self._rest(events.edit_original(http, reply, content, view)):
+                return str(edited)
+        return str((await self._rest(channel.send(content, **options))).id)
 
     async def edit_text(self, reply: Reply, message_id: str, text: str) -> None:
         message = self._channel(reply).get_partial_message(int(message_id))
-        await self._rest(message.edit(content=self._content(text)))  # PATCH .../messages/{id}
+        content = self._content(text)
+        if view := events.buttons(buttons_for(reply, 0, self.max_message_chars)):  # a final's buttons
+            await self._rest(message.edit(content=content, view=view))  # PATCH .../messages/{id}
+        else:
+            await self._rest(message.edit(content=content))
 
     def _channel(self, reply: Reply) -> discord.PartialMessageable:
         client = self._client
@@ -223,19 +225,6 @@ def reply_nonce(reply: Reply, part: int) -> str:
     this process or another (Discord returns the earlier message for a nonce it saw in
     the last few minutes instead of posting it again); at most 25 characters."""
     return hashlib.sha256(f"{reply.reply_id}:{part}".encode()).hexdigest()[:25]
-
-
-def strip_mention(content: str, bot_user_id: int) -> str:
-    """Drop ``<@id>``/``<@!id>`` of our bot and tidy the spaces around it."""
-    return re.sub(rf"\s*<@!?{bot_user_id}>\s*", " ", content).strip()
-
-
-def _addresses(message: discord.Message, bot_user_id: int) -> bool:
-    """A mention of the bot, or a reply to one of its messages."""
-    if bot_user_id in message.raw_mentions or any(user.id == bot_user_id for user in message.mentions):
-        return True
-    resolved = message.reference.resolved if message.reference else None
-    return isinstance(resolved, discord.Message) and resolved.author.id == bot_user_id
 
 
 def _send_failure(exc: discord.HTTPException) -> ChatbotError:

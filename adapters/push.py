@@ -84,4 +84,5 @@ def reply_event(reply: Reply) -> dict[str, Any]:
         "at": reply.timestamp,
         "in_reply_to": reply.in_reply_to,
         "ref": reply.meta.get("ref", ""),
+        "quick_replies": [q.to_api() for q in reply.quick_replies],
     }

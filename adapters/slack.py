@@ -8,14 +8,16 @@ failure makes Slack retry. Retries and redeliveries carry the same ``event_id`` 
 taken once (``Bus.submit`` claims it with SET NX), whatever X-Slack-Retry-Num says.
 
 Replies go to the thread of the message that mentioned the bot; in DMs they go to the
-conversation (or its thread). slack_sdk's own retry handlers are off: the Outbox owns
-waiting on 429 and backing off on network errors, so nothing is sent twice or lost.
+conversation (or its thread). Quick replies are Block Kit buttons; clicks on them and
+slash commands come to the same endpoint (``adapters.slack_payloads``). slack_sdk's own
+retry handlers are off: the Outbox owns waiting on 429 and backing off on network
+errors, so nothing is sent twice or lost.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
+import re
 from typing import Any, ClassVar
 
 import aiohttp
@@ -27,15 +29,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from adapters.base import Event, PlatformAdapter
+from adapters import slack_payloads as payloads
+from adapters.base import PlatformAdapter
 from adapters.config import SlackConfig
 from adapters.failures import explain_refusal, retry_after_seconds
-from adapters.markup import from_slack_text, to_slack_mrkdwn
+from adapters.interactive import buttons_for
+from adapters.markup import to_slack_mrkdwn
 from adapters.throttle import Limit
 from adapters.webhooks import webhook_routes
 from core.bus import Bus
 from core.errors import AdapterAuthError, DeliveryError, PermanentDeliveryError, RateLimited
-from core.messages import IncomingMessage, Reply
+from core.messages import Reply
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +60,6 @@ TOKEN_PAGES = {
     "SLACK_BOT_TOKEN": "OAuth & Permissions, xoxb-...",
     "SLACK_APP_TOKEN": "Basic Information > App-Level Tokens, xapp-...",
 }
-# Message subtypes written by a person; everything else (bot_message, message_changed,
-# message_deleted, channel_join, ...) is not a customer talking to the bot.
-USER_SUBTYPES = frozenset({None, "file_share", "thread_broadcast", "me_message"})
 
 
 class SlackAdapter(PlatformAdapter[SlackConfig]):
@@ -90,6 +91,8 @@ class SlackAdapter(PlatformAdapter[SlackConfig]):
             bolt_log.setLevel(level)
         self.app.event("message")(self._on_message)
         self.app.event("app_mention")(self._on_mention)
+        self.app.action(re.compile(f"^{payloads.ACTION_PREFIX}"))(self._on_action)
+        self.app.command(re.compile(r"^/"))(self._on_command)
         self._http = AsyncSlackRequestHandler(self.app)
         self._socket: Any = None
         self.bot_user_id = ""  # our Slack user id (U...), from auth.test
@@ -124,8 +127,9 @@ class SlackAdapter(PlatformAdapter[SlackConfig]):
             await socket.close_async()
 
     def routes(self) -> list[BaseRoute]:
-        """``POST /slack/events`` (or the bot's ``events_paths``): the Events API Request URL
-        (signatures checked by bolt); none in Socket Mode without a signing secret."""
+        """``POST /slack/events`` (or the bot's ``events_paths``): the Request URL of events,
+        interactivity and slash commands (signatures checked by bolt); none in Socket Mode
+        without a signing secret."""
         paths = self.config.events_paths if self.config.signing_secret else ()
         return [route for path in paths for route in webhook_routes(path, self._events_endpoint)]
 
@@ -133,6 +137,24 @@ class SlackAdapter(PlatformAdapter[SlackConfig]):
         return await self._http.handle(request)
 
     # -- intake ------------------------------------------------------------------------
+    async def _on_action(self, ack: Any, body: dict[str, Any]) -> None:
+        """A click on a quick reply: queued once per click, then its buttons are marked."""
+        tap = payloads.tap_event(body, self.bot_id)
+        if tap is not None and (await self.accept(tap[0])).taken:
+            channel, ts, blocks = payloads.marked(body, tap[1].label)
+            text = str((body.get("message") or {}).get("text") or tap[1].label)
+            update = self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+            try:
+                await self._call("chat.update", update, "SLACK_BOT_TOKEN")
+            except DeliveryError as exc:  # cosmetic: the choice is queued already
+                log.warning("slack: could not mark the choice %r: %s", tap[1].label, exc)
+        await ack()
+
+    async def _on_command(self, ack: Any, command: dict[str, Any]) -> None:
+        """A slash command (``/support help``, ``/support human``): answered in its channel."""
+        await self.accept(payloads.command_event(command, self.bot_id))
+        await ack()
+
     async def _on_message(self, event: dict[str, Any], body: dict[str, Any], context: dict[str, Any]) -> None:
         await self._intake(event, body, context, mention=False)
 
@@ -142,39 +164,10 @@ class SlackAdapter(PlatformAdapter[SlackConfig]):
     async def _intake(
         self, event: dict[str, Any], body: dict[str, Any], context: dict[str, Any], *, mention: bool
     ) -> None:
-        if event.get("subtype") not in USER_SUBTYPES or not event.get("user"):
-            return  # edits, deletions, joins: not a customer writing
-        channel = str(event.get("channel") or "")
         bot_user = str(context.get("bot_user_id") or self.bot_user_id)
-        is_dm = event.get("channel_type") == "im" or (
-            not event.get("channel_type") and channel.startswith("D")
-        )
-        raw_text = str(event.get("text") or "")
-        # Slack sends a mention in a channel twice (message + app_mention) and a DM once
-        # (message): answer the app_mention in channels and the message in DMs.
-        if (mention and is_dm) or (not mention and not is_dm and f"<@{bot_user}>" in raw_text):
-            return
-        ts = str(event.get("ts") or "")
-        thread_ts = str(event.get("thread_ts") or ("" if is_dm else ts))
-        message = IncomingMessage(
-            bot_id=self.bot_id,
-            platform=self.platform,
-            chat_id=channel,
-            user_id=str(event["user"]),
-            text=from_slack_text(raw_text, bot_user),
-            message_id=ts or uuid.uuid4().hex,
-            meta={"channel": channel, "thread_ts": thread_ts, "team": str(body.get("team_id") or "")},
-        )
-        await self.accept(
-            Event(
-                message,
-                event_id=body.get("event_id"),
-                from_bot=bool(event.get("bot_id")),  # other bots, and our own replies
-                direct=is_dm,
-                addressed=mention,
-                text_only=not message.text.strip() and bool(event.get("files")),
-            )
-        )
+        found = payloads.message_event(event, body, self.bot_id, bot_user, mention=mention)
+        if found is not None:  # None: an edit, a join, a mention's second copy...
+            await self.accept(found)
 
     # -- delivery ----------------------------------------------------------------------
     async def send_text(self, reply: Reply, text: str, part: int) -> str | None:
@@ -185,6 +178,7 @@ class SlackAdapter(PlatformAdapter[SlackConfig]):
                 channel=channel,
                 text=to_slack_mrkdwn(text),
                 thread_ts=reply.meta.get("thread_ts") or None,
+                blocks=payloads.blocks(text, buttons_for(reply, part, self.max_message_chars)),
                 mrkdwn=True,
                 unfurl_links=False,
                 unfurl_media=False,
@@ -195,7 +189,10 @@ class SlackAdapter(PlatformAdapter[SlackConfig]):
 
     async def edit_text(self, reply: Reply, message_id: str, text: str) -> None:
         channel = reply.meta.get("channel") or reply.chat_id
-        update = self.client.chat_update(channel=channel, ts=message_id, text=to_slack_mrkdwn(text))
+        blocks = payloads.blocks(text, buttons_for(reply, 0, self.max_message_chars))  # a final's buttons
+        update = self.client.chat_update(
+            channel=channel, ts=message_id, text=to_slack_mrkdwn(text), blocks=blocks
+        )
         await self._call("chat.update", update, "SLACK_BOT_TOKEN")
 
     async def _call(self, method: str, call: Any, env_var: str) -> Any:

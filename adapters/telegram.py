@@ -2,11 +2,12 @@
 
 Long polling by default (``Updater.start_polling``); with a webhook URL the bot registers
 it with a secret token and Telegram POSTs updates to :meth:`TelegramAdapter.routes`,
-which the web app mounts. Either way one function turns an ``Update`` into an
-:class:`IncomingMessage`, keyed on the bot's id and the ``update_id`` so a redelivered
-update is answered once. Replies are sent as Telegram HTML (``adapters.markup``; plain
-text if Telegram still refuses to parse it). Edited and deleted messages are not
-subscribed to (``allowed_updates=["message"]``), so ignored.
+which the web app mounts. Either way ``adapters.telegram_updates`` turns an ``Update``
+(a message, a command, a photo, a tap on a quick reply) into an :class:`Event`, keyed
+so a redelivered update is answered once. Replies are sent as Telegram HTML
+(``adapters.markup``; plain text if Telegram still refuses to parse it), quick replies
+as an inline keyboard. Edited and deleted messages are not subscribed to
+(``allowed_updates=["message", "callback_query"]``), so ignored.
 """
 
 from __future__ import annotations
@@ -20,28 +21,29 @@ from typing import Any, ClassVar
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
-from telegram import Message, MessageEntity, ReplyParameters, Update
+from telegram import Message, ReplyParameters, Update
 from telegram.constants import ChatAction, ChatType, ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, RetryAfter, TelegramError
 from telegram.ext import Application, ContextTypes, TypeHandler
 
-from adapters.base import Event, PlatformAdapter
+from adapters import telegram_updates as updates
+from adapters.base import PlatformAdapter
 from adapters.config import TelegramConfig, host
 from adapters.failures import explain_refusal, retry_after_seconds
+from adapters.interactive import buttons_for
 from adapters.markup import to_telegram_html
 from adapters.throttle import Limit
 from adapters.webhooks import check_secret, queued, webhook_routes
 from adapters.webjson import answers_bad_requests, error, read_object
 from core.bus import Bus
 from core.errors import AdapterAuthError, ConfigError, DeliveryError, PermanentDeliveryError, RateLimited
-from core.messages import IncomingMessage, Reply
+from core.messages import Reply
 
 log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_UPDATE_BYTES = 1024 * 1024
-_UPDATES = [Update.MESSAGE]  # not edits, channel posts or reactions: those are ignored
-_ADDRESSING: list[str | None] = [MessageEntity.MENTION, MessageEntity.TEXT_MENTION, MessageEntity.BOT_COMMAND]
+_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]  # not edits, channel posts or reactions
 
 
 class TelegramAdapter(PlatformAdapter[TelegramConfig]):
@@ -137,45 +139,19 @@ class TelegramAdapter(PlatformAdapter[TelegramConfig]):
         await self.on_update(update)
 
     async def on_update(self, update: Update, *, hold: bool = True) -> None:
-        """Turn one Update into an Event for the base (a message, or a sticker...)."""
-        message = update.message
-        user = message.from_user if message else None
-        if message is None or user is None:
-            return  # not a new message: an edit, a channel post...
-        meta = {"message_id": str(message.message_id), "chat_type": message.chat.type}
-        if message.is_topic_message and message.message_thread_id:
-            meta["thread_id"] = str(message.message_thread_id)
-        incoming = IncomingMessage(
-            bot_id=self.bot_id,
-            platform=self.platform,
-            chat_id=str(message.chat.id),
-            user_id=str(user.id),
-            text=" ".join(self._mention.sub(" ", message.text or "").split()),
-            display_name=user.full_name,
-            message_id=f"{message.chat.id}:{message.message_id}",
-            meta=meta,
-        )
-        event = Event(
-            incoming,
-            event_id=f"{self._me_id}:{update.update_id}",  # update ids are per bot
-            from_bot=user.is_bot,
-            direct=message.chat.type == ChatType.PRIVATE,
-            addressed=not user.is_bot and self._addressed_to_me(message),
-            text_only=message.text is None,  # sticker, photo, voice, file...
-        )
-        await self.accept(event, hold=hold)
-
-    def _addressed_to_me(self, message: Message) -> bool:
-        """An @mention of this bot (in the text or a caption) or a reply to this bot."""
-        replied = message.reply_to_message
-        if replied and replied.from_user and replied.from_user.id == self._me_id:
-            return True
-        found = {**message.parse_entities(_ADDRESSING), **message.parse_caption_entities(_ADDRESSING)}
-        return any(
-            (entity.user is not None and entity.user.id == self._me_id)
-            or self._mention.search(text) is not None
-            for entity, text in found.items()
-        )
+        """Hand one Update to the base: a message (a command, a photo...) or a tap on a
+        quick reply, which is answered on Telegram once, when intake took it."""
+        query = update.callback_query
+        if query is None:
+            event = updates.message_event(update, self.bot_id, self._me_id, self._mention)
+            if event is not None:  # None: not a new message (an edit, a channel post...)
+                await self.accept(event, hold=hold)
+            return
+        tap = updates.tap_event(query, self.bot_id, self._me_id)
+        if tap is None:
+            await query.answer()  # a button already chosen: only end its spinner
+        elif (await self.accept(tap[0], hold=hold)).taken:
+            await updates.acknowledge(query, tap[1].label)
 
     # -- delivery ------------------------------------------------------------------------
     async def send_text(self, reply: Reply, text: str, part: int) -> str | None:
@@ -187,6 +163,8 @@ class TelegramAdapter(PlatformAdapter[TelegramConfig]):
             options["reply_parameters"] = ReplyParameters(
                 int(reply.meta["message_id"]), allow_sending_without_reply=True
             )
+        if keyboard := updates.keyboard(buttons_for(reply, part, self.max_message_chars)):
+            options["reply_markup"] = keyboard
         bot = self.connected(self._app).bot
 
         async def send(**body: Any) -> Message:
@@ -199,11 +177,12 @@ class TelegramAdapter(PlatformAdapter[TelegramConfig]):
 
     async def edit_text(self, reply: Reply, message_id: str, text: str) -> None:
         bot = self.connected(self._app).bot
+        keyboard = updates.keyboard(buttons_for(reply, 0, self.max_message_chars))  # a final's buttons
 
         async def edit(**body: Any) -> Any:
             try:
                 return await bot.edit_message_text(
-                    chat_id=int(reply.chat_id), message_id=int(message_id), **body
+                    chat_id=int(reply.chat_id), message_id=int(message_id), reply_markup=keyboard, **body
                 )
             except BadRequest as exc:  # Telegram refuses an edit to the same text: nothing to do
                 if "not modified" not in str(exc).lower():

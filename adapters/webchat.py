@@ -10,6 +10,8 @@ platform) unless the support team holds the conversation: then it is accepted at
 arrives on ``GET /api/chat/events`` (Server-Sent Events). That channel also carries each
 reply as it is written (``partial`` events, ``adapters.streaming``): a page names each
 message it sends (``ref``) and shows the partials of its own messages until the reply.
+Quick replies come with a reply; the page sends a clicked one's ``choice`` back, and
+``{"command": "human"}`` for its "Talk to a person" button (``adapters.interactive.asked``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from adapters.interactive import asked
 from adapters.local import LocalAdapter
 from adapters.push import PushChannels, reply_event, turn_event
 from adapters.streaming import PagePartials
@@ -168,9 +171,9 @@ class WebChatAdapter(LocalAdapter):
             persona = await self.personas.get(self.bot_id)
         except ChatbotError as exc:
             return error(404, str(exc))
-        return JSONResponse(
-            {"bot_id": persona.bot_id, "display_name": persona.display_name, "greeting": persona.greeting}
-        )
+        about = {"bot_id": persona.bot_id, "display_name": persona.display_name, "greeting": persona.greeting}
+        choices = [o.as_reply().to_api() for o in persona.quick_replies.greeting]
+        return JSONResponse({**about, "quick_replies": choices})
 
     @answers_bad_requests
     async def chat(self, request: Request) -> Response:
@@ -185,14 +188,17 @@ class WebChatAdapter(LocalAdapter):
             require_json(request, "send the message as JSON")  # a cookie rides along: no cross-site forms
         bot_id = await self._bot(data.get("bot"))
         name = clean_name(data.get("name") or "", MAX_NAME_CHARS) or user[:MAX_NAME_CHARS]
+        text, command, intent = asked(data)
         message = IncomingMessage(
             bot_id=bot_id,
             platform=self.platform,
             chat_id=user,
             user_id=user,
-            text=data.get("text", ""),
+            text=text,
             display_name=name,
             meta={"ref": ref} if ref else {},
+            command=command,
+            intent=intent,
         )
         self.partials.follow(bot_id)
         if self.hooks.held is not None and await self.hooks.held(message.conversation):

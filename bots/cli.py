@@ -38,6 +38,7 @@ from bots.commands.send import send as send_message
 from bots.config import Settings, load_settings
 from bots.console import console, fail, friendly, out
 from core.errors import ConfigError
+from core.messages import Attachment
 
 T = TypeVar("T")
 LIVE_WORKER_IDLE_MS = 5_000  # a worker blocks on its read for at most a second
@@ -175,7 +176,10 @@ def chat(
                 rt.bus, bot_id=bot_id, personas=rt.personas, consumer=consumer_name("console")
             )
             async with console:
-                await console.chat(user, greeting=persona.greeting, bot_name=persona.display_name)
+                greeting = [option.as_reply() for option in persona.quick_replies.greeting]
+                await console.chat(
+                    user, greeting=persona.greeting, bot_name=persona.display_name, choices=greeting
+                )
 
     _run(main())
 
@@ -297,6 +301,10 @@ def history_show(user: UserOpt, platform: PlatformOpt = "console") -> None:
                 f"  [{'cyan' if t['role'] == 'user' else 'green'}]{t['role']:>5}[/]: {t['text']}",
                 highlight=False,
             )
+            for attached in t.get("attachments") or []:
+                out.print(
+                    f"         + {Attachment.from_dict(attached).describe()}", highlight=False, markup=False
+                )
 
 
 @history_app.command("export")

@@ -126,7 +126,9 @@ class _Work:
 
     @property
     def situation(self) -> router.Situation:
-        return router.Situation(self.text, self.persona, self.state, self.prediction, self.unavailable)
+        return router.Situation(
+            self.text, self.persona, self.state, self.prediction, self.unavailable, self.message
+        )
 
 
 class Engine:
@@ -393,13 +395,14 @@ class Engine:
         text = fill_slots(router.answer_text(decision, persona, w.generated), persona.facts)
         if w.truncated and text:
             text = f"{text}\n\n{persona.messages.too_long.format(limit=self.config.max_message_chars)}"
-        prediction = w.prediction
+        prediction = router.given_prediction(w.situation) or w.prediction
         return Reply.to(
             w.message,
             text,
             decision.route,
             intent=prediction.label if prediction else "",
             confidence=prediction.confidence if prediction else 0.0,
+            quick_replies=router.quick_replies(decision, persona) if text else (),
         )
 
     async def _commit(self, works: list[_Work], replies: list[Reply], admission: Admission) -> None:
@@ -415,6 +418,7 @@ class Engine:
                     confidence=reply.confidence,
                     message_id=w.message.message_id,
                     display_name=w.message.display_name,
+                    attachments=w.message.attachments,
                 )
                 bot_turn = Turn(role="bot", text=reply.text, route=reply.route.value, intent=reply.intent)
                 # A quiet turn on a held conversation stores only the customer's words.

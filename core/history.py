@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from core import cluster
 from core.keys import Keys
-from core.messages import ConversationKey
+from core.messages import Attachment, ConversationKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,14 +33,20 @@ class Turn:
     route: str = ""
     message_id: str = ""
     display_name: str = ""
+    attachments: tuple[Attachment, ...] = ()  # what the customer sent besides text (user turns)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        data = asdict(self)
+        if not self.attachments:
+            del data["attachments"]  # most turns have none: keep the record small
+        return json.dumps(data, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Turn:
         data: dict[str, Any] = json.loads(raw)
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        fields["attachments"] = tuple(Attachment.from_dict(a) for a in fields.get("attachments") or ())
+        return cls(**fields)
 
 
 class History:

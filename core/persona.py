@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import redis.asyncio as aioredis
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from core import cluster
 from core.errors import ConfigError
 from core.keys import Keys
+from core.messages import PAYLOAD_BYTES, QuickReply
 
 PERSONA_VERSIONS_KEPT = 50
 
@@ -97,11 +106,79 @@ class Messages(_Strict):
     still_waiting: str = "You're still in our support queue; a person will reply here as soon as one is free."
     unavailable: str = "Sorry, I can't answer right now. Please try again in a moment."
     text_only: str = "I can only read text messages for now. Please type your question."
+    # The answer to /help (Telegram, Discord, Slack, the console and the web chat).
+    help: str = (
+        "I answer questions about orders, deliveries, returns, refunds, payments and your account: "
+        "ask in your own words. To talk to a person, send /human or just ask for one."
+    )
     # Backpressure at intake (core/admission.py): sent at once, the models never see the message.
     slow_down: str = (
         "You're sending messages faster than I can read them. Please wait a moment and try again."
     )
     busy: str = "I'm very busy right now. Please send your message again in a few minutes."
+
+
+class QuickReplyOption(_Strict):
+    """A button: its label and what a tap sends, either ``text`` (the customer's words,
+    classified like typed text; the label when empty) or an ``intent`` (routed at once)."""
+
+    label: str = Field(min_length=1, max_length=40)
+    text: str = ""
+    intent: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]*$")
+
+    @model_validator(mode="after")
+    def _fits(self) -> QuickReplyOption:
+        if self.text and self.intent:
+            raise ValueError("give a quick reply a text or an intent, not both")
+        if len(self.as_reply().payload.encode()) > PAYLOAD_BYTES:
+            raise ValueError(
+                f"quick reply {self.label!r} sends too much: text or intent at most {PAYLOAD_BYTES - 2} "
+                "bytes (Telegram's limit for button data)"
+            )
+        return self
+
+    def as_reply(self) -> QuickReply:
+        return QuickReply(self.label, self.text.strip(), self.intent)
+
+    @model_serializer(mode="wrap")
+    def _without_blanks(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``{label, text}`` or ``{label, intent}``, as written (exports stay readable)."""
+        return {k: v for k, v in handler(self).items() if v != "" or k == "label"}
+
+
+Choices = Annotated[list[QuickReplyOption], Field(max_length=10)]
+
+
+class QuickReplies(_Strict):
+    """Buttons the bot puts under its answers, by what answers (``core.router``)."""
+
+    greeting: Choices = Field(default_factory=list, description="under the greeting (/start, chat start)")
+    help: Choices = Field(default_factory=list, description="under the /help text")
+    rephrase: Choices = Field(default_factory=list, description="under every unsure (rephrase) reply")
+    text_only: Choices = Field(default_factory=list, description="under the text-only answer to a file")
+    unavailable: Choices = Field(default_factory=list, description="when a model could not answer")
+    intents: dict[str, Choices] = Field(
+        default_factory=dict, description="under the answer (canned or generated) to an intent"
+    )
+
+    def lists(self) -> dict[str, list[QuickReplyOption]]:
+        """Every list of buttons, by where it is in the persona."""
+        named = ("greeting", "help", "rephrase", "text_only", "unavailable")
+        return {name: getattr(self, name) for name in named} | {
+            f"intents.{intent}": options for intent, options in self.intents.items()
+        }
+
+    def offers(self, intent: str) -> bool:
+        """Whether a button stands for ``intent`` (only those skip the classifier)."""
+        return any(o.intent == intent for options in self.lists().values() for o in options)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> QuickReplies:
+        for where, options in self.lists().items():
+            payloads = [o.as_reply().payload for o in options]
+            if len(set(payloads)) != len(payloads):
+                raise ValueError(f"quick_replies.{where}: two buttons send the same thing")
+        return self
 
 
 class ModelChoice(_Strict):
@@ -158,6 +235,7 @@ class Persona(_Strict):
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     routing: RoutingRules = Field(default_factory=RoutingRules)
     messages: Messages = Field(default_factory=Messages)
+    quick_replies: QuickReplies = Field(default_factory=QuickReplies)
     models: ModelChoice = Field(default_factory=ModelChoice)
     platforms: list[Platform] = Field(default_factory=lambda: list(_ALL_PLATFORMS))
     group_replies: Literal["mentions", "all"] = Field(

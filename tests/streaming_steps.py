@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from adapters.base import Adapter
 from core.bus import Bus
-from core.messages import IncomingMessage, Reply, Route
+from core.messages import IncomingMessage, QuickReply, Reply, Route
 from core.partials import Partial, Partials
 from tests.helpers import wait_for
 
@@ -52,8 +52,15 @@ class Writer:
         await self.partials.publish(Partial.of(self.message, text, self.seq))
         self.seq += 1
 
-    async def final(self, text: str) -> Reply:
-        reply = Reply.to(self.message, text, Route.GENERATE, intent="track_order", confidence=0.9)
+    async def final(self, text: str, quick_replies: tuple[QuickReply, ...] = ()) -> Reply:
+        reply = Reply.to(
+            self.message,
+            text,
+            Route.GENERATE,
+            intent="track_order",
+            confidence=0.9,
+            quick_replies=quick_replies,
+        )
         await self.bus.publish_reply(reply)
         return reply
 

@@ -17,13 +17,14 @@ import redis.asyncio as aioredis
 import adapters.discord as discord_adapter
 from adapters.base import PlatformAdapter
 from adapters.config import DiscordConfig
-from adapters.discord import DiscordAdapter, reply_nonce, strip_mention
+from adapters.discord import DiscordAdapter, reply_nonce
+from adapters.discord_events import strip_mention
 from core.bus import DELIVERY_GROUP, Bus
 from core.connection import connect
 from core.errors import AdapterAuthError
 from core.keys import Keys
 from core.messages import IncomingMessage, Reply, Route
-from core.persona import Messages, Persona, PersonaStore
+from core.persona import Persona, PersonaStore
 from core.retry import Backoff
 from tests.emulators.discord import (
     BOT_ID,
@@ -275,18 +276,18 @@ async def test_messages_from_bots_edits_and_self_ignored(discord_bot, emulator: 
     assert adapter.stats["ignored"] == 2
 
 
-async def test_attachment_or_sticker_without_text_gets_text_only_reply(
+async def test_attachment_or_sticker_without_text_reaches_the_engine(
     discord_bot, emulator: DiscordEmulator
 ) -> None:
     _adapter, engine = discord_bot
     photo = await emulator.message_create("", attachments=1)
     sticker = await emulator.message_create(f"<@{BOT_ID}>", guild=True, mention_bot=True, stickers=1)
-    await wait_for(
-        lambda: emulator.replies_to(photo) and emulator.replies_to(sticker), what="text-only replies"
-    )
-    assert [m.content for m in emulator.replies_to(photo)] == [Messages().text_only]
-    assert [m.content for m in emulator.replies_to(sticker)] == [Messages().text_only]
-    assert engine.seen == []  # the engine never saw them
+    await wait_for(lambda: len(engine.seen) == 2, what="both at the engine")
+    by_id = {m.message_id: m for m in engine.seen}  # the engine decides (core.router: text_only)
+    (image,) = by_id[photo].attachments
+    assert by_id[photo].text == "" and (image.kind, image.size, image.mime) == ("photo", 2048, "image/png")
+    assert image.url.startswith("https://cdn.discordapp.com/attachments/") and image.name == "photo0.png"
+    assert [(a.kind, a.name) for a in by_id[sticker].attachments] == [("sticker", "wave")]
 
 
 async def test_revoked_token_stops_only_that_adapter(redis, keys, emulator: DiscordEmulator) -> None:

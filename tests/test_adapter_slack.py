@@ -19,14 +19,13 @@ import redis.asyncio as aioredis
 from starlette.applications import Starlette
 
 from adapters.config import SlackConfig
-from adapters.markup import to_slack_mrkdwn
 from adapters.slack import SlackAdapter
 from core.bus import Bus
 from core.connection import connect
 from core.errors import AdapterAuthError, ConfigError
 from core.keys import Keys
 from core.messages import IncomingMessage
-from core.persona import Messages, Persona, PersonaStore
+from core.persona import Persona, PersonaStore
 from core.retry import Backoff
 from core.text import split_message
 from tests.emulators.redis_server import PrivateRedis
@@ -245,12 +244,13 @@ async def test_event_arriving_while_redis_is_down_is_answered_when_it_returns(
 
 
 # -- what is not a customer's text -----------------------------------------------------
-async def test_file_without_text_gets_the_text_only_reply(slack: Harness) -> None:
+async def test_file_without_text_reaches_the_engine_as_an_attachment(slack: Harness) -> None:
     files = [{"id": "F0001", "name": "photo.png", "mimetype": "image/png"}]
     await slack.post(event_body(dm("", subtype="file_share", files=files)))
-    await wait_for(lambda: len(slack.emulator.posted) == 1)
-    assert slack.emulator.posted[0].text == to_slack_mrkdwn(Messages().text_only)
-    assert await slack.queued() == 0  # answered without the engine
+    await wait_for(lambda: slack.engine.seen)
+    (seen,) = slack.engine.seen  # the engine decides what it gets (core.router: text_only)
+    assert seen.text == ""
+    assert [(a.kind, a.file_id, a.name) for a in seen.attachments] == [("photo", "F0001", "photo.png")]
 
 
 async def test_bot_messages_edits_and_deletions_are_ignored(slack: Harness) -> None:

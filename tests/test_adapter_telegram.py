@@ -20,7 +20,7 @@ from core.connection import connect
 from core.errors import AdapterAuthError, ConfigError, DeliveryError
 from core.keys import Keys
 from core.messages import IncomingMessage
-from core.persona import Messages, Persona, PersonaStore
+from core.persona import Persona, PersonaStore
 from core.retry import Backoff
 from tests.emulators.redis_server import PrivateRedis
 from tests.emulators.telegram import GROUP_ID, EmulatedBot, TelegramEmulator
@@ -191,7 +191,9 @@ async def test_bad_settings_and_unreachable_api_are_one_line_errors(bus: Bus) ->
     assert "\n" not in str(caught.value)
 
 
-async def test_sticker_gets_text_only_prompt(bus: Bus, tg: TelegramEmulator, bot: EmulatedBot) -> None:
+async def test_sticker_reaches_the_engine_as_an_attachment(
+    bus: Bus, tg: TelegramEmulator, bot: EmulatedBot
+) -> None:
     async with running_fake_engine(bus) as engine, running(bus, tg):
         bot.group(
             None,
@@ -204,13 +206,14 @@ async def test_sticker_gets_text_only_prompt(bus: Bus, tg: TelegramEmulator, bot
                 "is_animated": False,
                 "is_video": False,
             },
-        )  # ignored
+        )  # ignored: not addressed to the bot
         bot.sticker()
         bot.group("@shop_bot hi")  # answered after the sticker, were that wrongly accepted
-        await wait_for(lambda: len(bot.sent) >= 2)
-    assert bot.texts(42) == [Messages().text_only]
-    assert bot.texts(GROUP_ID) == ["echo: hi"]
-    assert [m.text for m in engine.seen] == ["hi"]  # the engine never saw the stickers
+        await wait_for(lambda: len(engine.seen) >= 2)
+    sticker, hi = engine.seen  # the engine decides what a sticker gets (core.router: text_only)
+    assert (sticker.text, sticker.chat_id) == ("", "42")
+    assert [(a.kind, a.file_id) for a in sticker.attachments] == [("sticker", "CAACAgI")]
+    assert (hi.text, hi.attachments) == ("hi", ())
 
 
 async def test_messages_from_bots_ignored(bus: Bus, tg: TelegramEmulator, bot: EmulatedBot) -> None:
@@ -257,7 +260,7 @@ async def test_webhook_checks_secret_and_answers(bus: Bus, tg: TelegramEmulator,
         running(bus, tg, webhook_url=url, webhook_secret=SECRET) as adapter,
     ):
         assert bot.webhook["url"] == url and bot.webhook["secret_token"] == SECRET
-        assert bot.webhook["allowed_updates"] == ["message"]
+        assert bot.webhook["allowed_updates"] == ["message", "callback_query"]
         app = Starlette(routes=adapter.routes())
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
             post = client.post

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from bots.cli import app
 from core.history import History, Turn
 from core.keys import Keys
-from core.messages import ConversationKey
+from core.messages import Attachment, ConversationKey
 
 runner = CliRunner()
 
@@ -49,6 +49,24 @@ def test_persona_set_rejects_bad_values_in_one_line(env, redis) -> None:
     assert "field 'generation.temperature'" in out and "Traceback" not in out
     code, out = cli("persona", "set", "support", "nosuch.section", "x")
     assert code == 2 and "no section 'nosuch'" in out
+
+
+def test_persona_set_quick_replies_as_the_docs_show(env, redis) -> None:
+    value = "[{label: Talk to a person, intent: contact_human_agent}]"
+    code, out = cli("persona", "set", "support", "quick_replies.rephrase", value)
+    assert code == 0, out
+    code, out = cli("persona", "show", "support")
+    assert "- label: Talk to a person\n    intent: contact_human_agent" in out
+    code, out = cli("persona", "set", "support", "quick_replies.help", "[{label: " + "x" * 41 + "}]")
+    assert code == 2 and "field 'quick_replies.help'" in out and "40 characters" in out
+
+
+async def test_history_show_lists_attachments(env, redis, keys: Keys) -> None:
+    conv = ConversationKey("support", "telegram", "42", "42")
+    photo = Attachment(kind="photo", size=2048, file_id="AgAD[b]")  # [b] is text, not rich markup
+    await History(redis, keys).append_turns(conv, [Turn("user", "", attachments=(photo,))])
+    code, out = await asyncio.to_thread(cli, "history", "show", "--platform", "telegram", "--user", "42")
+    assert code == 0 and "+ photo, 2.0 KB, file id AgAD[b]" in out
 
 
 def test_persona_import_and_export(env, redis, tmp_path: Path) -> None:

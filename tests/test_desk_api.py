@@ -284,8 +284,13 @@ async def test_preview_runs_classifier_router_and_generator_on_a_draft(stack: St
             "/api/admin/personas/support/preview", json={"text": "where is my order?", "persona": draft}
         )
         assert r.json()["route"] == "escalate" and r.json()["reply"] == draft["messages"]["handoff"]
-        unsure = await admin.post("/api/admin/personas/support/preview", json={"text": "[oos:0.9] hmm"})
-        assert unsure.json()["route"] == "rephrase"
+        draft["quick_replies"] = {
+            "rephrase": [{"label": "Talk to a person", "intent": "contact_human_agent"}]
+        }
+        unsure = await admin.post(
+            "/api/admin/personas/support/preview", json={"text": "[oos:0.9] hmm", "persona": draft}
+        )
+        assert unsure.json()["route"] == "rephrase" and unsure.json()["buttons"] == ["Talk to a person"]
         intents = (await admin.get("/api/admin/intents/support")).json()["intents"]
         assert "track_order" in intents
     assert (await stack.personas.get("support")).routing.routes.get("track_order") is None  # not saved

@@ -18,6 +18,9 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from bots.desk.accounts import Role
+from core.history import Turn
+from core.messages import Attachment, ConversationKey
+from core.persona import Persona, QuickReplies, QuickReplyOption
 from tests.desk_stack import PASSWORD, Stack, running_stack, serving
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -165,3 +168,43 @@ async def test_admin_edits_a_persona_in_the_browser(stack: Stack, browser: Brows
         await ctx.close()
     persona = await stack.personas.get("support")
     assert persona.display_name == "<b>Ava</b> & co" and persona.generation.temperature == 0.6
+
+
+async def test_quick_replies_the_person_button_and_attachments_in_a_real_browser(
+    stack: Stack, browser: Browser
+) -> None:
+    """The web chat shows the greeting's buttons and sends a click as the customer's
+    choice; its "Talk to a person" button escalates at once; the desk's ticket page lists
+    what a Telegram customer attached, with the platform's link."""
+    track = QuickReplyOption(label="Track my order", text="Where is my order?")
+    persona = Persona(bot_id="support", display_name="Ava", quick_replies=QuickReplies(greeting=[track]))
+    await stack.personas.put(persona)
+    await stack.account("agnes", Role.AGENT)
+    photo = Attachment(kind="photo", size=64000, file_id="AgAD-large", url="https://cdn.example/p.png")
+    conv = ConversationKey("support", "telegram", "42", "42")
+    await stack.history.append_turns(conv, [Turn("user", "", attachments=(photo,), display_name="Ada")])
+    ticket = await stack.open_ticket("42", platform="telegram", name="Ada")
+    async with serving(stack.app) as url:
+        ctx = await browser.new_context(viewport={"width": 1024, "height": 800})
+        page = await ctx.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await page.goto(url + "/")
+        button = page.locator(".msg.bot .choice")
+        await expect(button).to_have_text(["Track my order"], timeout=WAIT_MS)
+        await button.click()
+        await expect(page.locator(".msg.me").last).to_have_text("Track my order", timeout=WAIT_MS)
+        await expect(page.locator(".msg.bot").last).to_contain_text(
+            "answer to Where is my order?", timeout=WAIT_MS
+        )
+        assert await page.locator(".choice").count() == 0  # the buttons went with the click
+        await page.click("#human")
+        await expect(page.locator(".msg.bot").last).to_contain_text(persona.messages.handoff, timeout=WAIT_MS)
+
+        await sign_in(page, url, "agnes")
+        await page.goto(f"{url}/desk/tickets/{ticket.id}")
+        attached = page.locator(".turn.user .attachment")
+        await expect(attached).to_contain_text("photo, 62.5 KB, file id AgAD-large", timeout=WAIT_MS)
+        await expect(attached.locator("a")).to_have_attribute("href", "https://cdn.example/p.png")
+        assert not errors, errors
+        await ctx.close()

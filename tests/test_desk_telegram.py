@@ -56,3 +56,30 @@ async def test_agent_reply_reaches_telegram_and_resolve_hands_back(stack: Stack)
     assert [t["id"] for t in again["tickets"]] == [ticket["id"]]  # reopened, not a new ticket
     transcript = await stack.tickets.transcript(ticket["id"])
     assert [t.display_name for t in transcript if t.role == "agent"] == ["agnes"]
+
+
+async def test_what_a_customer_sent_besides_text_is_shown_to_agents(stack: Stack) -> None:
+    """A photo and a document reach no model, but the agent sees what they were."""
+    token = await stack.account("agnes", Role.AGENT)
+    auth = {"Authorization": f"Bearer {token}"}
+    async with TelegramEmulator() as tg:
+        bot = tg.add_bot(TOKEN, "shop_bot")
+        async with make_adapter(stack.bus, tg, personas=stack.personas), stack.client() as api:
+            bot.photo()
+            await wait_for(lambda: bot.sent, timeout=30)  # "I can only read text"
+            bot.dm("/human")
+            await wait_for(lambda: len(bot.sent) == 2, timeout=30)
+            bot.document("invoice.pdf")
+            await wait_for(lambda: len(bot.sent) == 3, timeout=30)  # acknowledged once
+            (ticket,) = (await api.get("/api/desk/tickets", headers=auth)).json()["tickets"]
+            shown = (await api.get(f"/api/desk/tickets/{ticket['id']}", headers=auth)).json()
+    files = [
+        (t["text"], a["kind"], a["file_id"], a["summary"])
+        for t in shown["transcript"]
+        for a in t["attachments"]
+    ]
+    assert files == [
+        ("", "photo", "AgACAgIAAx-large", "photo, 62.5 KB, file id AgACAgIAAx-large"),
+        ("", "document", "BQACAgIAAx-doc", "document, invoice.pdf, 47.1 KB, file id BQACAgIAAx-doc"),
+    ]
+    assert ticket["reason"] == "asked"

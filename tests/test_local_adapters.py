@@ -10,7 +10,8 @@ import os
 import pytest
 
 from adapters.console import ConsoleAdapter
-from core.persona import Persona
+from core.messages import ConversationKey
+from core.persona import Messages, Persona, QuickReplies, QuickReplyOption
 from tests.helpers import wait_for
 from tests.scripted_models import build_engine
 
@@ -69,3 +70,33 @@ async def test_console_on_a_held_conversation_gets_a_receipt_then_the_agents_rep
     assert lines[1] == says.handoff_waiting  # ...acknowledged once...
     assert lines[2] == ""  # ...then a quiet receipt (piped: an empty line keeps lines paired)
     assert lines[-1] == "dana: Hi Bob, I'm looking at your order now."
+
+
+async def test_console_numbers_quick_replies_and_a_typed_number_picks_one(redis, keys) -> None:
+    engine = build_engine(redis, keys)
+    person = QuickReplyOption(label="Talk to a person", intent="contact_human_agent")
+    await engine.personas.put(
+        Persona(bot_id="support", display_name="Ava", quick_replies=QuickReplies(rephrase=[person]))
+    )
+    stdin, stdout = io.StringIO("[oos:0.9] blorb\n1\n"), io.StringIO()
+    async with engine, ConsoleAdapter(engine.bus, bot_id="support", personas=engine.personas) as console:
+        assert await console.chat("carol", stdin=stdin, stdout=stdout) == 2
+        turns = await engine.conversations.history.recent(
+            ConversationKey("support", "console", "carol", "carol")
+        )
+    says = Messages()
+    assert stdout.getvalue().splitlines() == [f"{says.rephrase}  1. Talk to a person", says.handoff]
+    assert [(t.text, t.intent) for t in turns if t.role == "user"][1] == (
+        "Talk to a person",
+        "contact_human_agent",
+    )
+
+
+async def test_console_commands(engine_running) -> None:
+    bus, personas, _history = engine_running
+    stdin, stdout = io.StringIO("/help\n/start\n2\n"), io.StringIO()
+    async with ConsoleAdapter(bus, bot_id="support", personas=personas) as console:
+        await console.chat("dave", stdin=stdin, stdout=stdout)
+    lines = stdout.getvalue().splitlines()
+    assert lines[:2] == [Messages().help, "Hello from Ava"]
+    assert lines[2].startswith("answer to 2")  # no options were offered: a number is text

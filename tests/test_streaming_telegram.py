@@ -15,6 +15,7 @@ from adapters.markup import to_telegram_html
 from adapters.telegram import TelegramAdapter
 from core.bus import Bus
 from core.keys import Keys
+from core.messages import QuickReply
 from core.persona import Persona, PersonaStore
 from core.retry import Backoff
 from core.text import split_message
@@ -223,3 +224,24 @@ async def test_one_message_per_reply_across_processes_and_the_final_from_another
         await delivered(third)
     assert bot.visible(CHAT) == [to_telegram_html(FINAL), "The refund is on its way."]
     assert len(bot.sent) == 2
+
+
+async def test_a_streamed_reply_gets_its_buttons_with_the_final_edit(
+    bus: Bus, tg: TelegramEmulator, personas: PersonaStore
+) -> None:
+    streamed = tg.add_bot(TOKEN)
+    person = QuickReply("Talk to a person", intent="contact_human_agent")
+    async with running(bus, tg, personas) as (adapter, _clock):
+        streamed.dm("where is my order?")
+        writer = Writer(bus, await next_message(bus))
+        await writer.partial(FINAL)
+        await wait_for(lambda: len(streamed.sent) == 1)
+        await partials_handled(adapter, 1)
+        assert streamed.keyboards == {}  # no buttons while it is being written
+        await writer.final(FINAL, (person,))  # the same text: only the keyboard changes
+        await delivered(adapter)
+    assert len(streamed.sent) == 1 and edit_statuses(streamed) == [200]
+    (keyboard,) = streamed.keyboards.values()
+    assert keyboard["inline_keyboard"] == [
+        [{"text": "Talk to a person", "callback_data": "i:contact_human_agent"}]
+    ]

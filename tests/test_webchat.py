@@ -12,7 +12,7 @@ import pytest
 
 from adapters.webchat import COOKIE
 from core.messages import ConversationKey
-from core.persona import Messages
+from core.persona import Messages, Persona, QuickReplies, QuickReplyOption
 from tests.desk_stack import Stack, running_stack, serving
 from tests.helpers import wait_for
 
@@ -89,6 +89,9 @@ async def test_control_characters_and_lone_surrogates_are_cleaned(stack: Stack) 
         (b"[" * 5000 + b"]" * 5000, 400),  # deep nesting: a 400, never a RecursionError 500
         (b'{"text": "' + b"[" * 20000 + b'"}', 200),  # brackets inside a string are just text
         (b'{"text": "hi", "bot": "nobody"}', 400),
+        (b'{"text": "Talk to a person", "choice": "q:nothing"}', 400),  # not a quick reply's choice
+        (b'{"text": "hi", "choice": 5}', 400),
+        (b'{"text": "hi", "command": "reboot"}', 400),
         (b"x" * 70000, 413),
     ],
 )
@@ -174,6 +177,52 @@ async def test_pushed_replies_reach_only_their_customer(stack: Stack) -> None:
             assert (await asyncio.wait_for(_next_event(alice_lines), 20))[1]["text"] == "for alice only"
             # Bob's first pushed reply is his own: Alice's never reached his page.
             assert (await asyncio.wait_for(_next_event(bob_lines), 20))[1]["text"] == "for bob"
+
+
+async def test_quick_replies_and_the_talk_to_a_person_button(stack: Stack) -> None:
+    person = QuickReplyOption(label="Talk to a person", intent="contact_human_agent")
+    track = QuickReplyOption(label="Track my order", text="Where is my order?")
+    quick = QuickReplies(greeting=[track], rephrase=[person])
+    await stack.personas.put(Persona(bot_id="support", display_name="Ava", quick_replies=quick))
+    async with stack.client() as client:
+        about = (await client.get("/api/bot")).json()
+        unsure = (await client.post("/api/chat", json={"text": "[oos:0.9] blorb"})).json()
+        chose = await client.post(
+            "/api/chat", json={"text": "Track my order", "choice": "t:Where is my order?"}
+        )
+        forged = await client.post("/api/chat", json={"text": "Refund!", "choice": "i:refund"})  # not offered
+        tapped = (
+            await client.post("/api/chat", json={"text": "Talk to a person", **unsure["quick_replies"][0]})
+        ).json()
+        user = tapped["user"]
+    assert about["quick_replies"] == [{"label": "Track my order", "choice": "t:Where is my order?"}]
+    assert unsure["route"] == "rephrase"
+    assert unsure["quick_replies"] == [{"label": "Talk to a person", "choice": "i:contact_human_agent"}]
+    assert chose.json()["text"].startswith("answer to Where is my order?")
+    assert (forged.json()["route"], forged.json()["intent"]) == ("generate", "track_order")  # classified
+    assert (tapped["route"], tapped["intent"], tapped["confidence"]) == (
+        "escalate",
+        "contact_human_agent",
+        1.0,
+    )
+    said = [(t.text, t.intent) for t in await stack.history.recent(_conv(user)) if t.role == "user"]
+    assert said == [
+        ("[oos:0.9] blorb", "out_of_scope"),
+        ("Where is my order?", "track_order"),
+        ("Refund!", "track_order"),
+        ("Talk to a person", "contact_human_agent"),  # what the customer chose
+    ]
+
+
+async def test_the_talk_to_a_person_button_escalates_at_once(stack: Stack) -> None:
+    async with stack.client() as client:
+        r = await client.post("/api/chat", json={"text": "Talk to a person", "command": "human"})
+        typed = await client.post("/api/chat", json={"text": "/help"})
+    body = r.json()
+    assert (body["route"], body["text"]) == ("escalate", Messages().handoff)
+    (ticket,) = await stack.tickets.list()
+    assert (ticket.reason, ticket.user_id) == ("asked", body["user"])
+    assert typed.json()["route"] == "human"  # held by the team now: the help waits with the ticket
 
 
 async def _next_event(lines: AsyncIterator[str]) -> tuple[str, dict[str, str]]:

@@ -1,11 +1,13 @@
 // The web chat page: history after a reload; each reply shown as it is written ("partial"
 // events) in one bubble that the final reply then replaces; replies pushed later (an
-// agent's answer, a "still waiting" notice) without one. Every text is set with
-// textContent, never HTML.
+// agent's answer, a "still waiting" notice) without one; quick replies as buttons (a
+// click sends the choice, shown as the customer's message; the buttons go) and "Talk to a
+// person". Every text is set with textContent, never HTML.
 // The API is called by relative URLs: the page of bot B at /b/B/ talks to /b/B/api/...
 "use strict";
 const log = document.getElementById("log"), form = document.getElementById("form"),
-      input = document.getElementById("text"), send = document.getElementById("send");
+      input = document.getElementById("text"), send = document.getElementById("send"),
+      human = document.getElementById("human");
 let loaded = false;
 const early = [];  // pushed before the history arrived: shown unless the history has them
 const asked = new Map();  // this page's messages still without their reply: ref -> {bubble, seq}
@@ -24,6 +26,18 @@ function fill(div, text, who, opts) {
   if (o.meta) {
     const m = document.createElement("div"); m.className = "meta"; m.textContent = o.meta; div.appendChild(m);
   }
+  if (o.choices && o.choices.length) div.appendChild(buttons(o.choices));
+}
+
+function buttons(choices) {
+  const row = document.createElement("div"); row.className = "choices";
+  choices.forEach(c => {
+    const b = document.createElement("button"); b.type = "button"; b.className = "choice";
+    b.textContent = c.label;
+    b.addEventListener("click", () => { row.remove(); ask({text: c.label, choice: c.choice}, c.label); });
+    row.appendChild(b);
+  });
+  return row;
 }
 
 function add(text, who, opts) {
@@ -33,7 +47,7 @@ function add(text, who, opts) {
 }
 
 function showTurn(t) {
-  add(t.text, t.role === "user" ? "me" : t.role, {name: t.name});
+  add(t.text, t.role === "user" ? "me" : t.role, {name: t.name, choices: t.quick_replies});
 }
 
 function newRef() {  // names a message so its partials and reply find its bubble
@@ -48,7 +62,8 @@ function finish(ref, reply) {
   if (!wait) return;
   asked.delete(ref);
   const who = reply.role === "agent" ? "agent" : "bot";
-  const opts = {name: reply.name, meta: reply.route === "escalate" ? "handed to our support team" : ""};
+  const opts = {name: reply.name, meta: reply.route === "escalate" ? "handed to our support team" : "",
+                choices: reply.quick_replies};
   if (!reply.text) { if (wait.bubble) wait.bubble.remove(); return; }
   if (wait.bubble) fill(wait.bubble, reply.text, who, opts); else add(reply.text, who, opts);
   log.scrollTop = log.scrollHeight;
@@ -59,7 +74,7 @@ async function start() {
   if (bot) document.getElementById("title").textContent = bot.display_name;
   connect();
   const hist = await fetch("api/chat/history").then(r => r.ok ? r.json() : {turns: []}).catch(() => ({turns: []}));
-  if (bot && bot.greeting) add(bot.greeting, "bot");
+  if (bot && bot.greeting) add(bot.greeting, "bot", {choices: hist.turns.length ? [] : bot.quick_replies});
   hist.turns.forEach(showTurn);
   const recent = new Set(hist.turns.slice(-10).map(t => t.role + "\u0000" + t.text));
   early.filter(e => !recent.has(e.role + "\u0000" + e.text)).forEach(showTurn);
@@ -83,14 +98,13 @@ function connect() {
   });
 }
 
-async function submit() {
-  const text = input.value; if (!text.trim()) return;
-  input.value = ""; add(text, "me"); send.disabled = true;
+async function ask(body, shown) {  // a typed message, a clicked choice or "Talk to a person"
+  add(shown, "me"); send.disabled = human.disabled = true;
   const ref = newRef(), wait = {bubble: add("typing…", "bot typing"), seq: -1};
   asked.set(ref, wait);
   try {
     const r = await fetch("api/chat", {method: "POST", headers: {"Content-Type": "application/json"},
-                                        body: JSON.stringify({text, ref})});
+                                        body: JSON.stringify({...body, ref})});
     const data = await r.json();
     if (r.ok) { finish(ref, data); return; }
     if (r.status !== 504) asked.delete(ref);  // else the reply still comes, pushed, into its bubble
@@ -100,9 +114,15 @@ async function submit() {
     asked.delete(ref); wait.bubble.remove();
     add("Cannot reach the server. Check your connection and try again.", "bot");
   }
-  finally { send.disabled = false; input.focus(); }
+  finally { send.disabled = human.disabled = false; input.focus(); }
+}
+
+function submit() {
+  const text = input.value; if (!text.trim()) return;
+  input.value = ""; ask({text}, text);
 }
 
 form.addEventListener("submit", e => { e.preventDefault(); submit(); });
+human.addEventListener("click", () => ask({text: "Talk to a person", command: "human"}, "Talk to a person"));
 input.addEventListener("keydown", e => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); submit(); } });
 start();

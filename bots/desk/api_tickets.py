@@ -36,6 +36,7 @@ def turn_json(turn: Turn) -> dict[str, Any]:
         "intent": turn.intent,
         "confidence": round(turn.confidence, 4),
         "route": turn.route,
+        "attachments": [{**asdict(a), "summary": a.describe()} for a in turn.attachments],
     }
 
 

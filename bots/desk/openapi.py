@@ -106,7 +106,7 @@ PATHS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "/api/admin/personas/{bot}/preview": {
         "post": _op(
-            "Run a test message through classifier, router and generator; shows intent, route, reply",
+            "A test message through classifier, router and generator: intent, route, reply, buttons",
             auth="admin",
             body='{"text": str, "persona"?: {...} (a draft)}',
             params=("bot",),

@@ -22,6 +22,7 @@ class Preview:
     route: str
     reason: str
     reply: str
+    buttons: tuple[str, ...] = ()  # the labels of the quick replies under the reply
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -30,6 +31,7 @@ class Preview:
             "route": self.route,
             "reason": self.reason,
             "reply": self.reply,
+            "buttons": list(self.buttons),
         }
 
 
@@ -58,4 +60,5 @@ async def preview(models: ModelProvider, persona: Persona, text: str, max_chars:
         decision.route.value,
         decision.reason,
         fill_slots(router.answer_text(decision, persona, generated), persona.facts),
+        tuple(q.label for q in router.quick_replies(decision, persona)),
     )

@@ -5,9 +5,17 @@ REST: ``GET /api/v10/users/@me``, ``GET /api/v10/oauth2/applications/@me``,
 answer 429 first; a repeated ``nonce`` with ``enforce_nonce`` within ``nonce_window``
 returns the earlier message, as Discord does), ``PATCH /api/v10/channels/{id}/messages/{id}``
 (an edit: 404 Unknown Message for one it never posted; can answer 429 first),
-``POST /api/v10/channels/{id}/typing``.
+``POST /api/v10/channels/{id}/typing``, ``PUT /api/v10/applications/{id}/commands``
+(403 Missing Access without the ``applications.commands`` scope: ``commands_scope``),
+the interaction callback ``POST /api/v10/interactions/{id}/{token}/callback`` (once per
+interaction and within 3 seconds of it, else 400 "already acknowledged" / 404 "Unknown
+interaction", as Discord answers; UPDATE_MESSAGE changes the clicked message's
+components) and the deferred response's edit
+``PATCH /api/v10/webhooks/{app}/{token}/messages/@original``.
 Gateway at ``/ws``: HELLO, HEARTBEAT -> HEARTBEAT_ACK, IDENTIFY -> READY + GUILD_CREATE,
-RESUME -> replay + RESUMED, and the dispatches a test injects (``message_create``).
+RESUME -> replay + RESUMED, and the dispatches a test injects (``message_create``;
+INTERACTION_CREATE by ``click`` on a sent message's button and ``slash`` commands, and
+``redeliver`` of one of them).
 Frames are zlib-stream compressed when the client asks for ``compress=zlib-stream``
 (discord.py's default), JSON text otherwise. Shapes follow discord.py's own parsers
 (state.py, message.py, guild.py).
@@ -37,6 +45,7 @@ APP_ID = 900000000000000002
 OWNER_ID = 900000000000000003
 GUILD_ID = 910000000000000001
 GUILD_CHANNEL_ID = 920000000000000001
+ACK_DEADLINE = 3.0  # seconds Discord waits for an interaction's callback
 
 
 def user(user_id: int, name: str, *, bot: bool = False) -> dict[str, Any]:
@@ -94,6 +103,11 @@ class DiscordEmulator:
         self.nonce_window = 300.0
         self.clock: Callable[[], float] = time.monotonic
         self._nonces: dict[str, tuple[float, dict[str, Any]]] = {}
+        self.commands_scope = True  # the bot was invited with applications.commands
+        self.commands: list[dict[str, Any]] = []  # registered application commands
+        self.interactions: dict[str, dict[str, Any]] = {}  # dispatched: token, when, callback type
+        self.callbacks: list[tuple[str, int, int]] = []  # (interaction id, callback type, status)
+        self.originals: dict[str, dict[str, Any]] = {}  # deferred responses' edits, by token
         self.nonce_repeats = 0  # sends answered with an earlier message
         self._ids = itertools.count(940000000000000001)
         self._sessions: list[_Session] = []
@@ -114,6 +128,9 @@ class DiscordEmulator:
         app.router.add_post(f"{api}/channels/{{channel_id}}/messages", self._create_message)
         app.router.add_patch(f"{api}/channels/{{channel_id}}/messages/{{message_id}}", self._edit_message)
         app.router.add_post(f"{api}/channels/{{channel_id}}/typing", self._typing)
+        app.router.add_put(f"{api}/applications/{{app_id}}/commands", self._put_commands)
+        app.router.add_post(f"{api}/interactions/{{interaction_id}}/{{token}}/callback", self._callback)
+        app.router.add_patch(f"{api}/webhooks/{{app_id}}/{{token}}/messages/@original", self._edit_original)
         app.router.add_get("/ws", self._gateway)
         self._runner, self.port = await serve_locally(app)
         return self
@@ -194,6 +211,95 @@ class DiscordEmulator:
         ]
         await self.dispatch("MESSAGE_CREATE", data)
         return message_id
+
+    async def click(
+        self,
+        sent: SentMessage,
+        label: str,
+        *,
+        author: dict[str, Any] = CUSTOMER,
+        interaction_id: str | None = None,
+    ) -> str:
+        """INTERACTION_CREATE for a click on the button ``label`` of a message the bot sent;
+        returns the interaction id (pass it again to redeliver the same interaction)."""
+        message = next(m for m in self.messages.values() if m["content"] == sent.content)
+        buttons = [c for row in message.get("components") or [] for c in row.get("components", [])]
+        custom_id = next(b["custom_id"] for b in buttons if b.get("label") == label)
+        data = {"custom_id": custom_id, "component_type": 2}
+        return await self._interact(3, data, author, int(sent.channel_id), message=message)
+
+    async def slash(
+        self,
+        name: str,
+        *,
+        author: dict[str, Any] = CUSTOMER,
+        guild: bool = False,
+        interaction_id: str | None = None,
+    ) -> str:
+        """INTERACTION_CREATE for the application command ``/name``; returns its id."""
+        channel_id = GUILD_CHANNEL_ID if guild else self.dm_channel_id(author)
+        data = {"id": str(APP_ID + 10), "name": name, "type": 1}
+        return await self._interact(2, data, author, channel_id)
+
+    async def _interact(
+        self,
+        kind: int,
+        data: dict[str, Any],
+        author: dict[str, Any],
+        channel_id: int,
+        message: dict[str, Any] | None = None,
+    ) -> str:
+        interaction_id = str(next(self._ids))
+        known = self.interactions[interaction_id] = {
+            "token": "itoken-" + uuid.uuid4().hex,
+            "at": self.clock(),
+            "acked": 0,
+        }
+        guild = channel_id == GUILD_CHANNEL_ID
+        payload: dict[str, Any] = {
+            "id": interaction_id,
+            "application_id": str(APP_ID),
+            "type": kind,
+            "data": data,
+            "channel_id": str(channel_id),
+            "channel": {
+                "id": str(channel_id),
+                "type": 0 if guild else 1,
+                **({"guild_id": str(GUILD_ID)} if guild else {}),
+            },
+            "token": known["token"],
+            "version": 1,
+            "app_permissions": "0",
+            "locale": "en-US",
+            "entitlements": [],
+            "attachment_size_limit": 10 * 1024 * 1024,
+            "authorizing_integration_owners": {"0": str(GUILD_ID)} if guild else {"1": author["id"]},
+            "context": 0 if guild else 1,
+        }
+        if guild:
+            payload["guild_id"] = str(GUILD_ID)
+            payload["member"] = {
+                "user": author,
+                "roles": [],
+                "joined_at": _now(),
+                "deaf": False,
+                "mute": False,
+                "flags": 0,
+                "permissions": "0",
+            }
+        else:
+            payload["user"] = author
+        known["channel_id"] = channel_id
+        if message is not None:
+            payload["message"] = message
+            known["message_id"] = message["id"]
+        known["payload"] = payload
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return interaction_id
+
+    async def redeliver(self, interaction_id: str) -> None:
+        """Dispatch an interaction again, exactly as it was (what a resumed session does)."""
+        await self.dispatch("INTERACTION_CREATE", self.interactions[interaction_id]["payload"])
 
     async def message_update(self, message_id: str, content: str, *, guild: bool = False) -> None:
         channel_id = GUILD_CHANNEL_ID if guild else self.dm_channel_id(CUSTOMER)
@@ -339,6 +445,8 @@ class DiscordEmulator:
         if reference:
             message["type"] = 19  # reply
             message["message_reference"] = body["message_reference"]
+        if body.get("components"):
+            message["components"] = body["components"]
         if nonce is not None:
             message["nonce"] = nonce
             self._nonces[nonce] = (self.clock(), message)
@@ -364,6 +472,8 @@ class DiscordEmulator:
             message["content"] = body["content"] or ""
             message["edited_timestamp"] = _now()
             self.edits.append((message["id"], message["content"]))
+        if "components" in body:
+            message["components"] = body["components"]
         return self._json(
             request,
             message,
@@ -394,6 +504,57 @@ class DiscordEmulator:
         self.typing.append(request.match_info["channel_id"])
         self.requests.append((request.method, request.path, 204))
         return web.Response(status=204)
+
+    async def _put_commands(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._unauthorized(request)
+        if not self.commands_scope:
+            return self._json(request, {"message": "Missing Access", "code": 50001}, 403)
+        self.commands = await request.json()
+        return self._json(
+            request,
+            [
+                {**c, "id": str(APP_ID + i), "application_id": str(APP_ID), "version": "1"}
+                for i, c in enumerate(self.commands, 1)
+            ],
+        )
+
+    async def _callback(self, request: web.Request) -> web.Response:
+        interaction_id, token = request.match_info["interaction_id"], request.match_info["token"]
+        body = await request.json()
+        known = self.interactions.get(interaction_id)
+        if known is None or known["token"] != token or self.clock() - known["at"] > ACK_DEADLINE:
+            status, error = 404, {"message": "Unknown interaction", "code": 10062}
+        elif known["acked"]:
+            status, error = 400, {"message": "Interaction has already been acknowledged.", "code": 40060}
+        else:
+            status, error = 204, {}
+            known["acked"] = body["type"]
+            if body["type"] == 7 and known.get("message_id") in self.messages:
+                self.messages[known["message_id"]]["components"] = body.get("data", {}).get("components", [])
+        self.callbacks.append((interaction_id, int(body["type"]), status))
+        if status == 204:
+            self.requests.append((request.method, request.path, 204))
+            return web.Response(status=204)
+        return self._json(request, error, status)
+
+    async def _edit_original(self, request: web.Request) -> web.Response:
+        token = request.match_info["token"]
+        known = next((i for i in self.interactions.values() if i["token"] == token), None)
+        if known is None or known["acked"] != 5:  # only a deferred response is there to edit
+            return self._json(request, {"message": "Unknown Webhook", "code": 10015}, 404)
+        body = await request.json()
+        self.originals[token] = body
+        channel_id = int(known["channel_id"])
+        message = self.message_payload(
+            str(next(self._ids)),
+            channel_id,
+            self.bot_user,
+            body.get("content", ""),
+            guild=channel_id == GUILD_CHANNEL_ID,
+        )
+        message.pop("member", None)
+        return self._json(request, message)
 
     # -- gateway ------------------------------------------------------------------------
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:

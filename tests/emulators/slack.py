@@ -1,13 +1,16 @@
 """A local stand-in for Slack, spoken to by the real slack_sdk / slack-bolt.
 
-Web API (``{url}auth.test``, ``chat.postMessage``, ``chat.update`` (``message_not_found``
-for a ``ts`` it never posted), ``apps.connections.open``) for one or more apps (bots) in one
-workspace (``add_app``), with Bearer-token checks
-answered like Slack (HTTP 200 ``{"ok": false, "error": "invalid_auth"}``), switches to
-answer the next ``chat.postMessage`` or ``chat.update`` calls with HTTP 429 and
-``Retry-After``, and a Socket Mode WebSocket (``hello``, ``events_api`` envelopes,
-acknowledgements recorded). :func:`signed_event_request` signs Events API bodies the
-way Slack does (v0 HMAC-SHA256 over ``v0:{timestamp}:{body}``).
+Web API (``{url}auth.test``, ``chat.postMessage`` (with Block Kit ``blocks``),
+``chat.update`` (``message_not_found`` for a ``ts`` it never posted),
+``apps.connections.open``) for one or more apps (bots) in one workspace (``add_app``),
+with Bearer-token checks answered like Slack (HTTP 200 ``{"ok": false, "error":
+"invalid_auth"}``), switches to answer the next ``chat.postMessage`` or ``chat.update``
+calls with HTTP 429 and ``Retry-After``, and a Socket Mode WebSocket (``hello``,
+``events_api`` envelopes, acknowledgements recorded). :func:`signed_event_request` signs
+Events API bodies the way Slack does (v0 HMAC-SHA256 over ``v0:{timestamp}:{body}``);
+:func:`signed_form_request` signs the form-encoded bodies of interactivity (``payload=`` a
+:func:`block_actions_body`, the click on a posted message's button) and slash commands
+(:func:`slash_command_body`), with the retry headers when asked.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import asyncio
 import itertools
 import json
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +37,7 @@ class PostedMessage:
     thread_ts: str | None
     raw: dict[str, Any] = field(default_factory=dict)
     token: str = ""  # which app's bot token posted it
+    ts: str = ""
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ class SlackEmulator:
         self.rate_limit_next_update = 0  # answer this many chat.update calls with 429
         self.messages: dict[str, PostedMessage] = {}  # the bot's messages by ts, as they read now
         self.updates: list[tuple[str, str]] = []  # (ts, new text) of each accepted chat.update
+        self.updated: list[dict[str, Any]] = []  # the arguments of each accepted chat.update
         self._ts = itertools.count(int(time.time()) * 1_000_000)
         self.calls: list[str] = []  # Web API method names, in order
         self.acks: list[str] = []  # Socket Mode envelope ids acknowledged by the client
@@ -169,11 +175,13 @@ class SlackEmulator:
         if not text:
             return web.json_response({"ok": False, "error": "no_text"})
         thread_ts = args.get("thread_ts")
-        posted = PostedMessage(channel, text, str(thread_ts) if thread_ts else None, dict(args), caller.token)
-        self.posted.append(posted)
         tick = next(self._ts)
         ts = f"{tick // 1_000_000}.{tick % 1_000_000:06d}"  # unique, like Slack's
-        self.messages[ts] = PostedMessage(channel, text, posted.thread_ts, dict(args), caller.token)
+        posted = PostedMessage(
+            channel, text, str(thread_ts) if thread_ts else None, dict(args), caller.token, ts
+        )
+        self.posted.append(posted)
+        self.messages[ts] = PostedMessage(channel, text, posted.thread_ts, dict(args), caller.token, ts)
         return web.json_response(
             {
                 "ok": True,
@@ -205,6 +213,7 @@ class SlackEmulator:
             return web.json_response({"ok": False, "error": "no_text"})
         message.text = text
         self.updates.append((ts, text))
+        self.updated.append(dict(args))
         return web.json_response({"ok": True, "channel": channel, "ts": ts, "text": text})
 
     def _too_many(self) -> web.Response:
@@ -279,6 +288,88 @@ def signed_event_request(
     ts = str(int(time.time()) if timestamp is None else timestamp)
     headers = {
         "Content-Type": "application/json",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": SignatureVerifier(signing_secret).generate_signature(timestamp=ts, body=raw),
+    }
+    if retry_num is not None:
+        headers["X-Slack-Retry-Num"] = str(retry_num)
+        headers["X-Slack-Retry-Reason"] = "http_timeout"
+    return raw, headers
+
+
+def block_actions_body(
+    posted: PostedMessage, label: str, *, user: str = "U0001", trigger_id: str | None = None
+) -> dict[str, Any]:
+    """The ``block_actions`` payload of a click on the button ``label`` of a posted message."""
+    buttons = [e for b in posted.raw.get("blocks") or [] if b["type"] == "actions" for e in b["elements"]]
+    button = next(e for e in buttons if e["text"]["text"] == label)
+    message = {"type": "message", "user": "UBOT", "bot_id": "BBOT", "text": posted.text, "ts": posted.ts}
+    message |= {"blocks": posted.raw.get("blocks")} | (
+        {"thread_ts": posted.thread_ts} if posted.thread_ts else {}
+    )
+    return {
+        "type": "block_actions",
+        "user": {"id": user, "username": "ada", "name": "ada", "team_id": "T0001"},
+        "api_app_id": "A0001",
+        "token": "legacy-verification-token",
+        "container": {
+            "type": "message",
+            "message_ts": posted.ts,
+            "channel_id": posted.channel,
+            "is_ephemeral": False,
+        },
+        "trigger_id": trigger_id or f"{int(time.time())}.{uuid.uuid4().int % 10**12}.{uuid.uuid4().hex[:16]}",
+        "team": {"id": "T0001", "domain": "emulated"},
+        "channel": {"id": posted.channel, "name": "directmessage"},
+        "message": message,
+        "response_url": "https://hooks.slack.com/actions/T0001/1/abc",
+        "actions": [
+            {
+                "action_id": button["action_id"],
+                "block_id": "b1",
+                "text": button["text"],
+                "value": button["value"],
+                "type": "button",
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+
+
+def slash_command_body(
+    command: str,
+    text: str = "",
+    *,
+    channel: str = "D0001",
+    user: str = "U0001",
+    trigger_id: str | None = None,
+) -> dict[str, str]:
+    """The form fields of a slash command invocation."""
+    return {
+        "token": "legacy-verification-token",
+        "team_id": "T0001",
+        "team_domain": "emulated",
+        "channel_id": channel,
+        "channel_name": "directmessage" if channel.startswith("D") else "support",
+        "user_id": user,
+        "user_name": "ada",
+        "command": command,
+        "text": text,
+        "api_app_id": "A0001",
+        "response_url": "https://hooks.slack.com/commands/T0001/1/abc",
+        "trigger_id": trigger_id or f"{int(time.time())}.{uuid.uuid4().int % 10**12}.{uuid.uuid4().hex[:16]}",
+    }
+
+
+def signed_form_request(
+    fields: dict[str, str], signing_secret: str, *, retry_num: int | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """The raw body and headers of a form-encoded POST (interactivity: ``{"payload":
+    json}``; slash commands: their fields), signed like Slack signs it."""
+    raw = urllib.parse.urlencode(fields).encode()
+    ts = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
         "X-Slack-Request-Timestamp": ts,
         "X-Slack-Signature": SignatureVerifier(signing_secret).generate_signature(timestamp=ts, body=raw),
     }

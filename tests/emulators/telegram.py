@@ -3,15 +3,19 @@
 It serves ``/bot<token>/<method>`` on 127.0.0.1 with the form-encoded parameters PTB
 sends and answers in the Bot API's shape (``{"ok": true, "result": ...}``). Supported:
 getMe, deleteWebhook, setWebhook, getWebhookInfo, getUpdates (offset confirms, long
-polling waits up to ``timeout``), sendMessage, editMessageText (400 "message is not
-modified" for the same text, 400 "message to edit not found" for an unknown one, as
-Telegram answers), sendChatAction. An unknown or revoked token gets 401;
-``rate_limit_next_send`` / ``rate_limit_next_edit`` answer the next sendMessage /
-editMessageText with 429 and ``retry_after``.
+polling waits up to ``timeout``), sendMessage (with an inline keyboard), editMessageText
+(400 "message is not modified" for the same text and keyboard, 400 "message to edit not
+found" for an unknown one, as Telegram answers; an edit without a keyboard removes it),
+sendChatAction, answerCallbackQuery (once per query: a second answer or an unknown id is
+a 400, as on Telegram) and editMessageReplyMarkup.
+An unknown or revoked token gets 401; ``rate_limit_next_send`` / ``rate_limit_next_edit``
+answer the next sendMessage / editMessageText with 429 and ``retry_after``.
 
 A test injects updates with :class:`EmulatedBot` helpers (``dm``, ``group``,
-``sticker``, ``push``) and reads what the bot did in ``sent`` / ``edits`` / ``actions`` /
-``calls``, and what a chat shows now in ``visible``.
+``sticker``, ``photo``, ``document``, ``voice``, ``tap`` on a button of a sent message,
+``push``; a text starting with ``/word`` carries a ``bot_command`` entity) and reads what
+the bot did in ``sent`` / ``edits`` / ``actions`` / ``answered`` / ``markups`` /
+``calls``, and what a chat shows now in ``visible`` (its keyboards in ``keyboards``).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ _JSON_PARAMS = {
     "max_connections",
     "link_preview_options",
     "message_id",
+    "reply_markup",
 }
 GROUP_ID = -1001234567890
 
@@ -66,6 +71,8 @@ class EmulatedBot:
     rate_limits: list[int] = field(default_factory=list)  # retry_after of the next 429s
     edit_rate_limits: list[int] = field(default_factory=list)  # ... of editMessageText
     messages: dict[tuple[int, int], str] = field(default_factory=dict)  # the bot's, as they read now
+    keyboards: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)  # their reply_markup
+    queries: set[str] = field(default_factory=set)  # callback query ids not answered yet
     blocked_by: set[int] = field(default_factory=set)  # chats whose user blocked the bot
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _message_ids: itertools.count = field(default_factory=lambda: itertools.count(5000))
@@ -80,6 +87,16 @@ class EmulatedBot:
     @property
     def actions(self) -> list[dict[str, Any]]:
         return [c.params for c in self.calls if c.method == "sendChatAction" and c.status == 200]
+
+    @property
+    def answered(self) -> list[dict[str, Any]]:
+        """Parameters of each answerCallbackQuery the API accepted."""
+        return [c.params for c in self.calls if c.method == "answerCallbackQuery" and c.status == 200]
+
+    @property
+    def markups(self) -> list[dict[str, Any]]:
+        """Parameters of each editMessageReplyMarkup the API accepted."""
+        return [c.params for c in self.calls if c.method == "editMessageReplyMarkup" and c.status == 200]
 
     def texts(self, chat_id: int | None = None) -> list[str]:
         return [p["text"] for p in self.sent if chat_id is None or p["chat_id"] == chat_id]
@@ -131,13 +148,16 @@ class EmulatedBot:
         }
         if text is not None:
             msg["text"] = text
-            mentions = [
+            entities = [
                 {"type": "mention", "offset": _utf16_len(text[:i]), "length": _utf16_len(word)}
                 for i, word in _words(text)
                 if word.startswith("@") and len(word) > 1
             ]
-            if mentions:
-                msg["entities"] = mentions
+            if text.startswith("/") and len(text) > 1:  # Telegram marks a command (with @bot)
+                command = {"type": "bot_command", "offset": 0, "length": _utf16_len(text.split()[0])}
+                entities.insert(0, command)
+            if entities:
+                msg["entities"] = entities
         return msg
 
     def dm(self, text: str, *, user_id: int = 42, **kw: Any) -> dict[str, Any]:
@@ -158,6 +178,77 @@ class EmulatedBot:
                 "text": "How can I help?",
             }
         return self.update(self.message(chat, text, user_id=user_id, **kw))
+
+    def photo(self, *, caption: str | None = None, user_id: int = 42) -> dict[str, Any]:
+        """A photo in a DM, in the two sizes Telegram sends (smallest first)."""
+        sizes = [
+            {
+                "file_id": "AgACAgIAAx-small",
+                "file_unique_id": "AQADs",
+                "width": 90,
+                "height": 90,
+                "file_size": 1200,
+            },
+            {
+                "file_id": "AgACAgIAAx-large",
+                "file_unique_id": "AQADl",
+                "width": 800,
+                "height": 800,
+                "file_size": 64000,
+            },
+        ]
+        extra: dict[str, Any] = {"photo": sizes} | ({"caption": caption} if caption else {})
+        return self.update(self.message(self._private(user_id), None, user_id=user_id, **extra))
+
+    def document(self, name: str = "invoice.pdf", *, user_id: int = 42) -> dict[str, Any]:
+        document = {
+            "file_id": "BQACAgIAAx-doc",
+            "file_unique_id": "AgADd",
+            "file_name": name,
+            "mime_type": "application/pdf",
+            "file_size": 48213,
+        }
+        return self.update(self.message(self._private(user_id), None, user_id=user_id, document=document))
+
+    def voice(self, *, user_id: int = 42) -> dict[str, Any]:
+        voice = {
+            "file_id": "AwACAgIAAx-voice",
+            "file_unique_id": "AgADv",
+            "duration": 4,
+            "mime_type": "audio/ogg",
+            "file_size": 9100,
+        }
+        return self.update(self.message(self._private(user_id), None, user_id=user_id, voice=voice))
+
+    def tap(
+        self, sent: dict[str, Any], label: str, *, user_id: int = 42, first_name: str = "Ada"
+    ) -> dict[str, Any]:
+        """A tap on the button ``label`` of a message the bot sent (``sent``: its
+        sendMessage parameters): a callback_query update. Push the returned update again
+        to redeliver it."""
+        chat_id = sent["chat_id"]
+        message_id = next(
+            i for (chat, i), text in self.messages.items() if chat == chat_id and text == sent["text"]
+        )
+        keyboard = self.keyboards.get((chat_id, message_id), {})
+        buttons = [b for row in keyboard.get("inline_keyboard", []) for b in row]
+        data = next(b["callback_data"] for b in buttons if b["text"] == label)
+        chat = {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"}
+        message = {"message_id": message_id, "date": int(time.time()), "chat": chat, "from": self.user()}
+        message |= {"text": sent["text"], "reply_markup": keyboard}
+        query_id = str(next(self._ids) * 1000 + user_id)
+        self.queries.add(query_id)
+        query = {
+            "id": query_id,
+            "from": {"id": user_id, "is_bot": False, "first_name": first_name},
+            "message": message,
+            "chat_instance": "-123456789",
+            "data": data,
+        }
+        return self.push({"update_id": next(self._ids), "callback_query": query})
+
+    def _private(self, user_id: int) -> dict[str, Any]:
+        return {"id": user_id, "type": "private", "first_name": "Ada"}
 
     def sticker(self, *, user_id: int = 42) -> dict[str, Any]:
         chat = {"id": user_id, "type": "private", "first_name": "Ada"}
@@ -250,6 +341,22 @@ class TelegramEmulator:
             return _ok(True)
         if method in ("sendMessage", "editMessageText"):
             return _write(bot, method, params)
+        if method == "answerCallbackQuery":
+            query_id = str(params.get("callback_query_id"))
+            if query_id not in bot.queries:  # answered already, or never sent
+                return 400, _fail(
+                    400, "Bad Request: query is too old and response timeout expired or query ID is invalid"
+                )
+            bot.queries.discard(query_id)
+            return _ok(True)
+        if method == "editMessageReplyMarkup":
+            key = (params.get("chat_id"), int(params.get("message_id") or 0))
+            if key not in bot.messages:
+                return 400, _fail(400, "Bad Request: message to edit not found")
+            if params.get("reply_markup") == bot.keyboards.get(key):
+                return 400, _fail(400, "Bad Request: message is not modified")
+            bot.keyboards[key] = params.get("reply_markup") or {}  # type: ignore[index]
+            return _ok(True)
         return 404, _fail(404, "Not Found")
 
 
@@ -274,7 +381,7 @@ def _write(bot: EmulatedBot, method: str, params: dict[str, Any]) -> tuple[int, 
         key = (chat_id, int(params.get("message_id") or 0))
         if key not in bot.messages:
             return 400, _fail(400, "Bad Request: message to edit not found")
-        if bot.messages[key] == text:
+        if bot.messages[key] == text and params.get("reply_markup") == bot.keyboards.get(key):
             return 400, _fail(
                 400,
                 "Bad Request: message is not modified: specified new message content and reply "
@@ -284,6 +391,10 @@ def _write(bot: EmulatedBot, method: str, params: dict[str, Any]) -> tuple[int, 
     else:
         message_id = next(bot._message_ids)
     bot.messages[(chat_id, message_id)] = text
+    if params.get("reply_markup"):
+        bot.keyboards[(chat_id, message_id)] = params["reply_markup"]
+    else:  # an edit without one removes the keyboard, as on Telegram
+        bot.keyboards.pop((chat_id, message_id), None)
     chat = {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"}
     message = {"message_id": message_id, "date": int(time.time()), "chat": chat, "from": bot.user()}
     if method == "editMessageText":

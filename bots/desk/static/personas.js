@@ -128,7 +128,8 @@ deskNav("personas").then(async () => {
       const r = await api("POST", `/api/admin/personas/${encodeURIComponent(select.value)}/preview`,
                           {text: document.getElementById("sample").value, persona: collect()});
       result.replaceChildren(...[["Intent", r.intent + " (" + Math.round(r.confidence * 100) + "%)"], ["Route", r.route],
-        ["Why", r.reason], ["Reply", r.reply]].flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+        ["Why", r.reason], ["Reply", r.reply], ["Buttons", (r.buttons || []).join(" · ") || "none"]]
+        .flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
     } catch (err) { result.replaceChildren(el("dd", {className: "error"}, err.message)); }
   });
   if (bots.length) await load(bots[0]);

@@ -7,7 +7,15 @@ let me = null;
 
 function turn(t) {
   const who = t.role === "user" ? (t.name || "Customer") : t.role === "agent" ? (t.name || "Agent") + " (agent)" : "Bot";
-  return el("div", {className: "turn " + t.role}, el("span", {className: "who"}, who + " · " + when(t.at)), t.text);
+  return el("div", {className: "turn " + t.role}, el("span", {className: "who"}, who + " · " + when(t.at)), t.text,
+    ...(t.attachments || []).map(attachment));
+}
+
+// What the customer sent besides text (the bot read none of it): kind, name, size, the
+// platform's file id, and the platform's link where there is one.
+function attachment(a) {
+  const link = /^https?:\/\//.test(a.url || "") ? el("a", {href: a.url, target: "_blank", rel: "noopener noreferrer"}, "open") : null;
+  return el("div", {className: "attachment"}, "📎 " + a.summary, link ? " · " : "", link);
 }
 
 async function load() {
