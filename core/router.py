@@ -15,7 +15,8 @@ unsure-turn streak to store. In order:
    or ``escalate``.
 
 After generation, :func:`after_generation` is the second, visible step: a reply model
-that failed answers ``unavailable``; one that wrote nothing usable asks to rephrase.
+that failed answers ``unavailable``; one that wrote nothing usable asks to rephrase, and
+so does one whose reply the fact guard emptied (:func:`withdrawn`, ``core.finishing``).
 """
 
 from __future__ import annotations
@@ -84,6 +85,12 @@ def after_generation(decision: Decision, reply: str, error: str = "") -> Decisio
     return decision
 
 
+def withdrawn(decision: Decision, why: str) -> Decision:
+    """A model reply taken back after it was written (the fact guard left it without its
+    point): the customer is asked to rephrase instead."""
+    return replace(decision, route=Route.REPHRASE, reason=why, says="rephrase")
+
+
 def answer_text(decision: Decision, persona: Persona, generated: str = "") -> str:
     """The persona text the decision names (slots not yet filled)."""
     says = persona.messages
@@ -139,4 +146,13 @@ def _by_intent(prediction: IntentPrediction, rules: RoutingRules, streak: int) -
     return Decision(route, f"intent {label} -> {route.value}", says, 0, intent=label)
 
 
-__all__ = ["Decision", "Says", "Situation", "after_generation", "answer_text", "decide", "needs_intent"]
+__all__ = [
+    "Decision",
+    "Says",
+    "Situation",
+    "after_generation",
+    "answer_text",
+    "decide",
+    "needs_intent",
+    "withdrawn",
+]
