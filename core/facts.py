@@ -15,7 +15,7 @@ phrases is left, so the engine can regenerate or send the persona's fallback ins
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from core.phrasing import NUMBER_PHRASE, at_sentence_start, number_phrase, talks_about_orders
@@ -101,23 +101,34 @@ def find_items(text: str) -> list[Item]:
 
 
 def invented_items(
-    reply: str, conversation: Iterable[str], facts: Mapping[str, str] | None = None
+    reply: str,
+    conversation: Iterable[str],
+    facts: Mapping[str, str] | None = None,
+    kinds: Collection[str] | None = None,
 ) -> list[Item]:
-    """The items of ``reply`` that no customer turn in ``conversation`` and no value of
-    ``facts`` contains."""
+    """The items of ``reply`` (of ``kinds``, default all) that no customer turn in
+    ``conversation`` and no value of ``facts`` contains."""
     known = _Known([*conversation, *(v for v in (facts or {}).values() if isinstance(v, str))])
-    return [item for item in find_items(reply) if not known.contains(item)]
+    return [
+        item
+        for item in find_items(reply)
+        if (kinds is None or item.kind in kinds) and not known.contains(item)
+    ]
 
 
 def guard_reply(
-    reply: str, conversation: Iterable[str], facts: Mapping[str, str] | None = None
+    reply: str,
+    conversation: Iterable[str],
+    facts: Mapping[str, str] | None = None,
+    kinds: Collection[str] | None = None,
 ) -> GuardedReply:
-    """Replace every invented item of ``reply`` with the generic phrase for its kind.
+    """Replace every invented item of ``reply`` (of ``kinds``, default all) with the
+    generic phrase for its kind.
 
     ``conversation`` is every customer turn (the new message included); ``facts`` the
     persona's facts. Run it on the reply the customer would see (slots filled)."""
     reply = reply or ""
-    invented = invented_items(reply, list(conversation), facts)
+    invented = invented_items(reply, list(conversation), facts, kinds)
     if not invented:
         return GuardedReply(reply, 0)
     order_talk = talks_about_orders(reply)

@@ -49,7 +49,7 @@ _NUMBERED = re.compile(r"(order|purchase|invoice|tracking|account|refund)(?:numb
 
 # 4+ characters of digits (dashes inside allowed), not part of a word, an amount
 # ("$1499", "12.50") or a placeholder.
-_REFERENCE = re.compile(r"(?<![\w$€£.,{-])\d[\d-]{2,}\d(?![\w}]|[.,]\d)")
+REFERENCE_NUMBER = re.compile(r"(?<![\w$€£.,{-])\d[\d-]{2,}\d(?![\w}]|[.,]\d)")
 _REFERENCE_SLOT = re.compile(r"\{\{\s*Reference (\d{1,2})\s*\}\}")
 
 
@@ -64,7 +64,7 @@ def mask_references(texts: list[str]) -> tuple[list[str], list[str]]:
             values.append(match.group(0))
         return f"{{{{Reference {values.index(match.group(0)) + 1}}}}}"
 
-    return [_REFERENCE.sub(replace, t) for t in texts], values
+    return [REFERENCE_NUMBER.sub(replace, t) for t in texts], values
 
 
 def mask_like(text: str, values: list[str]) -> str:
@@ -75,7 +75,7 @@ def mask_like(text: str, values: list[str]) -> str:
         number = match.group(0)
         return f"{{{{Reference {values.index(number) + 1}}}}}" if number in values else number
 
-    return _REFERENCE.sub(replace, text)
+    return REFERENCE_NUMBER.sub(replace, text)
 
 
 def unmask_references(text: str, values: list[str]) -> str:
