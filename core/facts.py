@@ -134,7 +134,7 @@ def guard_reply(
     order_talk = talks_about_orders(reply)
     out: list[str] = []
     phrases: list[str] = []
-    kinds: list[str] = []
+    replaced: list[str] = []
     cursor = 0
     for item in invented:
         if item.start < cursor:
@@ -142,11 +142,11 @@ def guard_reply(
         start, phrase = _replacement(reply, item, cursor, order_talk)
         out += [reply[cursor:start], phrase]
         phrases.append(phrase)
-        kinds.append(item.kind)
+        replaced.append(item.kind)
         cursor = item.end
     out.append(reply[cursor:])
     text = _SPACES.sub(" ", "".join(out)).strip()
-    return GuardedReply(text, len(kinds), tuple(kinds), _lost_point(text, phrases))
+    return GuardedReply(text, len(replaced), tuple(replaced), _lost_point(text, phrases))
 
 
 def _replacement(text: str, item: Item, floor: int, order_talk: bool) -> tuple[int, str]:

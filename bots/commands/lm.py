@@ -37,12 +37,12 @@ def train_and_evaluate_lm(cfg: LMTrainConfig) -> dict[str, Any]:
 
     started = time.perf_counter()
     metrics = train_lm(cfg)
-    judge = _fit_judge(cfg.train_file, cfg.output_dir, cfg.seed)
+    train, validation = split_dialogues(cfg)
+    judge = _fit_judge(train + validation, cfg.output_dir, cfg.seed)
     if judge is not None:
         metrics["judge_held_out_accuracy"] = round(judge.held_out_accuracy, 4)
     if cfg.eval_samples:
         generator = Generator.from_pretrained(cfg.output_dir, device=cfg.device)
-        validation = split_dialogues(cfg)[1]
         where = Path(cfg.output_dir) / "eval"
         report = evaluate_lm(generator, validation, where, limit=cfg.eval_samples)
         metrics["eval_perplexity"] = report["perplexity"]
@@ -55,14 +55,13 @@ def train_and_evaluate_lm(cfg: LMTrainConfig) -> dict[str, Any]:
     return metrics
 
 
-def _fit_judge(data: Path, folder: Path, seed: int) -> ResponseJudge | None:
-    """The reply judge trained on ``data``'s responses and saved into ``folder``; None
-    (with one line saying why) when the data has too few intents to judge by."""
+def _fit_judge(dialogues: list[Any], folder: Path, seed: int) -> ResponseJudge | None:
+    """The reply judge trained on the responses of ``dialogues`` and saved into
+    ``folder``; None (with one line saying why) when they have too few intents."""
     from core.evaluation.judge import train_judge
-    from core.training.dialogues import load_dialogues
 
     try:
-        judge = train_judge(load_dialogues(data, seed), held_out=0.1, seed=seed)
+        judge = train_judge(dialogues, held_out=0.1, seed=seed)
     except ConfigError as exc:
         out.print(f"[yellow]no reply judge[/yellow]: {exc}")
         return None
@@ -203,10 +202,11 @@ def eval_lm(
     )
     out.print(f"report: {where / 'lm-report.json'}, samples: {where / 'lm-samples.md'}")
     if quality:
+        judge: ResponseJudge | None
         try:
             judge = ResponseJudge.load(folder)
         except ModelMissing:
-            judge = _fit_judge(data, folder, seed)
+            judge = _fit_judge(load_dialogues(data, seed), folder, seed)
         if judge is not None:
             _print_quality(
                 _quality(generator, judge, dialogues, limit, persona, where, sampled=sampled), where
