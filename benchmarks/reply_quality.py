@@ -3,7 +3,7 @@
     python -m benchmarks.reply_quality [--models models] [--lm lm-default]
         [--intent intent-default] [--n 80] [--json FILE] [--samples SHEET.md]
         [--skip-lm] [--skip-intent] [--retrain-judge] [--sampled] [--best-of N [--latency]]
-        [--repetition-penalty P]
+        [--repetition-penalty P] [--carrying]
 
 Prints, for docs/reply-quality.md:
 
@@ -40,7 +40,7 @@ from typing import Any
 from bots.personas import DEFINITIONS, load_persona_file
 from core.errors import ModelMissing
 from core.evaluation.judge import ResponseJudge, score_replies, train_judge
-from core.evaluation.reply_quality import reply_quality, spread_over_intents
+from core.evaluation.reply_quality import reference_carrying, reply_quality, spread_over_intents
 from core.persona import Persona
 from core.prompt import Dialogue
 from core.protocols import OUT_OF_SCOPE, GenerationRequest
@@ -98,6 +98,20 @@ def lm_quality(
         )
         out[name]["n_generate_route"] = len(generated)
     return out
+
+
+def carrying(
+    folder: Path, judge: ResponseJudge, persona: Persona, settings: dict[str, Any]
+) -> dict[str, Any]:
+    """core.evaluation.reply_quality.reference_carrying with the settings of the run."""
+    from core.best_of import BestOf
+    from core.generator import Generator
+    from core.persona import GenerationSettings
+
+    model = BestOf(Generator.from_pretrained(folder, device="cpu"), judge)
+    return reference_carrying(
+        model, held_out(persona.style), GenerationSettings.model_validate(settings), style=persona.style
+    )
 
 
 def latency(
@@ -251,6 +265,7 @@ def main() -> None:
         "--best-of", type=int, default=1, help="candidates per reply, judged (with --sampled)"
     )
     parser.add_argument("--latency", action="store_true", help="time one message alone, 1 vs --best-of")
+    parser.add_argument("--carrying", action="store_true", help="reference numbers across turns")
     parser.add_argument("--repetition-penalty", type=float, help="override the persona's")
     parser.add_argument("--skip-intent", action="store_true")
     parser.add_argument("--retrain-judge", action="store_true")
@@ -324,6 +339,14 @@ def main() -> None:
                 f"    earlier turns given {s['earlier_turns_given']}, of them in the prompt "
                 f"{s['earlier_turns_in_prompt']}; guard changed {s['guard_replaced_replies']} replies, "
                 f"{s['guard_lost_point']} lost their point"
+            )
+        if args.carrying:
+            lm["reference_carrying"] = carrying(args.models / args.lm, judge, persona, lm["settings"])
+            c = lm["reference_carrying"]
+            print(
+                f"  reference numbers: carried into an unrelated reply {c['unrelated']['carried']:.1%} of "
+                f"{c['unrelated']['n']}; into a reply to a message pointing back "
+                f"{c['related']['carried']:.1%} of {c['related']['n']}"
             )
         if args.latency and args.best_of > 1:
             lm["latency"] = latency(args.models / args.lm, judge, persona, args.best_of)

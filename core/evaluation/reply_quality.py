@@ -27,10 +27,11 @@ from typing import Any
 
 from core.evaluation.judge import ResponseJudge, multi_turn_examples, score_replies
 from core.facts import guard_reply
+from core.history import Turn
 from core.persona import GenerationSettings
 from core.prompt import USER, Dialogue, build_prompt_ids, mask_request, special_ids
 from core.protocols import GenerationRequest
-from core.slots import fill_slots
+from core.slots import REFERENCE_NUMBER, fill_slots
 
 
 def spread_over_intents(dialogues: Sequence[Dialogue], n: int) -> list[Dialogue]:
@@ -125,6 +126,72 @@ def reply_quality(
             ],
         }
     return report
+
+
+def reference_carrying(
+    generator: Any,
+    held_out: Sequence[Dialogue],
+    settings: GenerationSettings,
+    *,
+    n: int = 40,
+    style: str = "",
+    batch_size: int = 16,
+    seed: int = 13,
+) -> dict[str, Any]:
+    """Does a reply carry a reference number across turns only when it should?
+
+    From ``held_out`` (unmasked): **unrelated**, up to ``n`` messages without a number,
+    each after one earlier exchange of another intent that names one ("where is my
+    order 12345?", then "I want to cancel my order"): a reply that names the number
+    carried it wrongly. **related**: every message that names an order, purchase, invoice
+    or bill by number, rewritten to point back to it ("cancel that purchase") after an
+    earlier exchange about the same number (``core.training.multi_turn``): a reply that
+    names the number carried it rightly."""
+    import random
+
+    import torch
+
+    from core.training.multi_turn import with_earlier_turns
+
+    rng = random.Random(seed)
+    numbered = [d for d in held_out if REFERENCE_NUMBER.search(d.text)]
+    related = [d for d in with_earlier_turns(numbered, 1.0, related=1.0, seed=seed) if d.history]
+    unrelated = []
+    for d in spread_over_intents([d for d in held_out if not REFERENCE_NUMBER.search(d.text)], n):
+        others = [e for e in numbered if e.intent != d.intent]
+        if others:
+            earlier = others[rng.randrange(len(others))]
+            turns = (Turn("user", earlier.text, 0.0), Turn("bot", earlier.reply, 0.0))
+            unrelated.append(Dialogue(d.text, d.reply, d.intent, d.system, turns))
+    out: dict[str, Any] = {}
+    for name, examples in (("unrelated", unrelated), ("related", related)):
+        torch.manual_seed(seed)
+        requests = [
+            GenerationRequest(d.text, d.intent, style or d.system, d.history, settings) for d in examples
+        ]
+        replies = [
+            r
+            for s in range(0, len(requests), batch_size)
+            for r in generator.generate(requests[s : s + batch_size])
+        ]
+        carried = [
+            any(
+                m.group(0) in r
+                for t in d.history
+                if t.role == "user"
+                for m in REFERENCE_NUMBER.finditer(t.text)
+            )
+            for d, r in zip(examples, replies, strict=True)
+        ]
+        out[name] = {
+            "n": len(examples),
+            "carried": round(sum(carried) / max(1, len(examples)), 4),
+            "samples": [
+                {"history": [[t.role, t.text] for t in d.history], "text": d.text, "reply": r}
+                for d, r in zip(examples[:6], replies, strict=False)
+            ],
+        }
+    return out
 
 
 def _turns_in_prompt(generator: Any, request: GenerationRequest) -> int:
