@@ -3,7 +3,7 @@
     python -m benchmarks.reply_quality [--models models] [--lm lm-default]
         [--intent intent-default] [--n 80] [--json FILE] [--samples SHEET.md]
         [--skip-lm] [--skip-intent] [--retrain-judge] [--sampled] [--best-of N [--latency]]
-        [--repetition-penalty P] [--carrying]
+        [--repetition-penalty P] [--carrying] [--sheet SHEET.md]
 
 Prints, for docs/reply-quality.md:
 
@@ -40,7 +40,12 @@ from typing import Any
 from bots.personas import DEFINITIONS, load_persona_file
 from core.errors import ModelMissing
 from core.evaluation.judge import ResponseJudge, score_replies, train_judge
-from core.evaluation.reply_quality import reference_carrying, reply_quality, spread_over_intents
+from core.evaluation.reply_quality import (
+    reference_carrying,
+    reply_quality,
+    spread_over_intents,
+    write_sheet,
+)
 from core.persona import Persona
 from core.prompt import Dialogue
 from core.protocols import OUT_OF_SCOPE, GenerationRequest
@@ -266,6 +271,7 @@ def main() -> None:
     )
     parser.add_argument("--latency", action="store_true", help="time one message alone, 1 vs --best-of")
     parser.add_argument("--carrying", action="store_true", help="reference numbers across turns")
+    parser.add_argument("--sheet", type=Path, help="write the multi-turn replies as a sample sheet here")
     parser.add_argument("--repetition-penalty", type=float, help="override the persona's")
     parser.add_argument("--skip-intent", action="store_true")
     parser.add_argument("--retrain-judge", action="store_true")
@@ -340,6 +346,9 @@ def main() -> None:
                 f"{s['earlier_turns_in_prompt']}; guard changed {s['guard_replaced_replies']} replies, "
                 f"{s['guard_lost_point']} lost their point"
             )
+        if args.sheet:
+            write_sheet(args.sheet, lm, limit=args.n)
+            print(f"  multi-turn sample sheet: {args.sheet}")
         if args.carrying:
             lm["reference_carrying"] = carrying(args.models / args.lm, judge, persona, lm["settings"])
             c = lm["reference_carrying"]
