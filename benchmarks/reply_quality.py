@@ -2,7 +2,8 @@
 
     python -m benchmarks.reply_quality [--models models] [--lm lm-default]
         [--intent intent-default] [--n 80] [--json FILE] [--samples SHEET.md]
-        [--skip-lm] [--skip-intent] [--retrain-judge] [--sampled]
+        [--skip-lm] [--skip-intent] [--retrain-judge] [--sampled] [--best-of N [--latency]]
+        [--repetition-penalty P] [--carrying] [--sheet SHEET.md]
 
 Prints, for docs/reply-quality.md:
 
@@ -16,7 +17,10 @@ Prints, for docs/reply-quality.md:
    earlier exchanges of that split as history: share of replies on the customer's intent (by the
    judge), share with a number of 4+ digits nobody wrote (not in the customer's turns,
    not in the persona's facts; replies filled from the facts as the engine fills
-   them), share with unfilled-slot phrasing;
+   them; and after the fact guard), share with unfilled-slot phrasing, and how many
+   earlier turns reached the prompt (core/evaluation/reply_quality.py); ``--sampled
+   --best-of N`` samples N candidates per reply and sends the one the judge rates most
+   on the intent (core/best_of.py), ``--latency`` times one message alone both ways;
 3. the default intent classifier (``MODELS/intent-default``) on the hand-written
    paraphrase set data/paraphrase/test.csv: in-scope accuracy (an in-scope message
    answered out-of-scope is wrong), the same before the OOS rule (top label), and
@@ -35,11 +39,18 @@ from typing import Any
 
 from bots.personas import DEFINITIONS, load_persona_file
 from core.errors import ModelMissing
-from core.evaluation.judge import ResponseJudge, multi_turn_examples, score_replies, train_judge
+from core.evaluation.judge import ResponseJudge, score_replies, train_judge
+from core.evaluation.reply_quality import (
+    reference_carrying,
+    reply_quality,
+    spread_over_intents,
+    write_sheet,
+)
 from core.persona import Persona
 from core.prompt import Dialogue
 from core.protocols import OUT_OF_SCOPE, GenerationRequest
 from core.training.data import BITEXT_CSV, REPO_DATA, load_examples, stratified_split
+from core.training.dialogues import load_dialogues
 
 PARAPHRASE_CSV = REPO_DATA / "paraphrase" / "test.csv"
 LM_HELD_OUT, LM_SEED = 0.05, 13  # default_lm_config: validation_split, seed
@@ -51,99 +62,88 @@ def judge_for(lm_folder: Path, retrain: bool) -> ResponseJudge:
             return ResponseJudge.load(lm_folder)
         except ModelMissing:
             pass
-    examples = load_examples(BITEXT_CSV)
-    judge = train_judge([Dialogue(e.text, e.response, e.intent) for e in examples], held_out=0.1, seed=13)
+    judge = train_judge(load_dialogues(BITEXT_CSV, LM_SEED), held_out=0.1, seed=13)  # as `chatbot train lm`
     if lm_folder.is_dir():
         judge.save(lm_folder)
     return judge
 
 
-def held_out_questions(n: int, style: str) -> tuple[list[Dialogue], list[Dialogue]]:
-    """``n`` held-out exchanges spread over the intents, and the whole held-out split."""
-    _, held = stratified_split(load_examples(BITEXT_CSV), LM_HELD_OUT, seed=LM_SEED)
-    dialogues = [Dialogue(e.text, e.response, e.intent, style) for e in held]
-    by_intent: dict[str, list[Dialogue]] = {}
-    for d in dialogues:
-        by_intent.setdefault(d.intent, []).append(d)
-    chosen: list[Dialogue] = []
-    while len(chosen) < n and any(by_intent.values()):
-        for intent in sorted(by_intent):
-            if by_intent[intent] and len(chosen) < n:
-                chosen.append(by_intent[intent].pop(0))
-    return chosen, dialogues
+def held_out(style: str) -> list[Dialogue]:
+    """The LM's held-out split (the stratified 5%, seed 13), unmasked, with the persona's style."""
+    _, held = stratified_split(load_dialogues(BITEXT_CSV, LM_SEED), LM_HELD_OUT, seed=LM_SEED)
+    return [Dialogue(d.text, d.reply, d.intent, style) for d in held]
 
 
 def lm_quality(
-    folder: Path, judge: ResponseJudge, persona: Persona, n: int, sampled: bool = False
+    folder: Path,
+    judge: ResponseJudge,
+    persona: Persona,
+    n: int,
+    *,
+    sampled: bool = False,
+    best_of: int = 1,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """core.evaluation.reply_quality on ``n`` held-out questions with the persona's
+    settings (greedy unless ``sampled``; ``best_of`` candidates judged per reply)."""
+    from core.best_of import BestOf
+    from core.generator import Generator
+
+    generator = BestOf(Generator.from_pretrained(folder, device="cpu"), judge)
+    pool = held_out(persona.style)
+    settings = persona.generation.model_copy(
+        update={"do_sample": sampled, "best_of": best_of, **(overrides or {})}
+    )
+    out = reply_quality(generator, judge, spread_over_intents(pool, n), pool, settings, facts=persona.facts)
+    out |= {"model": str(folder), "built": _metrics(folder)}
+    for name in ("single_turn", "multi_turn"):
+        generated = [s for s in out[name]["samples"] if _answered_by_lm(persona, s["intent"])]
+        out[name]["on_intent_generate_route"] = round(
+            sum(s["judged"] == s["intent"] for s in generated) / max(1, len(generated)), 4
+        )
+        out[name]["n_generate_route"] = len(generated)
+    return out
+
+
+def carrying(
+    folder: Path, judge: ResponseJudge, persona: Persona, settings: dict[str, Any]
+) -> dict[str, Any]:
+    """core.evaluation.reply_quality.reference_carrying with the settings of the run."""
+    from core.best_of import BestOf
+    from core.generator import Generator
+    from core.persona import GenerationSettings
+
+    model = BestOf(Generator.from_pretrained(folder, device="cpu"), judge)
+    return reference_carrying(
+        model, held_out(persona.style), GenerationSettings.model_validate(settings), style=persona.style
+    )
+
+
+def latency(
+    folder: Path, judge: ResponseJudge, persona: Persona, best_of: int, n: int = 12
+) -> dict[str, float]:
+    """Seconds to answer one message alone (the engine's quiet-hour case), median over
+    ``n`` held-out questions, with one reply and with ``best_of`` candidates, sampled
+    as the persona samples; the same loaded model for both, alternating."""
+    import statistics
+
     import torch
 
+    from core.best_of import BestOf
     from core.generator import Generator
-    from core.prompt import USER, build_prompt_ids, mask_request, special_ids
 
-    generator = Generator.from_pretrained(folder, device="cpu")
-    chosen, pool = held_out_questions(n, persona.style)
-    # The default persona's generation settings: greedy so the figures repeat, or as the
-    # engine samples (temperature 0.7, top-p 0.9) from a fixed seed with --sampled.
-    settings = persona.generation.model_copy(update={"do_sample": sampled})
-    user_id = special_ids(generator.tokenizer)[USER]
-    out: dict[str, Any] = {"model": str(folder), "built": _metrics(folder), "settings": settings.model_dump()}
-    for name, examples in (
-        ("single_turn", chosen),
-        ("multi_turn", multi_turn_examples(chosen, pool, seed=13)),
-    ):
-        started = time.perf_counter()
-        torch.manual_seed(13)
-        replies: list[str] = []
-        for s in range(0, len(examples), 16):
-            replies += generator.generate(
-                [
-                    GenerationRequest(d.text, d.intent, d.system, d.history, settings)
-                    for d in examples[s : s + 16]
-                ]
-            )
-        conversations = [[t.text for t in d.history if t.role == "user"] + [d.text] for d in examples]
-        scores = score_replies(
-            judge,
-            [(d.intent, r) for d, r in zip(examples, replies, strict=True)],
-            conversations,
-            persona.facts,
-        )
-        # earlier turns that fit in the prompt beside the reply's room (the rest are dropped)
-        in_prompt = [
-            build_prompt_ids(
-                generator.tokenizer,
-                mask_request(GenerationRequest(d.text, d.intent, d.system, d.history, settings))[0],
-                generator.context_window,
-                min(settings.max_new_tokens, generator.context_window - 16),
-            ).count(user_id)
-            - 1
-            for d in examples
-        ]
-        generated = [v for v in scores.verdicts if _answered_by_lm(persona, v.intent)]
-        out[name] = scores.as_dict() | {
-            # the intents the default persona answers with the LM (not canned, not escalated)
-            "on_intent_generate_route": round(
-                sum(v.on_intent for v in generated) / max(1, len(generated)), 4
-            ),
-            "n_generate_route": len(generated),
-            "generation_s": round(time.perf_counter() - started, 1),
-            "fact_guard": _guard_effect(replies, conversations, persona),
-            "earlier_turns_given": round(sum(len(d.history) // 2 for d in examples) / len(examples), 2),
-            "earlier_user_turns_in_prompt": round(sum(in_prompt) / len(examples), 2),
-        }
-        out[name]["samples"] = [
-            {
-                "intent": v.intent,
-                "judged": v.judged,
-                "text": d.text,
-                "history_turns": len(d.history) // 2,
-                "reply": r,
-                "invented": list(v.invented),
-            }
-            for d, r, v in zip(examples, replies, scores.verdicts, strict=True)
-        ]
-    return out
+    model = BestOf(Generator.from_pretrained(folder, device="cpu"), judge)
+    questions = spread_over_intents(held_out(persona.style), n)
+    times: dict[int, list[float]] = {1: [], best_of: []}
+    torch.manual_seed(13)
+    for d in questions:
+        for k in (1, best_of):
+            settings = persona.generation.model_copy(update={"do_sample": True, "best_of": k})
+            started = time.perf_counter()
+            model.generate([GenerationRequest(d.text, d.intent, d.system, d.history, settings)])
+            times[k].append(time.perf_counter() - started)
+    one, many = statistics.median(times[1]), statistics.median(times[best_of])
+    return {"one_s": round(one, 3), f"best_of_{best_of}_s": round(many, 3), "ratio": round(many / one, 2)}
 
 
 def _answered_by_lm(persona: Persona, intent: str) -> bool:
@@ -151,22 +151,6 @@ def _answered_by_lm(persona: Persona, intent: str) -> bool:
     rules = persona.routing
     route = rules.routes.get(intent, rules.default_route)
     return route == "generate" or (route == "canned" and intent not in rules.canned)
-
-
-def _guard_effect(replies: list[str], conversations: list[list[str]], persona: Persona) -> dict[str, int]:
-    """What core.facts.guard_reply would change in these replies (filled as the engine fills)."""
-    from core.facts import guard_reply
-    from core.slots import fill_slots
-
-    guarded = [
-        guard_reply(fill_slots(r, persona.facts), c, persona.facts)
-        for r, c in zip(replies, conversations, strict=True)
-    ]
-    return {
-        "replies_changed": sum(1 for g in guarded if g.replaced),
-        "items_replaced": sum(g.replaced for g in guarded),
-        "lost_point": sum(1 for g in guarded if g.lost_point),
-    }
 
 
 def read_sample_sheet(path: Path) -> list[tuple[str, str, list[str], str]]:
@@ -282,6 +266,13 @@ def main() -> None:
     parser.add_argument(
         "--sampled", action="store_true", help="sample as the engine does (seeded), not greedy"
     )
+    parser.add_argument(
+        "--best-of", type=int, default=1, help="candidates per reply, judged (with --sampled)"
+    )
+    parser.add_argument("--latency", action="store_true", help="time one message alone, 1 vs --best-of")
+    parser.add_argument("--carrying", action="store_true", help="reference numbers across turns")
+    parser.add_argument("--sheet", type=Path, help="write the multi-turn replies as a sample sheet here")
+    parser.add_argument("--repetition-penalty", type=float, help="override the persona's")
     parser.add_argument("--skip-intent", action="store_true")
     parser.add_argument("--retrain-judge", action="store_true")
     parser.add_argument(
@@ -330,20 +321,45 @@ def main() -> None:
         )
 
     if not args.skip_lm:
-        lm = report["lm"] = lm_quality(args.models / args.lm, judge, persona, args.n, args.sampled)
-        print(f"lm {lm['model']} {lm['built']}")
+        overrides = {k: v for k, v in (("repetition_penalty", args.repetition_penalty),) if v is not None}
+        lm = report["lm"] = lm_quality(
+            args.models / args.lm,
+            judge,
+            persona,
+            args.n,
+            sampled=args.sampled,
+            best_of=args.best_of,
+            overrides=overrides,
+        )
+        print(f"lm {lm['model']} {lm['built']} settings {lm['settings']}")
         for name in ("single_turn", "multi_turn"):
             s = lm[name]
             print(
                 f"  {name:11s} n={s['n']}: on-intent {s['on_intent']:.1%} (LM-routed intents "
                 f"{s['on_intent_generate_route']:.1%} of {s['n_generate_route']}), invented number "
-                f"{s['invented_number']:.1%} ({round(s['invented_number'] * s['n'])}), unfilled slot "
+                f"{s['invented_number']:.1%} ({round(s['invented_number'] * s['n'])}; after the guard "
+                f"{s['invented_number_after_guard']:.1%}), unfilled slot "
                 f"{s['unfilled_slot']:.1%} ({round(s['unfilled_slot'] * s['n'])}); {s['generation_s']} s"
             )
             print(
                 f"    earlier turns given {s['earlier_turns_given']}, of them in the prompt "
-                f"{s['earlier_user_turns_in_prompt']}; fact guard {s['fact_guard']}"
+                f"{s['earlier_turns_in_prompt']}; guard changed {s['guard_replaced_replies']} replies, "
+                f"{s['guard_lost_point']} lost their point"
             )
+        if args.sheet:
+            write_sheet(args.sheet, lm, limit=args.n)
+            print(f"  multi-turn sample sheet: {args.sheet}")
+        if args.carrying:
+            lm["reference_carrying"] = carrying(args.models / args.lm, judge, persona, lm["settings"])
+            c = lm["reference_carrying"]
+            print(
+                f"  reference numbers: carried into an unrelated reply {c['unrelated']['carried']:.1%} of "
+                f"{c['unrelated']['n']}; into a reply to a message pointing back "
+                f"{c['related']['carried']:.1%} of {c['related']['n']}"
+            )
+        if args.latency and args.best_of > 1:
+            lm["latency"] = latency(args.models / args.lm, judge, persona, args.best_of)
+            print(f"  latency of one message alone: {lm['latency']}")
 
     if not args.skip_intent:
         it = report["intent"] = intent_quality(

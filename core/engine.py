@@ -54,6 +54,7 @@ from core.cluster import SLOT_IN_FLUX
 from core.conversation import Conversations, ConversationState
 from core.dead_letters import DeadLetters
 from core.errors import ChatbotError
+from core.finishing import finish_reply
 from core.history import Turn
 from core.leases import Admission, Guard, LeaseLost
 from core.messages import ConversationKey, IncomingMessage, Reply, Route
@@ -391,18 +392,18 @@ class Engine:
         return self.models.reply_model(name).generate(requests)
 
     def _reply(self, w: _Work) -> Reply:
-        persona, decision = _persona(w), w.decision
-        text = fill_slots(router.answer_text(decision, persona, w.generated), persona.facts)
+        persona = _persona(w)
+        text, w.decision = finish_reply(w.decision, persona, w.generated, w.state.history, w.text)
         if w.truncated and text:
             text = f"{text}\n\n{persona.messages.too_long.format(limit=self.config.max_message_chars)}"
         prediction = router.given_prediction(w.situation) or w.prediction
         return Reply.to(
             w.message,
             text,
-            decision.route,
+            w.decision.route,
             intent=prediction.label if prediction else "",
             confidence=prediction.confidence if prediction else 0.0,
-            quick_replies=router.quick_replies(decision, persona) if text else (),
+            quick_replies=router.quick_replies(w.decision, persona) if text else (),
         )
 
     async def _commit(self, works: list[_Work], replies: list[Reply], admission: Admission) -> None:

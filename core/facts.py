@@ -15,13 +15,15 @@ phrases is left, so the engine can regenerate or send the persona's fallback ins
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+
+from core.phrasing import NUMBER_PHRASE, at_sentence_start, number_phrase, talks_about_orders
 
 # Kinds of items the guard checks, and the phrase each becomes when invented.
 NUMBER, AMOUNT, PHONE, EMAIL, URL = "number", "amount", "phone", "email", "url"
 PHRASES: dict[str, str] = {
-    NUMBER: "the number you gave us",
+    NUMBER: NUMBER_PHRASE,
     AMOUNT: "the amount",
     PHONE: "our support phone line",
     EMAIL: "our support email address",
@@ -42,23 +44,6 @@ _ITEM = re.compile(
 )
 _TRAILING = ".,;:!?)]}'\""
 
-# What may stand before an order-like number; it is replaced together with the number
-# ("cancel your order number 370795561790" -> "cancel your order").
-_NOUN_LEAD = re.compile(
-    r"(?:\b(?P<det>your|the|this|that|my|an?)\s+)?\b(?P<noun>order|purchase|invoice|bill|receipt|"
-    r"refund|shipment|package|parcel|tracking|reference|account|ticket|case|transaction)"
-    r"(?:\s+(?:number|no\.?|num|id))?\s*(?:#|:|n[oº]\.?)?\s*$",
-    re.IGNORECASE,
-)
-_NEEDS_NUMBER = {"tracking", "reference", "account", "ticket", "case", "transaction"}
-_NUMBER_LEAD = re.compile(r"(?:\b(?:the|a)\s+)?(?:\bnumber|#)\s*:?\s*$", re.IGNORECASE)
-# After these words a noun phrase fits: "quote your order number when you call".
-_SLOT_WORDS = re.compile(
-    r"\b(?:with|for|quote|enter|provide|have|labell?ed|using|under|regarding|about|"
-    r"mention|include|reference|type|use)\s*$",
-    re.IGNORECASE,
-)
-_ORDER_TALK = re.compile(r"\b(?:order|purchase|parcel|package|shipment)", re.IGNORECASE)
 _WORD = re.compile(r"[^\W\d_]{2,}")
 _SPACES = re.compile(r"[ \t]{2,}")
 
@@ -116,29 +101,40 @@ def find_items(text: str) -> list[Item]:
 
 
 def invented_items(
-    reply: str, conversation: Iterable[str], facts: Mapping[str, str] | None = None
+    reply: str,
+    conversation: Iterable[str],
+    facts: Mapping[str, str] | None = None,
+    kinds: Collection[str] | None = None,
 ) -> list[Item]:
-    """The items of ``reply`` that no customer turn in ``conversation`` and no value of
-    ``facts`` contains."""
+    """The items of ``reply`` (of ``kinds``, default all) that no customer turn in
+    ``conversation`` and no value of ``facts`` contains."""
     known = _Known([*conversation, *(v for v in (facts or {}).values() if isinstance(v, str))])
-    return [item for item in find_items(reply) if not known.contains(item)]
+    return [
+        item
+        for item in find_items(reply)
+        if (kinds is None or item.kind in kinds) and not known.contains(item)
+    ]
 
 
 def guard_reply(
-    reply: str, conversation: Iterable[str], facts: Mapping[str, str] | None = None
+    reply: str,
+    conversation: Iterable[str],
+    facts: Mapping[str, str] | None = None,
+    kinds: Collection[str] | None = None,
 ) -> GuardedReply:
-    """Replace every invented item of ``reply`` with the generic phrase for its kind.
+    """Replace every invented item of ``reply`` (of ``kinds``, default all) with the
+    generic phrase for its kind.
 
     ``conversation`` is every customer turn (the new message included); ``facts`` the
     persona's facts. Run it on the reply the customer would see (slots filled)."""
     reply = reply or ""
-    invented = invented_items(reply, list(conversation), facts)
+    invented = invented_items(reply, list(conversation), facts, kinds)
     if not invented:
         return GuardedReply(reply, 0)
-    order_talk = bool(_ORDER_TALK.search(reply))
+    order_talk = talks_about_orders(reply)
     out: list[str] = []
     phrases: list[str] = []
-    kinds: list[str] = []
+    replaced: list[str] = []
     cursor = 0
     for item in invented:
         if item.start < cursor:
@@ -146,43 +142,27 @@ def guard_reply(
         start, phrase = _replacement(reply, item, cursor, order_talk)
         out += [reply[cursor:start], phrase]
         phrases.append(phrase)
-        kinds.append(item.kind)
+        replaced.append(item.kind)
         cursor = item.end
     out.append(reply[cursor:])
     text = _SPACES.sub(" ", "".join(out)).strip()
-    return GuardedReply(text, len(kinds), tuple(kinds), _lost_point(text, phrases))
+    return GuardedReply(text, len(replaced), tuple(replaced), _lost_point(text, phrases))
 
 
 def _replacement(text: str, item: Item, floor: int, order_talk: bool) -> tuple[int, str]:
     """Where the replaced span starts (the number's lead words go too) and its phrase."""
-    before = text[max(floor, item.start - 80) : item.start]
-    offset = item.start - len(before)
     if item.kind == NUMBER:
-        noun = _NOUN_LEAD.search(before)
-        if noun:
-            word = noun.group("noun").lower()
-            phrase = f"your {word} number" if word in _NEEDS_NUMBER else f"your {word}"
-            return offset + noun.start(), _capitalised_like(phrase, noun.group(0))
-        lead = _NUMBER_LEAD.search(before)
-        if lead:
-            return offset + lead.start(), _capitalised_like(PHRASES[NUMBER], lead.group(0))
-        if order_talk and _SLOT_WORDS.search(before):
-            return item.start, "your order number"
+        fitted = number_phrase(text, item.start, floor, order_talk=order_talk)
+        if fitted is not None:
+            return fitted
     phrase = PHRASES[item.kind]
-    previous = text[: item.start].rstrip()
-    at_sentence_start = not previous or previous[-1] in ".!?\n"
-    return item.start, phrase[0].upper() + phrase[1:] if at_sentence_start else phrase
-
-
-def _capitalised_like(phrase: str, original: str) -> str:
-    first = original.lstrip()[:1]
-    return phrase[0].upper() + phrase[1:] if first.isupper() else phrase
+    return item.start, phrase[0].upper() + phrase[1:] if at_sentence_start(text, item.start) else phrase
 
 
 def _lost_point(text: str, phrases: list[str]) -> bool:
     """True when, without the inserted phrases, fewer than two words are left."""
     rest = text.lower()
-    for phrase in phrases:
+    for phrase in filter(None, phrases):
         rest = rest.replace(phrase.lower(), " ")
     return len(_WORD.findall(rest)) < 2
 

@@ -92,3 +92,15 @@ GENERATION_SECONDS = Histogram(
     "chatbot_generation_seconds", "Time of one generation call", buckets=_LATENCY_BUCKETS
 )
 GENERATED_TOKENS = Counter("chatbot_generated_tokens_total", "New tokens written by the reply model")
+
+# The fact guard (core.finishing): items of model replies that nobody wrote, replaced
+# with a phrase, by kind (number, amount, phone, email, url); replies it emptied.
+FACTS_REPLACED = Counter(
+    "chatbot_facts_replaced_total",
+    "Numbers, amounts, phone numbers, e-mail addresses and links a model reply invented, replaced",
+    ["kind"],
+)
+REPLIES_WITHDRAWN = Counter(
+    "chatbot_replies_withdrawn_total",
+    "Model replies the fact guard left without their point, answered with the persona's rephrase text",
+)

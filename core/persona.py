@@ -44,6 +44,13 @@ class GenerationSettings(_Strict):
     repetition_penalty: float = Field(default=1.1, ge=1.0, le=3.0)
     do_sample: bool = True
     history_turns: int = Field(default=8, ge=0, le=200, description="recent turns put in the prompt")
+    best_of: int = Field(
+        default=1,
+        ge=1,
+        le=8,
+        description="when sampling: replies written per message; the reply judge keeps the one "
+        "most about the customer's intent (core.best_of)",
+    )
 
 
 # Answers to the small-talk intents of the default intent model (greeting, thanks, goodbye).

@@ -36,6 +36,13 @@ ROLE_TOKENS = (SYSTEM, INTENT, USER, BOT, END)
 ROLES = {"user": USER, "bot": BOT, "agent": BOT, "assistant": BOT}
 IGNORE_INDEX = -100  # label of tokens that carry no loss
 
+# Earlier turns in a prompt are shortened to these many tokens (a bot turn to its first
+# sentence, within the cap): Bitext replies run to ~140 tokens, so whole turns would
+# leave no room for history beside the reply (docs/lm-model.md, "Prompt budget").
+HISTORY_BOT_TOKENS = 24
+HISTORY_USER_TOKENS = 48
+_FIRST_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n")
+
 # Any literal special-token text inside user content is removed, so nobody can type
 # "<|bot|>" and forge a turn.
 _SPECIAL_TEXT = re.compile(r"<\|(?:system|intent|user|bot|end|pad|endoftext)\|>")
@@ -108,8 +115,15 @@ def _encode(tokenizer: Any, text: str) -> list[int]:
 
 
 def _turn_ids(tokenizer: Any, ids: dict[str, int], turn: Turn) -> list[int]:
+    """An earlier turn as the prompt shows it: a bot (or agent) turn by its first sentence,
+    a customer's turn by its start, so that several fit beside the reply's room."""
     role = ROLES.get(turn.role, USER)
-    return [ids[role], *_encode(tokenizer, turn.text), ids[END]]
+    if role == BOT:
+        text = _FIRST_SENTENCE.split(clean_text(turn.text), maxsplit=1)[0]
+        words = _encode(tokenizer, text)[:HISTORY_BOT_TOKENS]
+    else:
+        words = _encode(tokenizer, turn.text)[:HISTORY_USER_TOKENS]
+    return [ids[role], *words, ids[END]]
 
 
 def build_prompt_ids(

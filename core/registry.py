@@ -149,10 +149,11 @@ class ModelRegistry:
         return self._load(name, "intent", IntentClassifier.from_pretrained)
 
     def reply_model(self, name: str) -> ReplyModel:
-        """The loaded reply generator ``name`` (blocking: call it off the event loop)."""
-        from core.generator import Generator
+        """The loaded reply generator ``name``, with best-of-n by the judge saved beside
+        it (blocking: call it off the event loop)."""
+        from core.best_of import load_reply_model
 
-        return self._load(name, "lm", Generator.from_pretrained)
+        return self._load(name, "lm", load_reply_model)
 
     def _load(self, name: str, kind: str, loader: Callable[..., M]) -> M:
         key = f"{kind}:{self.path(name).resolve()}"

@@ -19,7 +19,8 @@ unsure-turn streak to store. In order:
    or ``escalate``.
 
 After generation, :func:`after_generation` is the second, visible step: a reply model
-that failed answers ``unavailable``; one that wrote nothing usable asks to rephrase.
+that failed answers ``unavailable``; one that wrote nothing usable asks to rephrase, and
+so does one whose reply the fact guard emptied (:func:`withdrawn`, ``core.finishing``).
 :func:`answer_text` names the text that answers and :func:`quick_replies` the buttons
 the persona puts under it.
 """
@@ -117,6 +118,12 @@ def after_generation(decision: Decision, reply: str, error: str = "") -> Decisio
             decision, route=Route.REPHRASE, reason="the reply model wrote nothing usable", says="rephrase"
         )
     return decision
+
+
+def withdrawn(decision: Decision, why: str) -> Decision:
+    """A model reply taken back after it was written (the fact guard left it without its
+    point): the customer is asked to rephrase instead."""
+    return replace(decision, route=Route.REPHRASE, reason=why, says="rephrase")
 
 
 def answer_text(decision: Decision, persona: Persona, generated: str = "") -> str:
@@ -217,4 +224,5 @@ __all__ = [
     "given_prediction",
     "needs_intent",
     "quick_replies",
+    "withdrawn",
 ]

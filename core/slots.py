@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from core.phrasing import at_sentence_start, merge_determiners, number_phrase, talks_about_orders
+
 _SLOT = re.compile(r"\{\{\s*([^{}]{1,80}?)\s*\}\}")
 _BRACES = re.compile(r"\{\{[^{}]*\}?\}?|\}\}")
 
@@ -43,9 +45,11 @@ _ANONYMISED = re.compile(
 )
 
 
+_NUMBERED = re.compile(r"(order|purchase|invoice|tracking|account|refund)(?:number|id)")
+
 # 4+ characters of digits (dashes inside allowed), not part of a word, an amount
 # ("$1499", "12.50") or a placeholder.
-_REFERENCE = re.compile(r"(?<![\w$€£.,{-])\d[\d-]{2,}\d(?![\w}]|[.,]\d)")
+REFERENCE_NUMBER = re.compile(r"(?<![\w$€£.,{-])\d[\d-]{2,}\d(?![\w}]|[.,]\d)")
 _REFERENCE_SLOT = re.compile(r"\{\{\s*Reference (\d{1,2})\s*\}\}")
 
 
@@ -60,7 +64,7 @@ def mask_references(texts: list[str]) -> tuple[list[str], list[str]]:
             values.append(match.group(0))
         return f"{{{{Reference {values.index(match.group(0)) + 1}}}}}"
 
-    return [_REFERENCE.sub(replace, t) for t in texts], values
+    return [REFERENCE_NUMBER.sub(replace, t) for t in texts], values
 
 
 def mask_like(text: str, values: list[str]) -> str:
@@ -71,7 +75,7 @@ def mask_like(text: str, values: list[str]) -> str:
         number = match.group(0)
         return f"{{{{Reference {values.index(number) + 1}}}}}" if number in values else number
 
-    return _REFERENCE.sub(replace, text)
+    return REFERENCE_NUMBER.sub(replace, text)
 
 
 def unmask_references(text: str, values: list[str]) -> str:
@@ -90,22 +94,41 @@ def normalise(name: str) -> str:
 
 
 def fill_slots(text: str, facts: Mapping[str, str]) -> str:
-    """Replace every ``{{Slot}}`` in ``text``; strip any stray or half-open braces."""
-    known = {normalise(k): v for k, v in facts.items() if v and v.strip()}
+    """Replace every ``{{Slot}}`` in ``text``; strip any stray or half-open braces.
 
-    def replace(match: re.Match[str]) -> str:
-        name = match.group(1)
-        key = normalise(name)
-        if key in known:
-            return known[key].strip()
-        if key in _GENERIC:
-            return _GENERIC[key]
-        if re.fullmatch(r"reference\d*", key):
-            return "your reference number"
-        anonymised = _ANONYMISED.match(key)
-        if anonymised:
-            return f"your {anonymised.group(1).lower()} number"
-        # UI labels such as {{Order History}} or {{Account Settings}} read well as-is.
-        return name.strip().strip("_").replace("_", " ")
+    A number the persona cannot know ("{{Order Number}}", an unknown "{{Reference N}}")
+    is worded to fit the sentence (``core.phrasing``: "cancel order {{Order Number}}" ->
+    "cancel your order"); a fact or phrase that brings its own determiner replaces the
+    one before it ("through the {{Live Chat}}" + "the live chat" -> "through the live chat")."""
+    known = {normalise(k): v.strip() for k, v in facts.items() if v and v.strip()}
+    order_talk = talks_about_orders(text)
+    out: list[str] = []
+    cursor = 0
+    for match in _SLOT.finditer(text):
+        key = normalise(match.group(1))
+        start, phrase = match.start(), known.get(key) or _GENERIC.get(key)
+        if phrase is None:
+            unknown = _unknown_number(key)
+            if unknown is None:  # UI labels such as {{Order History}} read well as-is
+                phrase = match.group(1).strip().strip("_").replace("_", " ")
+            else:
+                fitted = number_phrase(text, start, cursor, order_talk=order_talk)
+                start, phrase = fitted if fitted is not None else (start, unknown)
+        elif at_sentence_start(text, start) and phrase[:1].islower() and key in _GENERIC:
+            phrase = phrase[0].upper() + phrase[1:]
+        before = merge_determiners(text[cursor:start], phrase)
+        out += [before, phrase]
+        cursor = match.end()
+    out.append(text[cursor:])
+    return _BRACES.sub("", "".join(out))
 
-    return _BRACES.sub("", _SLOT.sub(replace, text))
+
+def _unknown_number(key: str) -> str | None:
+    """The generic words for a slot that holds a number nobody gave, or None."""
+    if re.fullmatch(r"reference\d*", key):
+        return "your reference number"
+    anonymised = _ANONYMISED.match(key)
+    if anonymised:
+        return f"your {anonymised.group(1).lower()} number"
+    numbered = _NUMBERED.fullmatch(key)
+    return f"your {numbered.group(1)} number" if numbered else None

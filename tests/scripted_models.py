@@ -47,14 +47,19 @@ class ScriptedIntents:
 
 @dataclass
 class ScriptedReplies:
-    """Replies ``answer to <text> (history N)`` and records every batch it was given."""
+    """Replies ``answer to <text> (history N)``, or ``script[text]`` when the message is
+    scripted, and records every batch it was given."""
 
     batches: list[list[GenerationRequest]] = field(default_factory=list)
+    script: dict[str, str] = field(default_factory=dict)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
         self.batches.append(list(requests))
         return [
-            f"answer to {r.text} (history {len(r.history)}) call {{{{Customer Support Phone Number}}}}"
+            self.script.get(
+                r.text,
+                f"answer to {r.text} (history {len(r.history)}) call {{{{Customer Support Phone Number}}}}",
+            )
             for r in requests
         ]
 

@@ -41,7 +41,11 @@ def test_a_near_copy_of_the_customers_number_is_invented() -> None:
 
 def test_a_bare_invented_number_gets_the_generic_phrase() -> None:
     out = guard_reply("Look for the order with the number 55512. Then click Cancel.", ["cancel it"])
-    assert out.text == "Look for the order with the number you gave us. Then click Cancel."
+    assert out.text == "Look for the order. Then click Cancel."  # the order is named already
+    labelled = guard_reply("Find the purchase labeled 55512, then open it.", ["cancel it"])
+    assert labelled.text == "Find the purchase, then open it."
+    bare = guard_reply("Keep the number 55512 for later.", ["cancel it"])
+    assert bare.text == "Keep the number you gave us for later."
     hint = guard_reply("Please have 4821-9921 ready when you ask about your order.", ["help"])
     assert hint.text == "Please have your order number ready when you ask about your order."
 

@@ -84,13 +84,13 @@ def test_eval_cli(model_dir, tmp_path):
             json.dumps(
                 {
                     "messages": [
-                        {"role": "user", "content": f"where is order {i}"},
-                        {"role": "assistant", "content": "It ships today."},
+                        {"role": "user", "content": f"where is order {i}" if i % 2 else f"cancel order {i}"},
+                        {"role": "assistant", "content": "It ships today." if i % 2 else "It is cancelled."},
                     ],
-                    "intent": "track_order",
+                    "intent": "track_order" if i % 2 else "cancel_order",
                 }
             )
-            for i in range(6)
+            for i in range(8)
         )
     )
     out = tmp_path / "cli-eval"
@@ -112,6 +112,11 @@ def test_eval_cli(model_dir, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "perplexity" in result.output and (out / "lm-samples.md").is_file()
+    # the reply-quality report, by a judge trained on DATA's responses (none was saved)
+    assert "reply quality (judge" in result.output and (model_dir / "judge.joblib").is_file()
+    quality = json.loads((out / "reply-quality.json").read_text())
+    assert quality["single_turn"]["n"] == quality["multi_turn"]["n"] == 2
+    assert "# Reply quality samples" in (out / "reply-quality.md").read_text()
     missing = CliRunner().invoke(app, ["lm", str(tmp_path / "no-model"), str(data)])
     assert (
         missing.exit_code == 2 and "chatbot train lm" in missing.output and "Traceback" not in missing.output

@@ -53,8 +53,39 @@ def test_slots_use_facts_and_never_show_braces() -> None:
     )
     filled = fill_slots(text, {"customer_support_phone_number": "+44 20 0000"})
     assert "+44 20 0000" in filled and "our website" in filled and "Order History" in filled
-    assert "your order number" in filled
+    assert filled.endswith(", open Order History, your order ")  # "order your order number" read badly
     assert "{" not in filled and "}" not in filled
+
+
+@pytest.mark.parametrize(
+    ("raw", "facts", "shown"),
+    [
+        # an unknown number reads as what it is, fitted to the words before it
+        (
+            "I see you want to cancel order {{Order Number Anonymized}}.",
+            {},
+            "I see you want to cancel your order.",
+        ),
+        ("Look for the order with the number {{Reference 2}}.", {}, "Look for the order."),
+        (
+            "Please have {{Order Number}} ready when you call about the order.",
+            {},
+            "Please have your order number ready when you call about the order.",
+        ),
+        ("Open the invoice {{Reference 1}} now.", {}, "Open your invoice now."),
+        # a fact or phrase with its own determiner takes the place of the one before it
+        ("Use the {{Live Chat}} feature.", {"Live Chat": "the live chat"}, "Use the live chat feature."),
+        ("Visit our {{Website URL}} today.", {}, "Visit our website today."),
+        ("{{Website Name}} has a help page.", {}, "Our website has a help page."),
+        (
+            "Call {{Customer Support Phone Number}}.",
+            {"Customer Support Phone Number": "+1 555 0100"},
+            "Call +1 555 0100.",
+        ),
+    ],
+)
+def test_unknown_slots_read_naturally(raw: str, facts: dict[str, str], shown: str) -> None:
+    assert fill_slots(raw, facts) == shown
 
 
 def test_reference_numbers_become_numbered_placeholders_and_come_back() -> None:

@@ -15,11 +15,12 @@ from typer.testing import CliRunner
 from core.errors import ConfigError
 from core.generator import Generator
 from core.prompt import IGNORE_INDEX
-from core.training.config import PRESETS, LMTrainConfig, default_lm_config
+from core.training.config import CPU_LM_STEPS, GPU_LM_STEPS, PRESETS, LMTrainConfig, default_lm_config
 from core.training.data import BITEXT_CSV
 from core.training.dialogues import collate, length_grouped_batches, load_dialogues
 from core.training.lm import train_lm
 from core.training.lm_model import preset_params
+from core.training.trainer import total_steps
 
 
 def tiny_config(output: Path, **overrides) -> LMTrainConfig:
@@ -88,12 +89,24 @@ def test_loss_falls_and_files_are_written(trained):
         "lm_training.json",
         "eval/lm-samples.md",
         "eval/lm-report.json",
+        "judge.joblib",
+        "eval/reply-quality.json",
+        "eval/reply-quality.md",
     ):
         assert (out / name).is_file(), name
     assert not (out / "checkpoints").exists()
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["val_perplexity"] == pytest.approx(2.718281828 ** saved["val_loss"], rel=1e-3)
     assert "val_loss" in (out / "model-card.md").read_text()
+    assert 0 < metrics["n_train_multi_turn"] < metrics["n_train"]  # the recipe's multi-turn share
+    # the judge trained after the LM, and its figures on the held-out replies
+    assert 0.0 < saved["judge_held_out_accuracy"] <= 1.0
+    quality = json.loads((out / "eval" / "reply-quality.json").read_text())
+    assert quality["single_turn"]["n"] == quality["multi_turn"]["n"] == 4
+    assert quality["multi_turn"]["earlier_turns_given"] >= 1
+    for key in ("on_intent", "on_intent_multi_turn", "invented_number", "unfilled_slot"):
+        assert 0.0 <= saved[f"reply_{key}"] <= 1.0, key
+    assert saved["reply_invented_number_after_guard"] == 0.0
 
 
 def test_reloaded_model_gives_identical_greedy_replies(trained):
@@ -133,9 +146,24 @@ def test_length_grouped_batches_cover_everything_once():
 def test_presets_and_default_recipe():
     assert preset_params("base", vocab_size=50257, n_positions=1024) == pytest.approx(124_439_808, rel=1e-6)
     assert PRESETS["base"] == (12, 768, 12)
-    cfg = default_lm_config("models/x")
+    cfg = default_lm_config("models/x", torch.device("cpu"))
     cfg.validate()
-    assert cfg.base == "" and cfg.preset == "small" and cfg.max_length == 256
+    assert cfg.base == "" and cfg.preset == "small" and cfg.max_length == 384 and cfg.multi_turn == 0.5
+
+
+def test_the_build_recipe_is_steps_not_seconds_and_follows_the_hardware():
+    """Two machines build the same model: the CPU recipe ends after a fixed number of
+    steps whatever the clock says; a GPU gets GPT-2 small's shape for more steps."""
+    cpu = default_lm_config("models/x", torch.device("cpu"))
+    assert cpu.time_budget_s == 0 and cpu.max_steps == CPU_LM_STEPS
+    assert total_steps(cpu, 4289) == (269, CPU_LM_STEPS)  # the Bitext training split
+    gpu = default_lm_config("models/x", torch.device("cuda"))
+    gpu.validate()
+    assert gpu.preset == "base" and PRESETS[gpu.preset] == (12, 768, 12)
+    assert gpu.time_budget_s == 0 and total_steps(gpu, 4289)[1] == GPU_LM_STEPS > CPU_LM_STEPS
+    assert preset_params(gpu.preset, vocab_size=50257, n_positions=1024) > 120e6
+    here = default_lm_config("models/x")  # the device training would pick
+    assert here.preset == ("base" if torch.cuda.is_available() else "small")
 
 
 def test_resume_continues_exactly(tmp_path):

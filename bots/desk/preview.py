@@ -9,9 +9,9 @@ from dataclasses import dataclass, replace
 from core import router
 from core.conversation import ConversationState
 from core.engine import ModelProvider
+from core.finishing import finish_reply
 from core.persona import Persona
 from core.protocols import GenerationRequest
-from core.slots import fill_slots
 from core.text import clean_incoming
 
 
@@ -37,8 +37,9 @@ class Preview:
 
 async def preview(models: ModelProvider, persona: Persona, text: str, max_chars: int = 4000) -> Preview:
     """What ``persona`` would answer to ``text`` as the first message of a conversation,
-    decided by the engine's router (``core.router``). Model calls run in a worker thread;
-    a missing model raises ModelMissing."""
+        decided by the engine's router (``core.router``) and finished as the engine finishes it
+    (slots filled, facts guarded: ``core.finishing``). Model calls run in a worker thread;
+        a missing model raises ModelMissing."""
     situation = router.Situation(clean_incoming(text, max_chars).text, persona, ConversationState())
     if router.needs_intent(situation):
         intents = models.intent_model(persona.models.intent)
@@ -53,12 +54,13 @@ async def preview(models: ModelProvider, persona: Persona, text: str, max_chars:
         lm = models.reply_model(persona.models.lm)
         generated = (await asyncio.to_thread(lm.generate, [request]))[0].strip()
         decision = router.after_generation(decision, generated)
+    text, decision = finish_reply(decision, persona, generated, (), situation.text)
     predicted = situation.prediction
     return Preview(
         predicted.label if predicted else "",
         predicted.confidence if predicted else 0.0,
         decision.route.value,
         decision.reason,
-        fill_slots(router.answer_text(decision, persona, generated), persona.facts),
+        text,
         tuple(q.label for q in router.quick_replies(decision, persona)),
     )

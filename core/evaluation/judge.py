@@ -71,6 +71,15 @@ class ResponseJudge:
             return []
         return [str(x) for x in self.pipeline.predict([judge_text(r) for r in replies])]
 
+    def intent_probability(self, replies: Sequence[str], intent: str) -> list[float]:
+        """How sure the judge is that each reply serves ``intent`` (0 for an intent it
+        does not know)."""
+        if not replies or intent not in self.labels:
+            return [0.0] * len(replies)
+        column = list(self.pipeline.classes_).index(intent)
+        probabilities = self.pipeline.predict_proba([judge_text(r) for r in replies])
+        return [float(row[column]) for row in probabilities]
+
     def save(self, folder: Path | str) -> Path:
         """Write ``judge.joblib`` into ``folder`` (e.g. the LM's model folder)."""
         import joblib

@@ -1,18 +1,27 @@
 """Dialogue data for the LM: reading Bitext CSV and JSONL conversations, persona styles
-for examples without one, and batching (length-grouped, right-padded, reply-only labels).
+for examples without one, replies cleaned of numbers nobody wrote, and batching
+(length-grouped, right-padded, reply-only labels).
+
+Examples are read unmasked (the customer's numbers as written), so earlier turns can be
+added to them (``core.training.multi_turn``) and a generator gets the text a customer
+would send; :func:`encode_dialogues` masks them (``core.prompt.mask_dialogue``) on the
+way to token ids, as the generator masks a prompt.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from core.errors import ConfigError
+from core.facts import AMOUNT, NUMBER, guard_reply
 from core.prompt import IGNORE_INDEX, Dialogue, build_training_ids, dialogues_from_messages, mask_dialogue
+from core.slots import REFERENCE_NUMBER
 from core.training.data import load_examples
 
 # Persona styles put in the system slot of examples that have none, composed at random
@@ -73,7 +82,28 @@ def load_dialogues(path: Path | str, seed: int = 13) -> list[Dialogue]:
     styled = [
         d if d.system else Dialogue(d.text, d.reply, d.intent, training_style(rng), d.history) for d in out
     ]
-    return [mask_dialogue(d) for d in styled]
+    return [without_invented_numbers(d) for d in styled]
+
+
+def without_invented_numbers(d: Dialogue) -> Dialogue:
+    """``d`` with a reply that holds no number the customer did not write: a number that
+    only extends the customer's by a digit or two becomes the customer's (Bitext answers
+    "3707955617" with "370795561790" in 89 replies), any other is worded like the fact
+    guard words it ("cancel your order number 370795561790" -> "cancel your order"), so
+    the model never learns to invent one. Phone numbers, e-mail addresses and links are
+    left to the persona's facts and the engine's guard."""
+    said = [t.text for t in d.history if t.role == "user"] + [d.text]
+    numbers = {m.group(0) for text in said for m in REFERENCE_NUMBER.finditer(text) if len(m.group(0)) >= 6}
+
+    def customers(match: re.Match[str]) -> str:
+        value = match.group(0)
+        for known in numbers:
+            if value != known and value.startswith(known) and len(value) - len(known) <= 2:
+                return known
+        return value
+
+    reply = guard_reply(REFERENCE_NUMBER.sub(customers, d.reply), said, kinds=(NUMBER, AMOUNT)).text
+    return d if reply == d.reply else Dialogue(d.text, reply, d.intent, d.system, d.history)
 
 
 def _jsonl_row(line: str, where: str) -> list[Dialogue]:
@@ -112,7 +142,8 @@ def stratified_take(items: list[Dialogue], n: int, seed: int) -> list[Dialogue]:
 def encode_dialogues(
     tokenizer: Any, dialogues: list[Dialogue], max_length: int
 ) -> list[tuple[list[int], list[int]]]:
-    return [build_training_ids(tokenizer, d, max_length) for d in dialogues]
+    """Token ids and labels of each example, its reference numbers masked first."""
+    return [build_training_ids(tokenizer, mask_dialogue(d), max_length) for d in dialogues]
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
-from core.prompt import Dialogue
+from core.prompt import Dialogue, mask_dialogue
 from core.registry import write_metrics, write_model_card
 from core.training import trainer as hf
 from core.training.config import LMTrainConfig
@@ -38,12 +38,14 @@ from core.training.lm_model import (
     train_tokenizer,
     with_lora,
 )
+from core.training.multi_turn import with_earlier_turns
 
 log = logging.getLogger(__name__)
 
 
 def split_dialogues(cfg: LMTrainConfig) -> tuple[list[Dialogue], list[Dialogue]]:
-    """(train, validation): the validation file, or a stratified split with the config's seed."""
+    """(train, validation), unmasked: the validation file, or a stratified split with the
+    config's seed. Validation stays single-turn, so its loss compares across recipes."""
     data = load_dialogues(cfg.train_file, cfg.seed)
     if cfg.validation_file is not None:
         train, val = data, load_dialogues(cfg.validation_file, cfg.seed)
@@ -54,6 +56,11 @@ def split_dialogues(cfg: LMTrainConfig) -> tuple[list[Dialogue], list[Dialogue]]
     if not train or not val:
         raise ConfigError("lm training needs at least one training and one validation example")
     return train, val
+
+
+def training_examples(cfg: LMTrainConfig, train: list[Dialogue]) -> list[Dialogue]:
+    """The training split with ``cfg.multi_turn`` of it given earlier turns."""
+    return with_earlier_turns(train, cfg.multi_turn, seed=cfg.seed) if cfg.multi_turn else train
 
 
 def _model_and_tokenizer(
@@ -68,8 +75,9 @@ def _model_and_tokenizer(
 
             tokenizer = AutoTokenizer.from_pretrained(resume_from, local_files_only=True)
         else:
-            texts = [t for d in train for t in (d.text, d.reply, d.system, d.intent)]
-            tokenizer = train_tokenizer(texts + [t.text for d in train for t in d.history], cfg.vocab_size)
+            masked = [mask_dialogue(d) for d in train]  # "{{Reference 1}}" as the model sees it
+            texts = [t for d in masked for t in (d.text, d.reply, d.system, d.intent)]
+            tokenizer = train_tokenizer(texts + [t.text for d in masked for t in d.history], cfg.vocab_size)
         model = scratch_model(cfg.preset, tokenizer, cfg.max_length, cfg.dropout)
     freeze(model, embeddings=cfg.freeze_embeddings, layers=cfg.freeze_layers)
     if cfg.lora_r:
@@ -112,6 +120,7 @@ def train_lm(cfg: LMTrainConfig, *, clock: Callable[[], float] = time.monotonic)
     started = time.perf_counter()
     set_seed(cfg.seed)
     train, val = split_dialogues(cfg)
+    train = training_examples(cfg, train)
     model, tokenizer = _model_and_tokenizer(cfg, train, hf.last_checkpoint(cfg))
     sizes = count_params(model)
     window = min(
@@ -138,6 +147,7 @@ def train_lm(cfg: LMTrainConfig, *, clock: Callable[[], float] = time.monotonic)
         "train_time_s": round(train_time, 1),
         "tokens_per_s": round(state.num_input_tokens_seen / max(train_time, 1e-9), 1),
         "n_train": len(train),
+        "n_train_multi_turn": sum(1 for d in train if d.history),
         "n_validation": len(val),
         "vocab_size": len(tokenizer),
         "context_window": window,

@@ -1,0 +1,98 @@
+"""Best-of-n: write several replies, send the one most about the customer's intent.
+
+A persona that samples (``generation.do_sample``) may ask for ``generation.best_of``
+candidates per message. :class:`BestOf` wraps any :class:`~core.protocols.ReplyModel`:
+it asks the model for each candidate in the same batch, and keeps, per message, the
+candidate the reply judge (``core.evaluation.judge``, saved beside the LM as
+``judge.joblib``) rates most likely to serve the predicted intent; a candidate with
+unfilled-slot phrasing or a number nobody wrote loses to one without. Greedy decoding
+writes the same candidate n times, so it is never repeated; without a judge (or for an
+intent the judge does not know) the first candidate is sent.
+
+The cost is generation: n candidates make the batch n times as large
+(docs/reply-quality.md has the gain and the latency on this machine).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from core.errors import ModelMissing
+from core.evaluation.judge import ResponseJudge, has_unfilled_slot
+from core.facts import AMOUNT, NUMBER, invented_items
+from core.protocols import GenerationRequest, ReplyModel
+from core.slots import fill_slots
+
+log = logging.getLogger(__name__)
+
+
+class BestOf:
+    """A reply model that writes ``settings.best_of`` candidates and keeps the best."""
+
+    def __init__(self, model: ReplyModel, judge: ResponseJudge | None) -> None:
+        self.model = model
+        self.judge = judge
+
+    def __getattr__(self, name: str) -> Any:  # tokenizer, context_window, ... of the model
+        return getattr(self.model, name)
+
+    def candidates(self, request: GenerationRequest) -> int:
+        """How many replies to write for ``request``."""
+        settings = request.settings
+        if settings.best_of < 2 or not settings.do_sample or self.judge is None:
+            return 1
+        return settings.best_of if request.intent in self.judge.labels else 1
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        counts = [self.candidates(r) for r in requests]
+        if all(n == 1 for n in counts):
+            return self.model.generate(requests)
+        expanded = [r for r, n in zip(requests, counts, strict=True) for _ in range(n)]
+        written = self.model.generate(expanded)
+        out: list[str] = []
+        start = 0
+        for request, n in zip(requests, counts, strict=True):
+            group = written[start : start + n]
+            start += n
+            out.append(group[self.best(request, group)] if n > 1 else group[0])
+        return out
+
+    def best(self, request: GenerationRequest, candidates: Sequence[str]) -> int:
+        """The index of the candidate to send: no flaw first, then the judge's
+        probability of the request's intent, then the earliest."""
+        assert self.judge is not None
+        probabilities = self.judge.intent_probability(candidates, request.intent)
+        said = [t.text for t in request.history if t.role == "user"] + [request.text]
+
+        def rank(k: int) -> tuple[bool, float, int]:
+            text = candidates[k]
+            filled = fill_slots(text, {})
+            flawed = (
+                not text.strip()
+                or has_unfilled_slot(filled)
+                or bool(invented_items(filled, said, kinds=(NUMBER, AMOUNT)))
+            )
+            return (not flawed, probabilities[k], -k)
+
+        return max(range(len(candidates)), key=rank)
+
+
+def load_reply_model(folder: Path | str, device: str | None = None) -> ReplyModel:
+    """The LM in ``folder`` (``core.generator``) with best-of-n by its judge."""
+    from core.generator import Generator
+
+    return with_judge(Generator.from_pretrained(folder, device=device), folder)
+
+
+def with_judge(model: ReplyModel, folder: Path | str) -> BestOf:
+    """``model`` able to pick among candidates with the judge saved in ``folder`` (none
+    there: it writes one reply per message, and says so once)."""
+    try:
+        judge: ResponseJudge | None = ResponseJudge.load(folder)
+    except ModelMissing as exc:
+        log.info("best-of-n is off for %s: %s", folder, exc)
+        judge = None
+    return BestOf(model, judge)

@@ -1,0 +1,103 @@
+"""Best-of-n: candidates written in one batch, the judge keeps the one about the intent."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from core.best_of import BestOf, with_judge
+from core.evaluation.judge import ResponseJudge, train_judge
+from core.persona import GenerationSettings
+from core.prompt import Dialogue
+from core.protocols import GenerationRequest
+
+CANCEL = [
+    "To cancel your order, open Order History and click Cancel Order.",
+    "I can help you cancel the order: go to My Orders and choose Cancel.",
+    "Cancelling is easy: select the order in Order History, then Cancel Order.",
+    "You can cancel the purchase from My Orders with the Cancel Order button.",
+    "Please open Order History and press Cancel Order to cancel it.",
+    "To cancel, sign in, open My Orders and click the Cancel Order option.",
+]
+TRACK = [
+    "Your parcel is on its way; follow it under Track Order in your account.",
+    "To track the package, open Order Tracking and enter the tracking code.",
+    "You can see where your shipment is in Track Order on our website.",
+    "Track your parcel in Order Tracking; it shows each delivery step.",
+    "The package status is under Track Order, with the expected delivery date.",
+    "Open Order Tracking to see where the shipment is right now.",
+]
+
+
+@dataclass
+class Candidates:
+    """Writes the next scripted candidate for each request, and records the batches."""
+
+    script: list[str]
+    batches: list[int] = field(default_factory=list)
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        self.batches.append(len(requests))
+        return [self.script.pop(0) for _ in requests]
+
+
+@pytest.fixture(scope="module")
+def judge() -> ResponseJudge:
+    rows = [Dialogue("q", r, "cancel_order") for r in CANCEL] + [
+        Dialogue("q", r, "track_order") for r in TRACK
+    ]
+    return train_judge(rows, held_out=0.2, seed=1)
+
+
+def request(intent: str = "cancel_order", best_of: int = 3, do_sample: bool = True) -> GenerationRequest:
+    settings = GenerationSettings(best_of=best_of, do_sample=do_sample)
+    return GenerationRequest(text="please cancel my order", intent=intent, settings=settings)
+
+
+def test_the_candidate_about_the_intent_is_sent_from_one_batch(judge: ResponseJudge) -> None:
+    model = Candidates(
+        [
+            "Track your parcel in Order Tracking.",
+            "Open Order History and click Cancel Order.",
+            "",
+            "hello there",
+        ]
+    )
+    best = BestOf(model, judge)
+    replies = best.generate([request(), request("track_order", best_of=1)])
+    assert replies == ["Open Order History and click Cancel Order.", "hello there"]
+    assert model.batches == [4]  # three candidates and the single reply, one call
+
+
+def test_a_candidate_with_an_invented_number_or_a_bad_slot_loses(judge: ResponseJudge) -> None:
+    model = Candidates(
+        [
+            "To cancel order 370795561790 open Order History and click Cancel Order.",
+            "Open the the Order History and click Cancel Order to cancel it.",
+            "Cancel it in My Orders.",
+        ]
+    )
+    assert BestOf(model, judge).generate([request()]) == ["Cancel it in My Orders."]
+
+
+@pytest.mark.parametrize(
+    "req",
+    [request(do_sample=False), request(best_of=1), request(intent="not_an_intent_it_knows")],
+)
+def test_one_candidate_when_greedy_single_or_unknown_intent(
+    judge: ResponseJudge, req: GenerationRequest
+) -> None:
+    model = Candidates(["only", "never"])
+    assert BestOf(model, judge).generate([req]) == ["only"]
+    assert model.batches == [1]
+
+
+def test_without_a_saved_judge_one_reply_is_written(tmp_path: Path, judge: ResponseJudge) -> None:
+    model = Candidates(["first", "second", "third"])
+    assert with_judge(model, tmp_path).generate([request()]) == ["first"]
+    judge.save(tmp_path)
+    picked = with_judge(Candidates(["hello", "Open Order History and click Cancel Order.", "hi"]), tmp_path)
+    assert picked.generate([request()]) == ["Open Order History and click Cancel Order."]
