@@ -4,7 +4,7 @@
     chatbot chat --user NAME          talk to the bot in the terminal (also piped)
     chatbot train lm|intent           train the models
     chatbot eval lm|intent MODEL DATA evaluation reports
-    chatbot models list|build         the model registry; build the defaults
+    chatbot models list|build|quantize the model registry; build the defaults; int8 copies
     chatbot persona show|set|import|export|versions
     chatbot history show|export|forget
     chatbot escalations list|show|claim|release|reply|resolve
@@ -98,6 +98,10 @@ def run(
 
     chosen = Role.parse(role)
     _setup_logging(verbose)
+    if chosen.runs_engine:  # the LM and the classifier compute side by side
+        from core.device import configure_threads
+
+        configure_threads()
     overrides: dict[str, Any] = {}
     if host:
         overrides["CHATBOT_HOST"] = host
@@ -155,6 +159,9 @@ def chat(
                     "or drop --no-worker"
                 )
             if worker or (worker is None and not live):
+                from core.device import configure_threads
+
+                configure_threads()
                 await asyncio.to_thread(rt.registry.intent_model, persona.models.intent)
                 await asyncio.to_thread(rt.registry.reply_model, persona.models.lm)
                 name = consumer_name("worker")
@@ -364,6 +371,9 @@ def _register_model_commands() -> None:
 
     train_app.command("lm")(train_lm)
     eval_app.command("lm")(eval_lm)
+    from bots.commands.quantize import quantize
+
+    models_app.command("quantize")(quantize)
 
 
 _register_model_commands()

@@ -12,6 +12,11 @@ Each :meth:`ContinuousScheduler.step`:
    sampling settings) and retires rows that wrote a stop token or reached their
    ``max_new_tokens``, at once.
 
+History prefix reuse (``prefix_cache``): a job with a ``prefix_key`` starts its prefill
+after the longest prefix its conversation's previous prompt and reply share with it,
+from their cached keys/values, and a finished job leaves its own (prompt + reply) there
+for the next turn (:mod:`core.batching.prefix_cache`).
+
 Budget: the dense cache reserves ``rows x capacity`` token slots per layer, capacity
 being the longest any running row can get (prompt + max_new_tokens). A job is admitted
 only if, with it, ``rows x longest possible row`` still fits, prefills included, so the
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +37,7 @@ import torch
 from transformers import DynamicCache
 
 from core.batching.kv_cache import DenseKVCache, LayerKV, layer_kv
+from core.batching.prefix_cache import PrefixCache, PrefixKey
 from core.batching.sampling import Sampling, choose_tokens
 from core.errors import ConfigError
 
@@ -65,6 +72,9 @@ class Job:
     prefilled: int = 0  # prompt tokens already in the job's own prefill cache
     prefill_cache: DynamicCache | None = None
     generator: torch.Generator | None = None
+    prefix_key: PrefixKey | None = None  # the conversation whose prompt cache it may reuse
+    reused: int = 0  # prompt tokens taken from the prefix cache
+    epoch: int = 0  # the prefix cache's epoch when the job was admitted
 
     @property
     def longest(self) -> int:
@@ -78,12 +88,22 @@ class SchedulerStats:
     peak_tokens: int = 0  # most KV token slots held at once (running batch + prefills)
     peak_rows: int = 0  # largest running batch
     finished: int = 0
+    encoded_tokens: int = 0  # prompt tokens run through the model (reused ones excluded)
+    reused_tokens: int = 0  # prompt tokens taken from the prefix cache
+    prefill_seconds: float = 0.0  # time in prompt-encoding forwards
 
 
 class ContinuousScheduler:
     """A running batch that jobs join and leave at every decoding step (single-threaded)."""
 
-    def __init__(self, model: Any, *, kv_budget: int = 16_384, prefill_chunk: int = 256) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        kv_budget: int = 16_384,
+        prefill_chunk: int = 256,
+        prefix_cache: PrefixCache | None = None,
+    ) -> None:
         if kv_budget < 1 or prefill_chunk < 1:
             raise ConfigError("kv_budget and prefill_chunk must be >= 1")
         self.model = model.eval()
@@ -97,6 +117,7 @@ class ContinuousScheduler:
         self.cache = DenseKVCache()
         self.seen = torch.zeros((0, self.vocab), dtype=torch.bool, device=self.device)  # (B, V)
         self.stats = SchedulerStats()
+        self.prefixes = prefix_cache
         config = getattr(model, "config", None)
         self.context_window: int | None = getattr(config, "n_positions", None) or getattr(
             config, "max_position_embeddings", None
@@ -152,7 +173,20 @@ class ContinuousScheduler:
             longest = max([j.longest for j in present] + [candidate.longest])
             if (len(present) + 1) * longest > self.kv_budget:
                 return  # it waits (and so does everyone behind it: arrival order holds)
-            self.prefilling.append(self.waiting.popleft())
+            job = self.waiting.popleft()
+            self._reuse_prefix(job)
+            self.prefilling.append(job)
+
+    def _reuse_prefix(self, job: Job) -> None:
+        """Start the job's prefill after its conversation's cached prefix, if any."""
+        if self.prefixes is None or job.prefix_key is None:
+            return
+        job.epoch = self.prefixes.epoch
+        n, kv = self.prefixes.lookup(job.prefix_key, job.prompt_ids)
+        if n:
+            job.prefill_cache = DynamicCache(kv)  # copies: the cached entry stays as it is
+            job.prefilled = job.reused = n
+            self.stats.reused_tokens += n
 
     def _prefill(self) -> None:
         """Up to ``prefill_chunk`` prompt tokens: whole prompts that fit go through one
@@ -189,6 +223,7 @@ class ContinuousScheduler:
             attention[row, width - len(job.prompt_ids) :] = 1
         positions = (attention.cumsum(-1) - 1).clamp(min=0)  # (n, T) each prompt starts at 0
         cache = DynamicCache()
+        started = time.perf_counter()
         out = self.model(
             input_ids=input_ids.to(self.device),
             attention_mask=attention.to(self.device),
@@ -197,6 +232,8 @@ class ContinuousScheduler:
             use_cache=True,
             logits_to_keep=1,
         )
+        self.stats.prefill_seconds += time.perf_counter() - started
+        self.stats.encoded_tokens += sum(len(j.prompt_ids) for j in jobs)
         for job in jobs:
             job.prefilled = len(job.prompt_ids)
         self._note_peak(extra=len(jobs) * width)
@@ -236,6 +273,7 @@ class ContinuousScheduler:
         input_ids = torch.tensor([chunk], device=self.device)  # (1, T)
         positions = torch.arange(start, start + len(chunk), device=self.device)[None]  # (1, T)
         attention = torch.ones((1, start + len(chunk)), dtype=torch.long, device=self.device)
+        started = time.perf_counter()
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention,
@@ -244,6 +282,8 @@ class ContinuousScheduler:
             use_cache=True,
             logits_to_keep=1,
         )
+        self.stats.prefill_seconds += time.perf_counter() - started
+        self.stats.encoded_tokens += len(chunk)
         job.prefilled += len(chunk)
         self._note_peak()
         return out.logits[:, -1, :]  # (1, V)
@@ -272,9 +312,24 @@ class ContinuousScheduler:
             if not self._record(job, token):
                 keep.append(row)
         if len(keep) < len(self.running):
+            self._keep_prefixes([r for r in range(len(self.running)) if r not in set(keep)])
             self.running = [self.running[i] for i in keep]
             self.seen = self.seen[keep]
             self.cache.keep_rows(keep, max((j.longest for j in self.running), default=0))
+
+    def _keep_prefixes(self, rows: list[int]) -> None:
+        """Leave the prompt + reply keys/values of finishing rows in the prefix cache."""
+        if self.prefixes is None:
+            return
+        layers = None
+        for row in rows:
+            job = self.running[row]
+            if job.prefix_key is None:
+                continue
+            layers = layers or self.cache.layers()  # (B, H, W, D) per layer
+            n = self.cache.lengths[row]  # prompt + the reply tokens fed back so far
+            kv = [(k[row : row + 1, :, -n:].clone(), v[row : row + 1, :, -n:].clone()) for k, v in layers]
+            self.prefixes.store(job.prefix_key, (job.prompt_ids + job.tokens)[:n], kv, since=job.epoch)
 
     # ------------------------------------------------------------------ bookkeeping
 
