@@ -84,6 +84,29 @@ def test_reuse_next_to_other_rows_keeps_every_row_exact(model):
     assert jobs[0].reused > 0 and scheduler.stats.peak_rows == 3
 
 
+def test_several_conversations_resume_together_and_stay_exact(model):
+    firsts = prompts(model.config.vocab_size, (10, 25, 6))
+    extras = prompts(model.config.vocab_size, (3, 9, 5))
+    scheduler = ContinuousScheduler(model, prefix_cache=PrefixCache(4096))
+    keys = [PrefixKey(("support", "web", f"c{i}", f"u{i}"), "p") for i in range(3)]
+    replies = [finish(scheduler, Job(p, 6, NO_STOP, prefix_key=k)).tokens for p, k in zip(firsts, keys)]
+    before = scheduler.stats.encoded_tokens
+    seconds = [p + r + e for p, r, e in zip(firsts, replies, extras, strict=True)]
+    [fresh] = prompts(model.config.vocab_size, (7,))
+    jobs = [Job(q, 6, NO_STOP, prefix_key=k) for q, k in zip(seconds, keys, strict=True)]
+    jobs.append(Job(fresh, 6, NO_STOP))
+    done: dict[int, Completion] = {}
+    for i, job in enumerate(jobs):
+        job.on_finish = lambda c, i=i: done.__setitem__(i, c)
+        scheduler.submit(job)
+    scheduler.run_until_idle()
+    assert [done[i].tokens for i in range(4)] == [reference(model, j.prompt_ids, 6) for j in jobs]
+    tail = max(e for e in (3, 9, 5)) + 1  # the reply's last token was never fed back
+    # one batched forward: every resumed row fed the longest tail, re-encoding a little of its prefix
+    assert [j.reused for j in jobs[:3]] == [len(q) - tail for q in seconds]
+    assert scheduler.stats.encoded_tokens - before == 3 * tail + len(fresh)
+
+
 # ---------------------------------------------------------------- the service, turn by turn
 
 
