@@ -43,8 +43,8 @@ from core.history import Turn
 from core.messages import ConversationKey
 from core.protocols import GenerationRequest
 from core.slots import fill_slots
-from core.training.data import BITEXT_CSV, Example, load_examples, stratified_split
 from core.training.config import PRESETS
+from core.training.data import BITEXT_CSV, Example, load_examples, stratified_split
 from core.training.lm import train_tokenizer
 
 
@@ -131,7 +131,7 @@ def run(gen: Generator, dialogues: list[list[Example]], new_tokens: int, budget:
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
     logging.getLogger("transformers").setLevel(logging.ERROR)
-    plan = configure_threads(models_at_once=1)
+    plan = configure_threads()
     if args.model is not None and (args.model / "config.json").is_file():
         gen, name = Generator.from_pretrained(args.model, device="cpu"), str(args.model)
     else:

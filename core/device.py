@@ -2,8 +2,9 @@
 
 - device and weights: CUDA (bf16, else fp16) when present, otherwise CPU in fp32;
 - KV-cache budget on a GPU: the tokens that fit in a share of the device's free memory;
-- CPU threads: torch's intra-op pool sized so the dialogue LM and the intent classifier,
-  which run at the same time in a serving process, do not oversubscribe the cores.
+- CPU threads: torch's pools sized to the cores this process may really use (affinity,
+  cgroup quota), measured with the dialogue LM and the intent classifier computing at
+  the same time as they do in a serving process.
 """
 
 from __future__ import annotations
@@ -109,15 +110,18 @@ def _cgroup_quota(root: Path) -> int | None:
     return max(1, math.ceil(int(quota) / int(period)))
 
 
-def thread_plan(cores: int, *, models_at_once: int = 2, override: str | None = None) -> ThreadPlan:
-    """Threads for ``models_at_once`` models computing concurrently on ``cores`` cores.
+def thread_plan(cores: int, *, override: str | None = None) -> ThreadPlan:
+    """Torch threads for a serving process on ``cores`` usable cores.
 
-    A serving process runs the LM's decoding loop and the intent classifier on two
-    threads at the same time, and torch gives each its own pool of ``intra_op`` threads:
-    so each gets ``cores // models_at_once`` (at least 1), and the two together never
-    exceed the cores. Busy cores with more threads than cores make every op's threads
-    wait for each other (docs/reply-quality.md measured a 15-25x slowdown in training).
-    ``override`` ("N" or "N,M", from ``CHATBOT_TORCH_THREADS``) wins.
+    Intra-op: every usable core, for the LM's decoding thread and for the classifier's
+    alike. Measured on 2 busy cores with both models computing at once
+    (``benchmarks/threads.py``, docs/benchmarks.md), two threads each beat one each by
+    1.2-1.5x for the LM and 1.8x for the classifier: a core left idle by a split costs
+    more than the two pools sharing. What this adds over torch's default (all the
+    machine's physical cores) is the cap by affinity and cgroup quota: a container
+    limited to 2 CPUs on a 64-core host gets 2 threads, not 32. Inter-op: 1, since
+    nothing here runs independent ops in parallel. ``override`` ("N" or "N,M", from
+    ``CHATBOT_TORCH_THREADS``) wins.
     """
     if override:
         try:
@@ -127,11 +131,10 @@ def thread_plan(cores: int, *, models_at_once: int = 2, override: str | None = N
         if len(parts) not in (1, 2) or min(parts) < 1:
             raise ConfigError(f"{THREADS_ENV}={override!r}: expected N or N,M with N, M >= 1")
         return ThreadPlan(parts[0], parts[1] if len(parts) == 2 else 1, cores, THREADS_ENV)
-    intra = max(1, cores // max(1, models_at_once))
-    return ThreadPlan(intra, 1, cores, f"{cores} cores / {models_at_once} models at once")
+    return ThreadPlan(max(1, cores), 1, cores, f"{cores} usable cores")
 
 
-def configure_threads(models_at_once: int = 2) -> ThreadPlan:
+def configure_threads() -> ThreadPlan:
     """Apply :func:`thread_plan` to torch, once per process, before any model runs.
 
     ``OMP_NUM_THREADS`` set without ``CHATBOT_TORCH_THREADS`` is respected as the intra-op
@@ -142,7 +145,7 @@ def configure_threads(models_at_once: int = 2) -> ThreadPlan:
         plan = thread_plan(available_cores(), override=override)
         plan = ThreadPlan(plan.intra_op, plan.inter_op, plan.cores, "OMP_NUM_THREADS")
     else:
-        plan = thread_plan(available_cores(), models_at_once=models_at_once, override=override)
+        plan = thread_plan(available_cores(), override=override)
     torch.set_num_threads(plan.intra_op)
     try:
         torch.set_num_interop_threads(plan.inter_op)

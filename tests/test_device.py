@@ -66,13 +66,10 @@ def test_cuda_graphs_capture_decoding_only_and_only_on_cuda():
 # ---------------------------------------------------------------- CPU threads
 
 
-def test_two_models_at_once_share_the_cores_without_oversubscribing():
-    assert thread_plan(2).intra_op == 1
-    assert thread_plan(16).intra_op == 8
-    assert thread_plan(1).intra_op == 1
-    assert thread_plan(16, models_at_once=1).intra_op == 16  # one model: a benchmark, an evaluation
-    plan = thread_plan(16)
-    assert plan.inter_op == 1 and 2 * plan.intra_op <= plan.cores
+def test_the_plan_uses_the_usable_cores_and_one_inter_op_thread():
+    assert (thread_plan(2).intra_op, thread_plan(2).inter_op) == (2, 1)
+    assert thread_plan(16).intra_op == 16
+    assert thread_plan(1).intra_op == 1 and thread_plan(0).intra_op == 1
 
 
 def test_the_environment_override_wins_and_bad_values_are_one_clear_error():

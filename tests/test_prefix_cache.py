@@ -89,7 +89,9 @@ def test_several_conversations_resume_together_and_stay_exact(model):
     extras = prompts(model.config.vocab_size, (3, 9, 5))
     scheduler = ContinuousScheduler(model, prefix_cache=PrefixCache(4096))
     keys = [PrefixKey(("support", "web", f"c{i}", f"u{i}"), "p") for i in range(3)]
-    replies = [finish(scheduler, Job(p, 6, NO_STOP, prefix_key=k)).tokens for p, k in zip(firsts, keys)]
+    replies = [
+        finish(scheduler, Job(p, 6, NO_STOP, prefix_key=k)).tokens for p, k in zip(firsts, keys, strict=True)
+    ]
     before = scheduler.stats.encoded_tokens
     seconds = [p + r + e for p, r, e in zip(firsts, replies, extras, strict=True)]
     [fresh] = prompts(model.config.vocab_size, (7,))

@@ -47,7 +47,7 @@ def quantize(
         raise ConfigError("--limit, --rounds and --max-new-tokens must be >= 1")
     from core.device import configure_threads
 
-    configure_threads(models_at_once=1)  # one model computes at a time here
+    configure_threads()
     target = model_folder(output) if output else source.with_name(f"{source.name}-int8")
     write_quantized_folder(source, target)
     out.print(f"[green]wrote[/green] {target} (int8 dynamic, made at load on CPU)")
