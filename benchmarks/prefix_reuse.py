@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import random
 import sys
 import time
@@ -131,7 +132,7 @@ def run(gen: Generator, dialogues: list[list[Example]], new_tokens: int, budget:
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
     logging.getLogger("transformers").setLevel(logging.ERROR)
-    plan = configure_threads()
+    plan = configure_threads(os.environ.get("CHATBOT_TORCH_THREADS"))
     if args.model is not None and (args.model / "config.json").is_file():
         gen, name = Generator.from_pretrained(args.model, device="cpu"), str(args.model)
     else:

@@ -35,7 +35,7 @@ def measure(seconds: float) -> dict[str, Any]:
     from core.device import configure_threads
     from core.training.intent import default_base
 
-    plan = configure_threads()
+    plan = configure_threads(os.environ.get("CHATBOT_TORCH_THREADS"))
     gen = random_default_lm()
     base = default_base()
     tokenizer = AutoTokenizer.from_pretrained(base)

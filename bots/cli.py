@@ -98,16 +98,16 @@ def run(
 
     chosen = Role.parse(role)
     _setup_logging(verbose)
-    if chosen.runs_engine:  # the LM and the classifier compute side by side
-        from core.device import configure_threads
-
-        configure_threads()
     overrides: dict[str, Any] = {}
     if host:
         overrides["CHATBOT_HOST"] = host
     if port is not None:
         overrides["CHATBOT_PORT"] = port
     settings = load_settings(**overrides)
+    if chosen.runs_engine:  # before any model loads
+        from core.device import configure_threads
+
+        configure_threads(settings.torch_threads)
 
     def ready(url: str) -> None:
         what = "open the web chat at" if chosen.runs_web_chat else f"{chosen} serving probes on"
@@ -161,7 +161,7 @@ def chat(
             if worker or (worker is None and not live):
                 from core.device import configure_threads
 
-                configure_threads()
+                configure_threads(settings.torch_threads)
                 await asyncio.to_thread(rt.registry.intent_model, persona.models.intent)
                 await asyncio.to_thread(rt.registry.reply_model, persona.models.lm)
                 name = consumer_name("worker")

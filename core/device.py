@@ -22,7 +22,7 @@ from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-THREADS_ENV = "CHATBOT_TORCH_THREADS"  # "N" or "N,M": intra-op N, inter-op M
+THREADS_ENV = "CHATBOT_TORCH_THREADS"  # "N" or "N,M": intra-op N, inter-op M (bots/config.py)
 KV_MEMORY_SHARE = 0.8  # of the free device memory (after the weights) given to the KV cache
 
 
@@ -134,18 +134,10 @@ def thread_plan(cores: int, *, override: str | None = None) -> ThreadPlan:
     return ThreadPlan(max(1, cores), 1, cores, f"{cores} usable cores")
 
 
-def configure_threads() -> ThreadPlan:
+def configure_threads(override: str | None = None) -> ThreadPlan:
     """Apply :func:`thread_plan` to torch, once per process, before any model runs.
-
-    ``OMP_NUM_THREADS`` set without ``CHATBOT_TORCH_THREADS`` is respected as the intra-op
-    count (torch already read it)."""
-    override = os.environ.get(THREADS_ENV)
-    if not override and os.environ.get("OMP_NUM_THREADS"):
-        override = os.environ["OMP_NUM_THREADS"]
-        plan = thread_plan(available_cores(), override=override)
-        plan = ThreadPlan(plan.intra_op, plan.inter_op, plan.cores, "OMP_NUM_THREADS")
-    else:
-        plan = thread_plan(available_cores(), override=override)
+    ``override``: ``CHATBOT_TORCH_THREADS`` (or ``OMP_NUM_THREADS``), read by the caller."""
+    plan = thread_plan(available_cores(), override=override)
     torch.set_num_threads(plan.intra_op)
     try:
         torch.set_num_interop_threads(plan.inter_op)

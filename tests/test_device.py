@@ -89,11 +89,20 @@ def test_a_cgroup_cpu_quota_caps_the_cores(tmp_path: Path):
     assert available_cores(tmp_path / "missing") >= 1
 
 
-def test_configure_threads_applies_the_override(monkeypatch):
+def test_configure_threads_applies_the_override():
     before = torch.get_num_threads()
-    monkeypatch.setenv(THREADS_ENV, "1")
     try:
-        plan = configure_threads()
+        plan = configure_threads("1")
         assert plan.intra_op == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_settings_read_the_thread_override_then_omp(monkeypatch):
+    from bots.config import Settings
+
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert Settings().torch_threads == "3"  # torch read it too: the plan keeps it
+    monkeypatch.setenv(THREADS_ENV, "4,1")
+    assert Settings().torch_threads == "4,1"

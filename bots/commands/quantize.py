@@ -45,9 +45,10 @@ def quantize(
         raise ConfigError(f"no LM or intent model at {source}; `chatbot models list` shows the models")
     if min(limit, rounds, max_new_tokens) < 1:
         raise ConfigError("--limit, --rounds and --max-new-tokens must be >= 1")
+    from bots.config import load_settings
     from core.device import configure_threads
 
-    configure_threads()
+    configure_threads(load_settings().torch_threads)
     target = model_folder(output) if output else source.with_name(f"{source.name}-int8")
     write_quantized_folder(source, target)
     out.print(f"[green]wrote[/green] {target} (int8 dynamic, made at load on CPU)")
