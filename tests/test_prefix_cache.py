@@ -7,19 +7,25 @@ Same tiny seeded GPT-2 and Bitext tokenizer as tests/test_batching.py.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+import redis.asyncio as aioredis
 import torch
 
 from core.batching import ContinuousGenerator, ContinuousScheduler, Job
 from core.batching.prefix_cache import PrefixCache, PrefixKey
 from core.batching.scheduler import Completion
+from core.bus import Bus
 from core.generator import Generator
 from core.history import Turn
+from core.keys import Keys
 from core.messages import ConversationKey
 from core.persona import GenerationSettings
 from core.protocols import GenerationRequest
 from core.training.data import BITEXT_CSV, load_examples
 from core.training.lm import train_tokenizer
+from tests.helpers import wait_for
 from tests.test_batching import NO_STOP, prompts, reference, tiny_model
 
 ANN = ConversationKey("support", "web", "chat-1", "ann")
@@ -155,6 +161,28 @@ def test_forget_drops_the_users_prefix_and_keeps_others(model, tokenizer):
         request = GenerationRequest(text=QUESTIONS[0], style="Be brief.", settings=SETTINGS, conversation=ANN)
         service.submit(request).result(timeout=120)
         assert prefixes.stats.reused_tokens == reused  # nothing of Ann's was served
+
+
+async def test_history_forget_in_another_process_reaches_the_engines_cache(
+    model, tokenizer, redis: aioredis.Redis, keys: Keys
+):
+    """`chatbot history forget` runs in its own process: the bus tells every engine."""
+    gen = Generator(model, tokenizer, torch.device("cpu"))
+    with dense(gen, 4096) as service:
+        prefixes = service.backend.prefixes  # type: ignore[attr-defined]
+        await asyncio.to_thread(converse, service)
+        assert ANN.parts() in prefixes
+        engine_bus, cli_bus = Bus(redis, keys), Bus(redis, keys)  # two processes' buses
+        follower = asyncio.create_task(engine_bus.follow_forgets(service.forget))
+        channel = keys.forget_channel()
+        await wait_for(lambda: _subscribers(redis, channel), what="the engine subscribed")
+        await cli_bus.forget_user("web", "ann")
+        await wait_for(lambda: ANN.parts() not in prefixes, what="the prefix dropped")
+        follower.cancel()
+
+
+async def _subscribers(redis: aioredis.Redis, channel: str) -> bool:
+    return bool((await redis.pubsub_numsub(channel))[0][1])
 
 
 def test_a_reply_written_during_forget_is_not_cached(model):
