@@ -38,8 +38,9 @@ from core.generator import Generator
 from core.persona import GenerationSettings
 from core.protocols import GenerationRequest
 from core.quantize import quantize_int8
+from core.training.config import PRESETS
 from core.training.data import BITEXT_CSV, load_examples, stratified_split
-from core.training.lm import PRESETS, train_tokenizer
+from core.training.lm import train_tokenizer
 
 DEFAULT_MODEL = Path("models/lm-default")
 

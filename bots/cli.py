@@ -4,7 +4,7 @@
     chatbot chat --user NAME          talk to the bot in the terminal (also piped)
     chatbot train lm|intent           train the models
     chatbot eval lm|intent MODEL DATA evaluation reports
-    chatbot models list|build         the model registry; build the defaults
+    chatbot models list|build|quantize the model registry; build the defaults; int8 copies
     chatbot persona show|set|import|export|versions
     chatbot bots list|show|enable|disable   the bots served, on and off per platform
     chatbot send --platform P --user U TEXT a proactive message to a known customer
@@ -110,6 +110,10 @@ def run(
     if port is not None:
         overrides["CHATBOT_PORT"] = port
     settings = load_settings(**overrides)
+    if chosen.runs_engine:  # before any model loads
+        from core.device import configure_threads
+
+        configure_threads(settings.torch_threads)
 
     def ready(url: str) -> None:
         what = "open the web chat at" if chosen.runs_web_chat else f"{chosen} serving probes on"
@@ -166,6 +170,9 @@ def chat(
                     "or drop --no-worker"
                 )
             if worker or (worker is None and not live):
+                from core.device import configure_threads
+
+                configure_threads(settings.torch_threads)
                 await asyncio.to_thread(rt.registry.intent_model, persona.models.intent)
                 await asyncio.to_thread(rt.registry.reply_model, persona.models.lm)
                 name = consumer_name("worker")
@@ -382,6 +389,9 @@ def _register_model_commands() -> None:
 
     train_app.command("lm")(train_lm)
     eval_app.command("lm")(eval_lm)
+    from bots.commands.quantize import quantize
+
+    models_app.command("quantize")(quantize)
 
 
 _register_model_commands()

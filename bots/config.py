@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.admission import parse_rate
@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(4000, alias="CHATBOT_MAX_MESSAGE_CHARS", ge=16)
     engine_batch_size: int = Field(16, alias="CHATBOT_ENGINE_BATCH", ge=1, le=256)
     device: str | None = Field(None, alias="CHATBOT_DEVICE", description="cpu, cuda, cuda:1; unset = auto")
+    torch_threads: str | None = Field(
+        None,
+        validation_alias=AliasChoices("CHATBOT_TORCH_THREADS", "OMP_NUM_THREADS"),
+        description="torch CPU threads, N or N,M (intra-op, inter-op); unset = the usable cores",
+    )
 
     # scale-out: roles, recovery, health (docs/scaling.md)
     shutdown_grace: float = Field(

@@ -269,7 +269,24 @@ class Bus:
             removed += await self._forget_in(stream, platform, user_id)
         if self.admission is not None:  # the rate-limit window names the user too
             await self.admission.forget(platform, user_id)
+        # engine processes hold the user's prompts in memory (core.batching.prefix_cache)
+        await self.redis.publish(self.keys.forget_channel(), json.dumps([platform, user_id]))
         return removed
+
+    async def follow_forgets(self, on_forget: Callable[[str, str], None]) -> None:
+        """Call ``on_forget(platform, user_id)`` for every user ``forget_user`` erases, in
+        any process, until cancelled; a Redis outage is waited out and the channel
+        subscribed again (a process that was away has nothing cached from before)."""
+        channel = self.keys.forget_channel()
+        async for attempt in retrying("forget channel", retry_on=(RedisError, OSError)):
+            with attempt:
+                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(channel)
+                    while True:
+                        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                        if message and message.get("type") == "message":
+                            platform, user_id = json.loads(message["data"])
+                            on_forget(str(platform), str(user_id))
 
     async def _forget_in(self, stream: str, platform: str, user_id: str) -> int:
         try:

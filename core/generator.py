@@ -23,6 +23,7 @@ from core.metrics import GENERATED_TOKENS, GENERATION_BATCH, GENERATION_SECONDS
 from core.persona import GenerationSettings
 from core.prompt import END, build_prompt_ids, ensure_special_tokens, mask_request, special_ids
 from core.protocols import GenerationRequest
+from core.quantize import apply_saved_quantization
 from core.slots import unmask_references
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ class Generator:
                 folder,
             )
             model.resize_token_embeddings(len(tokenizer))
-        model = model.to(dev)
+        model = apply_saved_quantization(model.to(dev), folder, dev)  # a `models quantize` folder
         return cls(model, tokenizer, dev, folder)
 
     @torch.inference_mode()

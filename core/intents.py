@@ -23,6 +23,7 @@ import torch
 from core.device import pick_device, pick_dtype
 from core.errors import ModelMissing
 from core.protocols import OUT_OF_SCOPE, IntentPrediction
+from core.quantize import apply_saved_quantization
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class IntentClassifier:
             raise ModelMissing(
                 f"intent model at {folder} does not load ({exc.__class__.__name__}: {first}); {how}"
             ) from exc
-        model.to(dev).eval()
+        model = apply_saved_quantization(model.to(dev).eval(), folder, dev)  # a `models quantize` folder
         log.info(
             "intent model %s loaded on %s (%d labels, oos=%s)",
             folder,

@@ -121,6 +121,11 @@ class Keys:
         """Intake entries that failed too often (``core.dead_letters``)."""
         return self._tagged("stream", INTAKE_TAG, "dead")
 
+    def forget_channel(self) -> str:
+        """Pub/sub channel on which ``history forget`` names a forgotten user, so engine
+        processes drop what they hold in memory about them (cached prompt prefixes)."""
+        return self._k("forgotten")
+
     def reply_channel(self, instance: str) -> str:
         """Pub/sub channel of one web-chat or console process: replies another process
         read from the outbound stream are forwarded to the process holding the request."""

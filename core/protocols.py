@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from core.history import Turn
+from core.messages import ConversationKey
 from core.persona import GenerationSettings
 
 OUT_OF_SCOPE = "out_of_scope"
@@ -29,6 +30,8 @@ class GenerationRequest:
     style: str = ""
     history: Sequence[Turn] = field(default_factory=tuple)
     settings: GenerationSettings = field(default_factory=GenerationSettings)
+    # whose turn this is: lets a generator reuse the conversation's cached prompt prefix
+    conversation: ConversationKey | None = None
 
 
 class IntentModel(Protocol):

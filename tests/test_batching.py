@@ -358,7 +358,7 @@ def test_pick_backend_by_device(model):
         assert isinstance(cpu, DenseBackend)
     finally:
         cpu.close()
-    cuda = pick_backend("cuda", model)  # the choice only; this machine runs it on CPU
+    cuda = pick_backend("cuda", model, kv_budget=2048)  # the choice only; this machine runs it on CPU
     try:
         assert isinstance(cuda, LibraryBackend)
     finally:

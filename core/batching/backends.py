@@ -6,6 +6,12 @@ know which one runs. :func:`pick_backend` chooses per device: on CPU the library
 manager measured 1.2x the one-``generate``-per-request baseline (issue 12) while a
 dense batch measured 8.3x, so CPU gets ours; on CUDA the library's paged attention
 (flash/SDPA kernels, CUDA graphs) is the one expected to win.
+
+On CUDA the weights are bf16 (fp16 without bf16 support; ``core.device.pick_dtype``),
+the paged cache is allocated once at the size of the KV budget (a static cache) and
+the decoding step runs as a captured CUDA graph; the budget defaults to the tokens that
+fit in 80% of the device's free memory once the weights are loaded
+(:func:`kv_budget_for`). ``benchmarks/gpu.py`` measures the choice on a GPU.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any, Protocol
 
 import torch
 
+from core.batching.prefix_cache import PrefixCache
 from core.batching.scheduler import Completion, ContinuousScheduler, Job, vocab_size
 
 log = logging.getLogger(__name__)
@@ -32,14 +39,24 @@ class Backend(Protocol):
         """Stop the worker thread; unfinished jobs are failed."""
         ...
 
+    def forget(self, platform: str, user_id: str) -> int:
+        """Drop a user's cached prompt prefixes; returns how many conversations went."""
+        ...
+
 
 class DenseBackend:
     """:class:`ContinuousScheduler` driven by one worker thread that sleeps when idle."""
 
     name = "dense"
 
-    def __init__(self, model: Any, *, kv_budget: int = 16_384, prefill_chunk: int = 256) -> None:
-        self.scheduler = ContinuousScheduler(model, kv_budget=kv_budget, prefill_chunk=prefill_chunk)
+    def __init__(
+        self, model: Any, *, kv_budget: int = 16_384, prefill_chunk: int = 256, prefix_budget: int = 0
+    ) -> None:
+        # prefix_budget: tokens of recent conversations' prompts kept for reuse (0 = off)
+        self.prefixes = PrefixCache(prefix_budget) if prefix_budget > 0 else None
+        self.scheduler = ContinuousScheduler(
+            model, kv_budget=kv_budget, prefill_chunk=prefill_chunk, prefix_cache=self.prefixes
+        )
         self._wake = threading.Condition()
         self._inbox: list[Job] = []
         self._closed = False
@@ -60,6 +77,11 @@ class DenseBackend:
             self._closed = True
             self._wake.notify()
         self._thread.join()
+        if self.prefixes is not None:
+            self.prefixes.clear()
+
+    def forget(self, platform: str, user_id: str) -> int:
+        return self.prefixes.forget(platform, user_id) if self.prefixes is not None else 0
 
     def _run(self) -> None:
         scheduler = self.scheduler
@@ -94,7 +116,14 @@ class LibraryBackend:
 
     name = "library"
 
-    def __init__(self, model: Any, *, kv_budget: int = 16_384, page_size: int = 32) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        kv_budget: int = 16_384,
+        page_size: int = 32,
+        cuda_graphs: bool | None = None,
+    ) -> None:
         from transformers import ContinuousBatchingConfig, GenerationConfig
 
         self.model = model
@@ -108,6 +137,8 @@ class LibraryBackend:
             num_blocks=max(1, kv_budget // page_size),
             page_size=page_size,
             allow_block_sharing=False,
+            # (prefill, decode) graphs; None leaves it to the library (off without flash attention)
+            use_cuda_graph=_cuda_graphs(_device_of(model), cuda_graphs),
         )
         self.manager = model.init_continuous_batching(
             generation_config=generation, continuous_batching_config=config
@@ -168,6 +199,9 @@ class LibraryBackend:
                 if job.on_finish is not None:
                     job.on_finish(Completion(list(job.tokens), stopped, error))
 
+    def forget(self, platform: str, user_id: str) -> int:
+        return 0  # no per-conversation cache of ours on this backend
+
     def close(self) -> None:
         self._closed = True
         self.manager.stop(block=True, timeout=10)
@@ -179,8 +213,39 @@ class LibraryBackend:
                 job.on_finish(Completion(list(job.tokens), False, RuntimeError("the backend was closed")))
 
 
-def pick_backend(device: torch.device | str, model: Any, *, kv_budget: int = 16_384) -> Backend:
-    """The library's paged manager on CUDA, our dense-cache scheduler elsewhere (CPU)."""
-    if torch.device(device).type == "cuda":
-        return LibraryBackend(model, kv_budget=kv_budget)
-    return DenseBackend(model, kv_budget=kv_budget)
+CPU_KV_BUDGET = 16_384  # tokens; the dense cache's reservation on CPU
+
+
+def pick_backend(
+    device: torch.device | str, model: Any, *, kv_budget: int | None = None, prefix_budget: int = 0
+) -> Backend:
+    """The library's paged manager on CUDA, our dense-cache scheduler elsewhere (CPU).
+    ``kv_budget`` None: :func:`kv_budget_for` the device."""
+    device = torch.device(device)
+    budget = kv_budget if kv_budget is not None else kv_budget_for(device, model)
+    if device.type == "cuda":
+        return LibraryBackend(model, kv_budget=budget)
+    return DenseBackend(model, kv_budget=budget, prefix_budget=prefix_budget)
+
+
+def kv_budget_for(device: torch.device, model: Any) -> int:
+    """KV tokens for a backend on ``device``: a share of a GPU's free memory, else a fixed
+    CPU reservation."""
+    if device.type == "cuda":
+        from core.device import device_kv_budget
+
+        return device_kv_budget(model, device)
+    return CPU_KV_BUDGET
+
+
+def _device_of(model: Any) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _cuda_graphs(device: torch.device, requested: bool | None) -> tuple[bool, bool] | None:
+    """(prefill, decode) CUDA-graph switches: the decoding step on CUDA (fixed shapes over
+    the static paged cache, where launch overhead dominates), never prefill (varied
+    lengths); nothing off CUDA. ``requested`` overrides the decode switch."""
+    if device.type != "cuda":
+        return None
+    return (False, True if requested is None else requested)

@@ -115,11 +115,11 @@ class DenseKVCache:
         else:
             width = max(self.width, new_mask.size(1))
             merged = [
-                (_cat_rows(_pad_left(keys, width), _pad_left(k, width)),
-                 _cat_rows(_pad_left(values, width), _pad_left(v, width)))
+                (_cat_rows(pad_left(keys, width), pad_left(k, width)),
+                 _cat_rows(pad_left(values, width), pad_left(v, width)))
                 for (keys, values), (k, v) in zip(self.layers(), kv, strict=True)
             ]  # fmt: skip
-            self.attention = torch.cat([_pad_left(self.attention, width), _pad_left(new_mask, width)])
+            self.attention = torch.cat([pad_left(self.attention, width), pad_left(new_mask, width)])
         self.cache = DynamicCache()
         self.cache.layers = [ReservedLayer(k, v, capacity) for k, v in merged]
         self.lengths.extend(lengths)
@@ -163,7 +163,7 @@ def layer_kv(cache: DynamicCache) -> list[LayerKV]:
     return out
 
 
-def _pad_left(x: torch.Tensor, width: int) -> torch.Tensor:
+def pad_left(x: torch.Tensor, width: int) -> torch.Tensor:
     """Zero columns in front of the sequence axis (the second last of a cache, the last of a mask)."""
     axis = -2 if x.dim() == 4 else -1
     missing = width - x.size(axis)

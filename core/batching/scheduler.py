@@ -12,6 +12,11 @@ Each :meth:`ContinuousScheduler.step`:
    sampling settings) and retires rows that wrote a stop token or reached their
    ``max_new_tokens``, at once.
 
+History prefix reuse (``prefix_cache``): a job with a ``prefix_key`` starts its prefill
+after the longest prefix its conversation's previous prompt and reply share with it,
+from their cached keys/values, and a finished job leaves its own (prompt + reply) there
+for the next turn (:mod:`core.batching.prefix_cache`).
+
 Budget: the dense cache reserves ``rows x capacity`` token slots per layer, capacity
 being the longest any running row can get (prompt + max_new_tokens). A job is admitted
 only if, with it, ``rows x longest possible row`` still fits, prefills included, so the
@@ -24,66 +29,33 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import DynamicCache
 
+from core.batching.jobs import Completion, Job, SchedulerStats, vocab_size
 from core.batching.kv_cache import DenseKVCache, LayerKV, layer_kv
-from core.batching.sampling import Sampling, choose_tokens
+from core.batching.prefill import Encoder
+from core.batching.prefix_cache import PrefixCache
+from core.batching.sampling import choose_tokens
 from core.errors import ConfigError
 
+__all__ = ["Completion", "ContinuousScheduler", "Job", "SchedulerStats", "vocab_size"]
+
 log = logging.getLogger(__name__)
-
-
-def vocab_size(model: Any) -> int:
-    """Rows of the input embedding (the output head may be quantised or tied)."""
-    return int(model.get_input_embeddings().num_embeddings)
-
-
-@dataclass(frozen=True, slots=True)
-class Completion:
-    """A finished job: its new tokens without the stop token, and why it ended."""
-
-    tokens: list[int]
-    stopped: bool  # wrote a stop token (else it reached max_new_tokens)
-    error: BaseException | None = None
-
-
-@dataclass(eq=False)
-class Job:
-    """One sequence to generate; the callbacks run on the scheduler's thread."""
-
-    prompt_ids: list[int]
-    max_new_tokens: int
-    stop_ids: frozenset[int]
-    sampling: Sampling = field(default_factory=Sampling)
-    on_token: Callable[[int], None] | None = None
-    on_finish: Callable[[Completion], None] | None = None
-    tokens: list[int] = field(default_factory=list)  # generated so far (stop token excluded)
-    prefilled: int = 0  # prompt tokens already in the job's own prefill cache
-    prefill_cache: DynamicCache | None = None
-    generator: torch.Generator | None = None
-
-    @property
-    def longest(self) -> int:
-        """The most cache slots this job can need: the last token is never fed back."""
-        return len(self.prompt_ids) + self.max_new_tokens - 1
-
-
-@dataclass
-class SchedulerStats:
-    steps: int = 0  # decoding steps
-    peak_tokens: int = 0  # most KV token slots held at once (running batch + prefills)
-    peak_rows: int = 0  # largest running batch
-    finished: int = 0
 
 
 class ContinuousScheduler:
     """A running batch that jobs join and leave at every decoding step (single-threaded)."""
 
-    def __init__(self, model: Any, *, kv_budget: int = 16_384, prefill_chunk: int = 256) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        kv_budget: int = 16_384,
+        prefill_chunk: int = 256,
+        prefix_cache: PrefixCache | None = None,
+    ) -> None:
         if kv_budget < 1 or prefill_chunk < 1:
             raise ConfigError("kv_budget and prefill_chunk must be >= 1")
         self.model = model.eval()
@@ -97,13 +69,16 @@ class ContinuousScheduler:
         self.cache = DenseKVCache()
         self.seen = torch.zeros((0, self.vocab), dtype=torch.bool, device=self.device)  # (B, V)
         self.stats = SchedulerStats()
+        self.prefixes = prefix_cache
         config = getattr(model, "config", None)
         self.context_window: int | None = getattr(config, "n_positions", None) or getattr(
             config, "max_position_embeddings", None
         )
         # transformers 5.x renamed the forward argument `past_key_values` to `cache`
         params = inspect.signature(model.forward).parameters
-        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        cache_kw = "cache" if "cache" in params else "past_key_values"
+        self._cache_kw = cache_kw
+        self.encoder = Encoder(self.model, self.device, cache_kw, self.stats)
 
     # ------------------------------------------------------------------ queue
 
@@ -152,55 +127,53 @@ class ContinuousScheduler:
             longest = max([j.longest for j in present] + [candidate.longest])
             if (len(present) + 1) * longest > self.kv_budget:
                 return  # it waits (and so does everyone behind it: arrival order holds)
-            self.prefilling.append(self.waiting.popleft())
+            job = self.waiting.popleft()
+            self._reuse_prefix(job)
+            self.prefilling.append(job)
+
+    def _reuse_prefix(self, job: Job) -> None:
+        """Start the job's prefill after its conversation's cached prefix, if any."""
+        if self.prefixes is None or job.prefix_key is None:
+            return
+        job.epoch = self.prefixes.epoch
+        n, kv = self.prefixes.lookup(job.prefix_key, job.prompt_ids)
+        if n:
+            job.prefilled, job.cached_kv = n, kv  # the encoder resumes after them
 
     def _prefill(self) -> None:
         """Up to ``prefill_chunk`` prompt tokens: whole prompts that fit go through one
-        left-padded forward together; a longer prompt advances by one chunk on its own."""
+        left-padded forward together, so do prompts resumed after a cached prefix; a
+        longer prompt advances by one chunk on its own."""
         room = self.prefill_chunk
         whole: list[Job] = []
+        resumed: list[Job] = []
         for job in list(self.prefilling):
-            left = len(job.prompt_ids) - job.prefilled
-            if job.prefilled == 0 and left <= room:
+            if job.cached_kv is not None and job.left <= self.prefill_chunk:
+                cost = (len(resumed) + 1) * max(j.left for j in [*resumed, job])
+                if cost - _cost(resumed) <= room:  # the batch's tail grows for everyone
+                    room -= cost - _cost(resumed)
+                    resumed.append(job)
+                continue  # else it waits for the next step, with its cached prefix
+            if job.prefilled == 0 and job.left <= room:
                 whole.append(job)
-                room -= left
+                room -= job.left
             elif room > 0:
                 chunk = job.prompt_ids[job.prefilled : job.prefilled + room]
                 room -= len(chunk)
-                logits = self._prefill_chunk(job, chunk)
-                if job.prefilled == len(job.prompt_ids):
+                logits = self.encoder.chunk(job, chunk)
+                self._note_peak()
+                if job.left == 0:
                     assert job.prefill_cache is not None
                     kv = layer_kv(job.prefill_cache)
                     job.prefill_cache = None
                     self._join([job], logits, kv)
             if room == 0:
                 break
-        if whole:
-            logits, kv = self._prefill_whole(whole)
-            self._join(whole, logits, kv)
-
-    def _prefill_whole(self, jobs: list[Job]) -> tuple[torch.Tensor, list[LayerKV]]:
-        """One forward over whole prompts, left-padded: last logits (n, V) and their cache."""
-        width = max(len(j.prompt_ids) for j in jobs)
-        input_ids = torch.zeros((len(jobs), width), dtype=torch.long)  # (n, T)
-        attention = torch.zeros((len(jobs), width), dtype=torch.long)  # (n, T)
-        for row, job in enumerate(jobs):
-            input_ids[row, width - len(job.prompt_ids) :] = torch.tensor(job.prompt_ids)
-            attention[row, width - len(job.prompt_ids) :] = 1
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)  # (n, T) each prompt starts at 0
-        cache = DynamicCache()
-        out = self.model(
-            input_ids=input_ids.to(self.device),
-            attention_mask=attention.to(self.device),
-            position_ids=positions.to(self.device),
-            **{self._cache_kw: cache},
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        for job in jobs:
-            job.prefilled = len(job.prompt_ids)
-        self._note_peak(extra=len(jobs) * width)
-        return out.logits[:, -1, :], layer_kv(cache)
+        for group, encode in ((whole, self.encoder.whole), (resumed, self.encoder.resume)):
+            if group:
+                logits, kv, width = encode(group)
+                self._note_peak(extra=len(group) * width)
+                self._join(group, logits, kv)
 
     def _join(self, jobs: list[Job], logits: torch.Tensor, kv: list[LayerKV]) -> None:
         """Sample each prefilled job's first token; those not already done join the batch."""
@@ -228,26 +201,6 @@ class ContinuousScheduler:
         self.seen = torch.cat([self.seen, seen[index]])
         self._note_peak()
 
-    def _prefill_chunk(self, job: Job, chunk: list[int]) -> torch.Tensor:
-        """Feed one piece of a long prompt into the job's own cache; the last logits (1, V)."""
-        if job.prefill_cache is None:
-            job.prefill_cache = DynamicCache()
-        start = job.prefilled
-        input_ids = torch.tensor([chunk], device=self.device)  # (1, T)
-        positions = torch.arange(start, start + len(chunk), device=self.device)[None]  # (1, T)
-        attention = torch.ones((1, start + len(chunk)), dtype=torch.long, device=self.device)
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention,
-            position_ids=positions,
-            **{self._cache_kw: job.prefill_cache},
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        job.prefilled += len(chunk)
-        self._note_peak()
-        return out.logits[:, -1, :]  # (1, V)
-
     def _decode(self) -> None:
         last = torch.tensor([[j.tokens[-1]] for j in self.running], device=self.device)  # (B, 1)
         positions = torch.tensor([[n] for n in self.cache.lengths], device=self.device)  # (B, 1)
@@ -272,9 +225,24 @@ class ContinuousScheduler:
             if not self._record(job, token):
                 keep.append(row)
         if len(keep) < len(self.running):
+            self._keep_prefixes([r for r in range(len(self.running)) if r not in set(keep)])
             self.running = [self.running[i] for i in keep]
             self.seen = self.seen[keep]
             self.cache.keep_rows(keep, max((j.longest for j in self.running), default=0))
+
+    def _keep_prefixes(self, rows: list[int]) -> None:
+        """Leave the prompt + reply keys/values of finishing rows in the prefix cache."""
+        if self.prefixes is None:
+            return
+        layers = None
+        for row in rows:
+            job = self.running[row]
+            if job.prefix_key is None:
+                continue
+            layers = layers or self.cache.layers()  # (B, H, W, D) per layer
+            n = self.cache.lengths[row]  # prompt + the reply tokens fed back so far
+            kv = [(k[row : row + 1, :, -n:].clone(), v[row : row + 1, :, -n:].clone()) for k, v in layers]
+            self.prefixes.store(job.prefix_key, (job.prompt_ids + job.tokens)[:n], kv, since=job.epoch)
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -308,6 +276,11 @@ class ContinuousScheduler:
         self.prefilling, self.running = [], []
         self.cache = DenseKVCache()
         self.seen = self.seen[:0]
+
+
+def _cost(resumed: list[Job]) -> int:
+    """Tokens one resumed batch feeds: every row as many as the longest tail."""
+    return len(resumed) * max((j.left for j in resumed), default=0)
 
 
 def _notify(callback: Callable[[Any], None], value: Any) -> None:

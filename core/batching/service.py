@@ -4,17 +4,23 @@ engine can use in place of :class:`~core.generator.Generator`'s fixed waves.
 It reuses the generator's prompt building, reference masking and reply cleaning, so a
 reply reads exactly as ``Generator.generate`` would write it (same greedy tokens), and
 hands the token work to a :class:`~core.batching.backends.Backend`.
+
+A request that names its conversation (``GenerationRequest.conversation``) may reuse the
+cached keys/values of that conversation's previous prompt and reply (dense backend,
+``prefix_budget`` tokens; :mod:`core.batching.prefix_cache`); ``forget`` drops a user's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from core.batching.backends import Backend, DenseBackend, LibraryBackend, pick_backend
+from core.batching.backends import Backend, DenseBackend, LibraryBackend, kv_budget_for, pick_backend
+from core.batching.prefix_cache import PrefixKey
 from core.batching.sampling import Sampling
 from core.batching.scheduler import Job
 from core.batching.stream import ReplyStream
@@ -23,6 +29,7 @@ from core.generator import Generator
 from core.protocols import GenerationRequest
 
 BACKENDS = ("auto", "dense", "library")
+PREFIX_BUDGET = 8_192  # tokens of recent conversations' prompts kept for reuse (dense backend)
 
 
 class ContinuousGenerator:
@@ -40,32 +47,41 @@ class ContinuousGenerator:
         *,
         device: str | None = None,
         backend: str = "auto",
-        kv_budget: int = 16_384,
+        kv_budget: int | None = None,
+        prefix_budget: int = PREFIX_BUDGET,
         int8: bool = False,
     ) -> ContinuousGenerator:
-        """Load a model folder (``int8``: dynamic int8 Linear layers, CPU only) and start a backend."""
+        """Load a model folder (``int8``: dynamic int8 Linear layers, CPU only) and start a
+        backend (``kv_budget`` None: from the device, ``backends.kv_budget_for``)."""
         generator = Generator.from_pretrained(path, device=device)
         if int8:
             from core.quantize import quantize_int8
 
             generator = quantize_int8(generator)
-        return cls.start(generator, backend=backend, kv_budget=kv_budget)
+        return cls.start(generator, backend=backend, kv_budget=kv_budget, prefix_budget=prefix_budget)
 
     @classmethod
     def start(
-        cls, generator: Generator, *, backend: str = "auto", kv_budget: int = 16_384
+        cls,
+        generator: Generator,
+        *,
+        backend: str = "auto",
+        kv_budget: int | None = None,
+        prefix_budget: int = PREFIX_BUDGET,
     ) -> ContinuousGenerator:
         """Run ``generator``'s model on the named backend ("auto" = :func:`pick_backend`)."""
         if backend not in BACKENDS:
             raise ConfigError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
         model: Any = generator.model
         chosen: Backend
+        if kv_budget is None:
+            kv_budget = kv_budget_for(generator.device, model)
         if backend == "auto":
-            chosen = pick_backend(generator.device, model, kv_budget=kv_budget)
+            chosen = pick_backend(generator.device, model, kv_budget=kv_budget, prefix_budget=prefix_budget)
         elif backend == "library":
             chosen = LibraryBackend(model, kv_budget=kv_budget)
         else:
-            chosen = DenseBackend(model, kv_budget=kv_budget)
+            chosen = DenseBackend(model, kv_budget=kv_budget, prefix_budget=prefix_budget)
         return cls(generator, chosen)
 
     def submit(self, request: GenerationRequest, *, seed: int | None = None) -> ReplyStream:
@@ -90,9 +106,15 @@ class ContinuousGenerator:
                 sampling=Sampling.from_settings(request.settings, seed),
                 on_token=stream.push,
                 on_finish=stream.finish,
+                prefix_key=prefix_key(request),
             )
         )
         return stream
+
+    def forget(self, platform: str, user_id: str) -> int:
+        """Drop everything cached about a user's conversations (``history forget``); a
+        reply being written for them meanwhile is not cached either. Thread-safe."""
+        return self.backend.forget(platform, user_id)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
         """One cleaned reply per request (blocking; call it from a worker thread)."""
@@ -109,3 +131,14 @@ class ContinuousGenerator:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def prefix_key(request: GenerationRequest) -> PrefixKey | None:
+    """The request's conversation plus a digest of what its persona puts in the prompt
+    (style, generation settings), so an edited persona never reuses an old prefix."""
+    if request.conversation is None:
+        return None
+    persona = hashlib.blake2b(
+        f"{request.style}\x00{request.settings.model_dump_json()}".encode(), digest_size=8
+    ).hexdigest()
+    return PrefixKey(request.conversation.parts(), persona)
