@@ -82,7 +82,8 @@ def test_quantized_lm_loads_by_name_and_answers_with_figures_beside_the_original
         assert comparison[variant]["tokens_per_s"] > 0
     assert comparison["examples"] == 3 and comparison["int8_speedup"]["tokens_per_s"] > 0
 
-    generator = ModelRegistry(models, device="cpu").reply_model("lm-tiny-int8")
+    loaded = ModelRegistry(models, device="cpu").reply_model("lm-tiny-int8")
+    generator = getattr(loaded, "model", loaded)  # under best-of-n's wrapper (core.best_of)
     assert isinstance(generator, Generator)
     int8 = [m for m in generator.model.modules() if isinstance(m, INT8_LINEAR)]
     assert len(int8) == 2 * 4 + 1  # every projection of both blocks, and the output head
