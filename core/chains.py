@@ -18,7 +18,8 @@ from core.leases import Admission
 from core.messages import ConversationKey, Reply
 from core.metrics import observe_reply
 from core.persona import Persona
-from core.steps import Entry, Steps, Work, together
+from core.steps import Steps, together
+from core.work import Entry, Work
 
 
 async def answer_in_chains(

@@ -59,6 +59,7 @@ from core.bus import ENGINE_GROUP, Bus
 from core.chains import answer_in_chains
 from core.conversation import Conversations
 from core.dead_letters import DeadLetters
+from core.in_hand import InHand
 from core.leases import Admission, Guard, LeaseLost
 from core.messages import Reply
 from core.metrics import BATCH_SECONDS, DEFERRED, DUPLICATES_PREVENTED
@@ -67,9 +68,10 @@ from core.persona import PersonaStore
 from core.protocols import IntentModel, ReplyModel
 from core.retry import Backoff, retrying
 from core.slots import fill_slots
-from core.steps import NO_PERSONA, Entry, Steps
+from core.steps import Steps
 from core.tickets import Tickets
 from core.waves import answer_in_waves
+from core.work import NO_PERSONA, Entry
 
 log = logging.getLogger(__name__)
 
@@ -145,11 +147,7 @@ class Engine:
         self._task: asyncio.Task[None] | None = None
         self._reminders: asyncio.Task[None] | None = None
         self._look_again_at: float | None = None  # when to read entries left pending again
-        # continuous: batches being answered, their entries, and a failure to back off from
-        self._batches: set[asyncio.Task[int]] = set()
-        self._in_hand: set[str] = set()
-        self._freed = asyncio.Event()
-        self._failure: BaseException | None = None
+        self._in_hand = InHand(config.max_in_flight)  # continuous: batches answered at once
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -164,7 +162,7 @@ class Engine:
         """Finish the batches in hand (up to ``stop_timeout_s``), then stop; what is not
         finished by then stays pending for the next reader."""
         self._stop.set()
-        self._freed.set()
+        self._in_hand.wake()
         task, self._task = self._task, None
         reminders, self._reminders = self._reminders, None
         for running in (task, reminders):
@@ -199,20 +197,15 @@ class Engine:
                 async for attempt in retrying("engine batch", backoff=self.config.backoff):
                     with attempt:
                         await self._next_batch()
-        finally:
-            batches = list(self._batches)
-            try:  # stopping: let the batches in hand finish (``stop`` bounds the wait)
-                await asyncio.gather(*batches, return_exceptions=True)
-            finally:
-                for batch in batches:
-                    batch.cancel()
+        finally:  # stopping: let the batches in hand finish (``stop`` bounds the wait)
+            await self._in_hand.finish()
 
     async def _next_batch(self) -> None:
         count = self.config.batch_size
         if self._concurrent:
-            count = min(count, await self._room())
-            if self._failure is not None:  # a batch in hand hit Redis trouble: back off here
-                failure, self._failure = self._failure, None
+            count = min(count, await self._in_hand.room(self._stop))
+            failure = self._in_hand.failure()
+            if failure is not None:  # a batch in hand hit Redis trouble: back off here
                 raise failure
             if self._stop.is_set():
                 return
@@ -222,49 +215,24 @@ class Engine:
             )
             batch = [entry for entry in batch if entry[0] not in self._in_hand]  # re-read while pending
             if batch and self._concurrent:
-                self._spawn(batch)
+                self._in_hand.start(batch, self._handle_or_isolate(batch), self._note_deferred, self._rewind)
             elif batch:
                 self._note_deferred(await self._handle_or_isolate(batch))
         except Exception:
             # Keep the entries pending and read them again on the retry.
-            self.bus.rewind(self.bus.keys.intake(), self.config.consumer)
+            self._rewind()
             raise
         # Entries left pending are read again after a pause; new ones keep flowing meanwhile.
         if self._look_again_at is not None and asyncio.get_running_loop().time() >= self._look_again_at:
             self._look_again_at = None
-            self.bus.rewind(self.bus.keys.intake(), self.config.consumer)
+            self._rewind()
 
     def _note_deferred(self, deferred: int) -> None:
         if deferred and self._look_again_at is None:
             self._look_again_at = asyncio.get_running_loop().time() + self.config.defer_wait_s
 
-    async def _room(self) -> int:
-        """How many more entries may be taken in hand; waits while there is no room."""
-        while len(self._in_hand) >= self.config.max_in_flight and not self._stop.is_set():
-            self._freed.clear()
-            await self._freed.wait()
-        return max(1, self.config.max_in_flight - len(self._in_hand))
-
-    def _spawn(self, batch: list[Entry]) -> None:
-        """Answer ``batch`` in a task of its own while the loop reads on."""
-        self._in_hand.update(entry_id for entry_id, _ in batch)
-        task = asyncio.create_task(self._handle_or_isolate(batch), name=f"batch-{batch[0][0]}")
-        self._batches.add(task)
-
-        def done(task: asyncio.Task[int]) -> None:
-            self._batches.discard(task)
-            self._in_hand.difference_update(entry_id for entry_id, _ in batch)
-            self._freed.set()
-            if task.cancelled():
-                return
-            failure = task.exception()
-            if failure is None:
-                self._note_deferred(task.result())
-            else:  # transient (Redis, a lost lease): the entries stay pending; read again
-                self.bus.rewind(self.bus.keys.intake(), self.config.consumer)
-                self._failure = failure
-
-        task.add_done_callback(done)
+    def _rewind(self) -> None:
+        self.bus.rewind(self.bus.keys.intake(), self.config.consumer)
 
     async def _handle_or_isolate(self, batch: Sequence[Entry]) -> int:
         """Answer ``batch``; when it fails, try each entry alone, so one poison entry

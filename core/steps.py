@@ -21,16 +21,16 @@ import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from core import router
 from core.bus import Bus
-from core.conversation import Conversations, ConversationState
+from core.conversation import Conversations
 from core.errors import ChatbotError
 from core.history import Turn
 from core.leases import Admission, Guard
-from core.messages import IncomingMessage, Reply, Route
+from core.messages import Reply, Route
 from core.partials import Partials
 from core.persona import Persona
 from core.protocols import (
@@ -38,59 +38,19 @@ from core.protocols import (
     IntentPrediction,
     ReplyModel,
     StreamingReplyModel,
-    TokenStream,
 )
 from core.slots import fill_slots
 from core.streaming import Follower, StreamPolicy, wants_partials
 from core.text import clean_incoming
-from core.ticket import ASK_FOR_PERSON, REASON_ASKED, REASON_INTENT, REASON_LOW_CONFIDENCE, Ticket
+from core.ticket import ASK_FOR_PERSON, REASON_ASKED, REASON_INTENT, REASON_LOW_CONFIDENCE
 from core.tickets import Tickets
+from core.work import Entry, Work
 
 if TYPE_CHECKING:
     from core.engine import EngineConfig, ModelProvider
 
 log = logging.getLogger("core.engine")
-
-# A missing persona still gets a polite answer: the default fixed messages.
-NO_PERSONA = Persona(bot_id="unknown", display_name="Assistant")
-_UNDECIDED = router.Decision(Route.UNAVAILABLE, "not routed yet", "unavailable")
-
-Entry = tuple[str, IncomingMessage]
 T = TypeVar("T")
-
-
-@dataclass(slots=True)
-class Work:
-    """One message on its way through the engine."""
-
-    entry_id: str
-    message: IncomingMessage
-    persona: Persona | None
-    text: str = ""
-    truncated: bool = False
-    state: ConversationState = field(default_factory=ConversationState)
-    prediction: IntentPrediction | None = None
-    unavailable: str = ""
-    decision: router.Decision = _UNDECIDED
-    ticket: Ticket | None = None  # the conversation's latest ticket, if it ever had one
-    stale_handoff: bool = False  # held by a ticket that no longer holds it: hand back
-    # generation in progress: a stream of its own, or a row of a group's generate call
-    stream: TokenStream | None = None
-    written: asyncio.Future[list[str]] | None = None
-    row: int = 0
-    error: str = ""  # why the reply model could not write (a ChatbotError's line)
-
-    @property
-    def situation(self) -> router.Situation:
-        return router.Situation(self.text, self.persona, self.state, self.prediction, self.unavailable)
-
-    @property
-    def persona_or_default(self) -> Persona:
-        return self.persona or NO_PERSONA
-
-    @property
-    def entry(self) -> Entry:
-        return self.entry_id, self.message
 
 
 class Steps:
@@ -325,4 +285,4 @@ async def together(awaitables: Sequence[Awaitable[T]]) -> list[T]:
         raise
 
 
-__all__ = ["NO_PERSONA", "Entry", "Steps", "Work", "together"]
+__all__ = ["Steps", "together"]
