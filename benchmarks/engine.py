@@ -64,6 +64,7 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     first_text: list[float] = field(default_factory=list)  # first partial, else the reply
     errors: list[str] = field(default_factory=list)
+    routes: dict[str, int] = field(default_factory=dict)  # replies per route (generate, ...)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -74,6 +75,7 @@ class Result:
             "first_text_p50_s": round(statistics.median(self.first_text), 3) if self.first_text else None,
             "p50_s": round(statistics.median(self.latencies), 3) if self.latencies else None,
             "p95_s": round(percentile(self.latencies, 0.95), 3) if self.latencies else None,
+            "routes": dict(sorted(self.routes.items())),
             "errors": self.errors[:10],
         }
 
@@ -134,6 +136,7 @@ class Customers:
             now = time.perf_counter()
             for _entry_id, reply in entries:
                 self.answered[reply.user_id].append(reply.in_reply_to)
+                result.routes[reply.route.value] = result.routes.get(reply.route.value, 0) + 1
                 waiting = self._waiting.get(reply.in_reply_to)
                 if waiting is None or waiting.done():
                     result.errors.append(f"unexpected or second reply to {reply.in_reply_to}")
@@ -152,7 +155,7 @@ class Customers:
 # ---------------------------------------------------------------- the full benchmark
 
 
-def questions_the_model_answers(registry: Any, persona: Any, n: int) -> list[str]:
+def questions_the_model_answers(models: Models, persona: Any, n: int) -> list[str]:
     """Held-out Bitext questions the default persona routes to the reply model."""
     from core import router
     from core.conversation import ConversationState
@@ -160,7 +163,7 @@ def questions_the_model_answers(registry: Any, persona: Any, n: int) -> list[str
 
     _train, held = stratified_split(load_examples(BITEXT_CSV), 0.1)
     texts = [e.text for e in held[: 4 * n]]
-    predictions = registry.intent_model(persona.models.intent).predict(texts)
+    predictions = models.intents.predict(texts)
     keep = []
     for text, prediction in zip(texts, predictions, strict=True):
         situation = router.Situation(text, persona, ConversationState(), prediction)
@@ -170,7 +173,7 @@ def questions_the_model_answers(registry: Any, persona: Any, n: int) -> list[str
 
 
 async def run_variant(
-    variant: str, customers: int, messages: int, registry: Any, questions: list[str], redis: Any
+    variant: str, customers: int, messages: int, models: Models, questions: list[str], redis: Any
 ) -> dict[str, Any]:
     from bots.personas import default_personas
     from core.conversation import Conversations
@@ -193,7 +196,7 @@ async def run_variant(
     )
     engine = Engine(
         redis,
-        registry,
+        models,
         bus=bus,
         personas=PersonaStore(redis, keys),
         conversations=conversations,
@@ -218,16 +221,32 @@ async def run_variant(
     return summary
 
 
-def registries(models: Path, variants: Sequence[str]) -> dict[str, Any]:
+@dataclass
+class Models:
+    """One intent classifier for every variant (a message must be routed the same way in
+    each), and the variant's own reply model."""
+
+    intents: Any
+    lm: Any  # a ModelRegistry
+
+    def intent_model(self, name: str) -> Any:
+        return self.intents
+
+    def reply_model(self, name: str) -> Any:
+        return self.lm.reply_model(name)
+
+
+def registries(models: Path, variants: Sequence[str], intent: str) -> dict[str, Models]:
     from core.registry import ModelRegistry
 
     plain = ModelRegistry(models, "cpu", generation="waves")
+    intents = plain.intent_model(intent)
     made = {"naive": plain, "waves": plain}
     if "continuous" in variants:
         made["continuous"] = ModelRegistry(models, "cpu", generation="continuous")
     if "int8" in variants:
         made["int8"] = ModelRegistry(models, "cpu", generation="continuous", int8=True)
-    return {v: made[v] for v in variants}
+    return {v: Models(intents, made[v]) for v in variants}
 
 
 async def main(
@@ -243,11 +262,11 @@ async def main(
     logging.getLogger("transformers").setLevel(logging.ERROR)
     redis = await connect(os.environ.get("REDIS_URL"), Path(tempfile.mkdtemp()))
     persona = default_personas()[0]
-    by_variant = registries(models, variants)
-    for registry in {id(r): r for r in by_variant.values()}.values():  # load (and warm) once each
-        registry.intent_model(persona.models.intent)
-        registry.reply_model(persona.models.lm)
-    questions = questions_the_model_answers(next(iter(by_variant.values())), persona, 64)
+    by_variant = registries(models, variants, persona.models.intent)
+    lms = {id(m.lm): m.lm for m in by_variant.values()}.values()
+    for lm in lms:  # load each reply model before the clock starts
+        lm.reply_model(persona.models.lm)
+    questions = questions_the_model_answers(by_variant["naive"], persona, 64)
     runs: list[dict[str, Any]] = []
     try:
         for variant in variants:  # warm-up: one short exchange each
@@ -260,8 +279,8 @@ async def main(
                 runs.append(summary)
                 print(json.dumps(summary), file=sys.stderr, flush=True)
     finally:
-        for registry in {id(r): r for r in by_variant.values()}.values():
-            registry.close()
+        for lm in lms:
+            lm.close()
         await redis.aclose()
     for run in runs:
         base = next(r for r in runs if r["variant"] == "naive" and r["customers"] == run["customers"])
