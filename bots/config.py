@@ -8,6 +8,7 @@ appear in logs or reprs.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,6 +46,22 @@ class Settings(BaseSettings):
     history_ttl_days: float = Field(30, alias="CHATBOT_HISTORY_TTL_DAYS", gt=0)
     max_message_chars: int = Field(4000, alias="CHATBOT_MAX_MESSAGE_CHARS", ge=16)
     engine_batch_size: int = Field(16, alias="CHATBOT_ENGINE_BATCH", ge=1, le=256)
+    generation: Literal["continuous", "waves"] = Field(
+        "continuous",
+        alias="CHATBOT_GENERATION",
+        description="continuous: replies join a running batch and are committed as each ends; "
+        "waves: one batch at a time, one generate call per wave",
+    )
+    engine_in_flight: int = Field(
+        64,
+        alias="CHATBOT_ENGINE_IN_FLIGHT",
+        ge=1,
+        le=4096,
+        description="continuous: messages in hand at once",
+    )
+    lm_int8: bool = Field(
+        False, alias="CHATBOT_LM_INT8", description="int8 dynamic quantisation of the reply model (CPU only)"
+    )
     device: str | None = Field(None, alias="CHATBOT_DEVICE", description="cpu, cuda, cuda:1; unset = auto")
     torch_threads: str | None = Field(
         None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from types import TracebackType
 
@@ -32,7 +33,9 @@ class Runtime:
     def __init__(self, settings: Settings, *, seed_personas: bool = True) -> None:
         self.settings = settings
         self.keys = Keys(settings.namespace)
-        self.registry = ModelRegistry(settings.models_dir, settings.device)
+        self.registry = ModelRegistry(
+            settings.models_dir, settings.device, generation=settings.generation, int8=settings.lm_int8
+        )
         self.seed_personas = seed_personas
 
     async def __aenter__(self) -> Runtime:
@@ -86,6 +89,7 @@ class Runtime:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        await asyncio.to_thread(self.registry.close)
         await self.redis.aclose()
 
     def engine(self, consumer: str = "engine-1", stop_timeout_s: float = 10.0) -> Engine:
@@ -101,6 +105,8 @@ class Runtime:
             config=EngineConfig(
                 max_message_chars=self.settings.max_message_chars,
                 batch_size=self.settings.engine_batch_size,
+                generation=self.settings.generation,
+                max_in_flight=self.settings.engine_in_flight,
                 consumer=consumer,
                 stop_timeout_s=stop_timeout_s,
                 lease_ms=int(self.settings.claim_idle * 1000),  # free when its entries are claimable

@@ -1,36 +1,45 @@
 """The conversation engine: intake stream in, replies out, history kept.
 
-For each batch read from the intake stream (consumer group ``engine``):
+The engine reads batches from the intake stream (consumer group ``engine``) and answers
+each message through the same steps (``core.steps``): clean the text, read the
+conversation's state (recent turns, hand-off flag, unsure-turn streak:
+``core.conversation``), classify it if its route depends on that, let ``core.router``
+decide, have the LM write the ``generate`` replies (the router's second step turns an
+empty or failed generation into a visible ``rephrase`` or ``unavailable``), and commit:
+one transaction appends the user and bot turns, updates the state, opens or reopens
+tickets, queues the reply on its platform's outbound stream, writes the message's
+idempotency record and acknowledges the intake entry; a crash before it leaves the
+entry pending, so nothing is lost. (In a Redis Cluster each entry commits slot by slot
+instead, as exactly-once: ``core.commits``.)
 
-1. messages are grouped into *waves*: the n-th message of every conversation in the
-   batch goes into wave n, so two quick messages from one user are answered in order,
-   the second seeing the first in its history, while different users share a batch;
-2. per wave, one pipeline reads each conversation's state (recent turns, hand-off flag,
-   unsure-turn streak: ``core.conversation``); the classifier runs once over the
-   messages whose route depends on it, ``core.router`` decides every route, the LM
-   writes all ``generate`` replies as one batch, and the router's second step turns an
-   empty or failed generation into a visible ``rephrase`` or ``unavailable``;
-3. one transaction per wave appends the user and bot turns, updates the state, opens
-   or reopens tickets, queues the replies on each platform's outbound stream, writes
-   each message's idempotency record and acknowledges the intake entries; a crash
-   before it leaves the entries pending, so nothing is lost. (In a Redis Cluster each
-   entry commits slot by slot instead, as exactly-once: ``core.commits``.)
+How batches overlap (``EngineConfig.generation``):
 
-Processing is at-least-once, effects exactly-once (``core.leases``): before the models
-run, entries already committed are only acknowledged, and each conversation of the
-batch is leased to this worker, so no other worker answers it meanwhile and its entries
-are answered in order. A batch that fails is tried again entry by entry; an entry that
-fails ``max_attempts`` times goes to the dead letters (``core.dead_letters``) and its
-customer gets the persona's "unavailable" text.
+- ``continuous`` (default): each batch is answered in a task of its own
+  (``core.chains``) while the engine reads the next, up to ``max_in_flight`` messages
+  in hand. Every ``generate`` reply joins the reply model's running batch at the next
+  decoding step (``core.batching.ContinuousGenerator``) and is committed as soon as it is
+  written; its text so far is published while it is written (``core.streaming``).
+- ``waves``: one batch at a time, in waves (``core.waves``): one generation call and one
+  commit per wave, and the next batch waits for the whole wave.
+
+Either way a conversation's messages are answered in order, each seeing the previous
+turn. Processing is at-least-once, effects exactly-once (``core.leases``): before the
+models run, entries already committed are only acknowledged, and each conversation of a
+batch is leased to that batch, so nobody else answers it meanwhile (another batch of this
+engine, or another worker, leaves its later entries pending until the lease and the older
+entries are gone). A batch that fails is tried again entry by entry; an entry that fails
+``max_attempts`` times goes to the dead letters (``core.dead_letters``) and its customer
+gets the persona's "unavailable" text.
 
 While the support team holds a conversation (``core.tickets``) the bot only stores the
 customer's messages (the ticket's live transcript), answers the first one with the
 persona's short acknowledgement and then stays quiet; a reminder task tells customers
 of unclaimed tickets that they are still waiting, once per interval.
 
-The engine only carries out the router's decisions. Model loading and model calls run
-in a worker thread, never on the event loop. ``async with engine:`` (or ``start`` /
-``stop``) runs the loop; a failed batch is retried with ``core.retry``'s backoff.
+The engine only carries out the router's decisions. Model loading and blocking model
+calls run in worker threads, never on the event loop. ``async with engine:`` (or
+``start`` / ``stop``) runs the loop; a failed batch is retried with ``core.retry``'s
+backoff.
 """
 
 from __future__ import annotations
@@ -38,41 +47,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from core import router
 from core.bus import ENGINE_GROUP, Bus
+from core.chains import answer_in_chains
 from core.cluster import SLOT_IN_FLUX
-from core.conversation import Conversations, ConversationState
+from core.conversation import Conversations
 from core.dead_letters import DeadLetters
-from core.errors import ChatbotError
-from core.finishing import finish_reply
-from core.history import Turn
+from core.in_hand import InHand
 from core.leases import Admission, Guard, LeaseLost
-from core.messages import ConversationKey, IncomingMessage, Reply, Route
-from core.metrics import BATCH_SECONDS, DEFERRED, DUPLICATES_PREVENTED, observe_reply
-from core.persona import Persona, PersonaStore
-from core.protocols import GenerationRequest, IntentModel, IntentPrediction, ReplyModel
+from core.messages import Reply
+from core.metrics import BATCH_SECONDS, DEFERRED, DUPLICATES_PREVENTED
+from core.partials import Partials
+from core.persona import PersonaStore
+from core.protocols import IntentModel, ReplyModel
 from core.retry import Backoff, retrying
 from core.slots import fill_slots
-from core.text import clean_incoming
-from core.ticket import ASK_FOR_PERSON, REASON_ASKED, REASON_INTENT, REASON_LOW_CONFIDENCE, Ticket
+from core.steps import Steps
 from core.tickets import Tickets
+from core.waves import answer_in_waves
+from core.work import NO_PERSONA, Entry
 
 log = logging.getLogger(__name__)
 
 ENGINE_BACKOFF = Backoff(first=0.2, cap=5.0)  # after a failed batch (a Redis blip, say)
-# A missing persona still gets a polite answer: the default fixed messages.
-_NO_PERSONA = Persona(bot_id="unknown", display_name="Assistant")
-_UNDECIDED = router.Decision(Route.UNAVAILABLE, "not routed yet", "unavailable")
 # Redis unreachable or failing over (a Cluster slot moving), or the lease lost: wait it out (core.retry) and
 # read again; never the entry's fault.
 _TRANSIENT: tuple[type[BaseException], ...] = (
@@ -83,6 +88,8 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     LeaseLost,
     *SLOT_IN_FLUX,
 )
+Generation = Literal["continuous", "waves"]
+GENERATION_MODES: tuple[Generation, ...] = ("continuous", "waves")
 
 
 class ModelProvider(Protocol):
@@ -101,35 +108,15 @@ class EngineConfig:
     consumer: str = "engine-1"
     block_ms: int = 500
     backoff: Backoff = ENGINE_BACKOFF
-    stop_timeout_s: float = 10.0  # how long ``stop`` lets the current batch finish
+    stop_timeout_s: float = 10.0  # how long ``stop`` lets the batches in hand finish
     reminder_poll_s: float = 5.0  # how often the reminder task looks for unclaimed tickets
     lease_ms: int = 60_000  # a dead worker's conversations are free again after this
     max_attempts: int = 3  # failed attempts before an entry goes to the dead letters
     defer_wait_s: float = 0.2  # pause before reading entries left pending again
-
-
-@dataclass(slots=True)
-class _Work:
-    """One message on its way through a wave."""
-
-    entry_id: str
-    message: IncomingMessage
-    persona: Persona | None
-    text: str = ""
-    truncated: bool = False
-    state: ConversationState = field(default_factory=ConversationState)
-    prediction: IntentPrediction | None = None
-    unavailable: str = ""
-    decision: router.Decision = _UNDECIDED
-    generated: str = ""
-    ticket: Ticket | None = None  # the conversation's latest ticket, if it ever had one
-    stale_handoff: bool = False  # held by a ticket that no longer holds it: hand back
-
-    @property
-    def situation(self) -> router.Situation:
-        return router.Situation(
-            self.text, self.persona, self.state, self.prediction, self.unavailable, self.message
-        )
+    generation: Generation = "continuous"  # how batches overlap (module docstring)
+    max_in_flight: int = 64  # continuous: messages in hand at once; reading pauses above
+    partial_every_tokens: int = 8  # a streamed reply's text goes out at most this often
+    partial_every_s: float = 0.1  # ... and at most once per this many seconds
 
 
 class Engine:
@@ -144,6 +131,8 @@ class Engine:
         tickets: Tickets,
         config: EngineConfig = EngineConfig(),
     ) -> None:
+        if config.generation not in GENERATION_MODES:
+            raise ValueError(f"generation must be one of {GENERATION_MODES}, not {config.generation!r}")
         self.redis = redis
         self.models = models
         self.bus = bus
@@ -151,13 +140,23 @@ class Engine:
         self.conversations = conversations
         self.tickets = tickets
         self.config = config
+        self.guard = Guard(redis, bus, lease_ms=config.lease_ms)
+        self.dead_letters = DeadLetters(redis, bus, personas)
+        self.partials = Partials(redis, bus.keys)
+        self.steps = Steps(
+            models,
+            bus=bus,
+            conversations=conversations,
+            tickets=tickets,
+            guard=self.guard,
+            partials=self.partials,
+            config=config,
+        )
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._reminders: asyncio.Task[None] | None = None
-        self.guard = Guard(redis, bus, lease_ms=config.lease_ms)
-        self.dead_letters = DeadLetters(redis, bus, personas)
-        self._deferred = 0  # entries the last batch left pending
-        self._look_again_at: float | None = None  # when to read those again
+        self._look_again_at: float | None = None  # when to read entries left pending again
+        self._in_hand = InHand(config.max_in_flight)  # continuous: batches answered at once
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -169,8 +168,10 @@ class Engine:
         self._reminders = asyncio.create_task(self._remind(), name=f"reminders-{self.config.consumer}")
 
     async def stop(self) -> None:
-        """Finish the batch in hand (up to ``stop_timeout_s``), then stop."""
+        """Finish the batches in hand (up to ``stop_timeout_s``), then stop; what is not
+        finished by then stays pending for the next reader."""
         self._stop.set()
+        self._in_hand.wake()
         task, self._task = self._task, None
         reminders, self._reminders = self._reminders, None
         for running in (task, reminders):
@@ -182,6 +183,11 @@ class Engine:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
+    @property
+    def in_hand(self) -> int:
+        """Intake entries being answered now."""
+        return len(self._in_hand)
+
     async def __aenter__(self) -> Engine:
         await self.start()
         return self
@@ -190,60 +196,82 @@ class Engine:
         await self.stop()
 
     # -- the loop ----------------------------------------------------------------------------
+    @property
+    def _concurrent(self) -> bool:
+        return self.config.generation == "continuous"
+
     async def _run(self) -> None:
-        while not self._stop.is_set():
-            async for attempt in retrying("engine batch", backoff=self.config.backoff):
-                with attempt:
-                    await self._next_batch()
+        try:
+            while not self._stop.is_set():
+                async for attempt in retrying("engine batch", backoff=self.config.backoff):
+                    with attempt:
+                        await self._next_batch()
+        finally:  # stopping: let the batches in hand finish (``stop`` bounds the wait)
+            await self._in_hand.finish()
 
     async def _next_batch(self) -> None:
+        count = self.config.batch_size
+        if self._concurrent:
+            count = min(count, await self._in_hand.room(self._stop))
+            failure = self._in_hand.failure()
+            if failure is not None:  # a batch in hand hit Redis trouble: back off here
+                raise failure
+            if self._stop.is_set():
+                return
         try:
             batch = await self.bus.read_intake(
-                self.config.consumer, count=self.config.batch_size, block_ms=self.config.block_ms
+                self.config.consumer, count=count, block_ms=self.config.block_ms
             )
-            if batch:
-                await self._handle_or_isolate(batch)
+            batch = [entry for entry in batch if entry[0] not in self._in_hand]  # re-read while pending
+            if batch and self._concurrent:
+                self._in_hand.start(batch, self._handle_or_isolate(batch), self._note_deferred, self._rewind)
+            elif batch:
+                self._note_deferred(await self._handle_or_isolate(batch))
         except Exception:
             # Keep the entries pending and read them again on the retry.
-            self.bus.rewind(self.bus.keys.intake(), self.config.consumer)
+            self._rewind()
             raise
         # Entries left pending are read again after a pause; new ones keep flowing meanwhile.
-        now = asyncio.get_running_loop().time()
-        if self._deferred and self._look_again_at is None:
-            self._look_again_at = now + self.config.defer_wait_s
-        if self._look_again_at is not None and now >= self._look_again_at:
+        if self._look_again_at is not None and asyncio.get_running_loop().time() >= self._look_again_at:
             self._look_again_at = None
-            self.bus.rewind(self.bus.keys.intake(), self.config.consumer)
+            self._rewind()
 
-    async def _handle_or_isolate(self, batch: Sequence[tuple[str, IncomingMessage]]) -> None:
+    def _note_deferred(self, deferred: int) -> None:
+        if deferred and self._look_again_at is None:
+            self._look_again_at = asyncio.get_running_loop().time() + self.config.defer_wait_s
+
+    def _rewind(self) -> None:
+        self.bus.rewind(self.bus.keys.intake(), self.config.consumer)
+
+    async def _handle_or_isolate(self, batch: Sequence[Entry]) -> int:
         """Answer ``batch``; when it fails, try each entry alone, so one poison entry
-        cannot hold the others, and count the failure against the entry that failed."""
+        cannot hold the others, and count the failure against the entry that failed.
+        Returns how many entries were left pending for a later read."""
         try:
-            await self.handle(batch)
-            return
+            return (await self._handle(batch))[1]
         except _TRANSIENT:
             raise
         except Exception as exc:
             if len(batch) == 1:
-                await self._failed(batch[0], exc)
-                return
+                return await self._failed(batch[0], exc)
             log.warning("engine: a batch of %d failed (%s); trying entry by entry", len(batch), exc)
         deferred = 0
         for entry in batch:
             try:
-                await self.handle([entry])
+                deferred += (await self._handle([entry]))[1]
             except _TRANSIENT:
                 raise
             except Exception as exc:
-                await self._failed(entry, exc)
-            deferred += self._deferred
-        self._deferred = deferred
+                deferred += await self._failed(entry, exc)
+        return deferred
 
-    async def _failed(self, entry: tuple[str, IncomingMessage], exc: Exception) -> None:
+    async def _failed(self, entry: Entry, exc: Exception) -> int:
+        """Count a failure against ``entry``; 1 if it stays pending (tried again after a
+        pause), 0 if it went to the dead letters."""
         entry_id, message = entry
         log.warning("engine: intake entry %s failed: %r", entry_id, exc)
-        if not await self.dead_letters.failed(entry_id, message, repr(exc), self.config.max_attempts):
-            self._deferred += 1  # pending: tried again after a pause
+        lettered = await self.dead_letters.failed(entry_id, message, repr(exc), self.config.max_attempts)
+        return 0 if lettered else 1
 
     async def _remind(self) -> None:
         while not self._stop.is_set():
@@ -264,16 +292,21 @@ class Engine:
         personas = await self.personas.get_many([t.bot_id for t in tickets])
         sent = 0
         for ticket in tickets:
-            persona = personas.get(ticket.bot_id) or _NO_PERSONA
+            persona = personas.get(ticket.bot_id) or NO_PERSONA
             text = fill_slots(persona.messages.still_waiting, persona.facts)
             sent += await self.tickets.remind(ticket.id, text)
         return sent
 
-    async def handle(self, batch: Sequence[tuple[str, IncomingMessage]]) -> list[Reply]:
+    # -- one batch -----------------------------------------------------------------------------
+    async def handle(self, batch: Sequence[Entry]) -> list[Reply]:
         """Answer a batch of intake entries; returns the replies of the entries answered
         now, in input order. Entries committed before are only acknowledged; entries of a
-        conversation another worker holds, or behind an older entry still pending
-        elsewhere, stay pending for a later read."""
+        conversation another batch or worker holds, or behind an older entry still
+        pending elsewhere, stay pending for a later read."""
+        return (await self._handle(batch))[0]
+
+    async def _handle(self, batch: Sequence[Entry]) -> tuple[list[Reply], int]:
+        """The replies, and how many entries were left pending."""
         admission = await self.guard.admit(batch)
         if admission.done:
             DUPLICATES_PREVENTED.inc(len(admission.done))
@@ -282,187 +315,18 @@ class Engine:
             DUPLICATES_PREVENTED.inc(len(admission.unfinished))
             await self.guard.finish_later(admission)
         DEFERRED.inc(len(admission.deferred))
-        self._deferred = len(admission.deferred)
         if not admission.take:
-            return []
+            return [], len(admission.deferred)
         async with self.guard.holding(admission):
-            return await self._answer(admission)
+            return await self._answer(admission), len(admission.deferred)
 
     async def _answer(self, admission: Admission) -> list[Reply]:
         batch = admission.take
         personas = await self.personas.get_many([m.bot_id for _, m in batch])
-        waves: list[list[tuple[str, IncomingMessage]]] = []
-        depth: dict[ConversationKey, int] = defaultdict(int)
-        for entry_id, message in batch:
-            n = depth[message.conversation]
-            depth[message.conversation] += 1
-            if n == len(waves):
-                waves.append([])
-            waves[n].append((entry_id, message))
-        replies: dict[str, Reply] = {}
+        answer = answer_in_chains if self._concurrent else answer_in_waves
         with BATCH_SECONDS.time():
-            for wave in waves:
-                for reply, (entry_id, message) in zip(
-                    await self._handle_wave(wave, personas, admission), wave, strict=True
-                ):
-                    replies[entry_id] = reply
-                    observe_reply(message, reply)
+            replies = await answer(self.steps, batch, personas, admission)
         return [replies[entry_id] for entry_id, _ in batch]
 
-    # -- one wave ------------------------------------------------------------------------------
-    async def _handle_wave(
-        self, wave: list[tuple[str, IncomingMessage]], personas: dict[str, Persona], admission: Admission
-    ) -> list[Reply]:
-        works = [_Work(entry_id, message, personas.get(message.bot_id)) for entry_id, message in wave]
-        for work in works:
-            if work.persona is None:
-                log.error(
-                    "engine: no persona for bot %r; load one with `chatbot persona import`",
-                    work.message.bot_id,
-                )
-            clean = clean_incoming(work.message.text, self.config.max_message_chars)
-            work.text, work.truncated = clean.text, clean.truncated
-        await self._load_state(works)
 
-        await self._classify([w for w in works if router.needs_intent(w.situation)])
-        for work in works:
-            work.decision = router.decide(work.situation)
-        await self._generate([w for w in works if w.decision.says == "model"])
-        replies = [self._reply(w) for w in works]
-        await self._commit(works, replies, admission)
-        return replies
-
-    async def _load_state(self, works: list[_Work]) -> None:
-        windows = [(w.message.conversation, _persona(w).generation.history_turns) for w in works]
-        for w, state in zip(works, await self.conversations.load(windows), strict=True):
-            w.state = state
-        latest = await self.tickets.latest_many(w.message.conversation for w in works)
-        for w in works:
-            w.ticket = latest.get(w.message.conversation)
-            if w.state.handed_off:
-                if w.ticket is not None and w.ticket.held:
-                    w.state = replace(w.state, acknowledged=w.ticket.acknowledged)
-                else:  # no ticket holds it (e.g. a hand-off from before tickets): the bot answers
-                    w.state, w.stale_handoff = replace(w.state, handed_off=False), True
-
-    async def _classify(self, works: list[_Work]) -> None:
-        by_model: dict[str, list[_Work]] = defaultdict(list)
-        for w in works:
-            by_model[_persona(w).models.intent].append(w)
-        for name, group in by_model.items():
-            try:
-                predictions = await asyncio.to_thread(self._predict, name, [w.text for w in group])
-            except ChatbotError as exc:  # logged once by the registry, not on every batch
-                for w in group:
-                    w.unavailable = str(exc)
-                continue
-            for w, prediction in zip(group, predictions, strict=True):
-                w.prediction = prediction
-
-    async def _generate(self, works: list[_Work]) -> None:
-        by_model: dict[str, list[_Work]] = defaultdict(list)
-        for w in works:
-            by_model[_persona(w).models.lm].append(w)
-        for name, group in by_model.items():
-            requests = [
-                GenerationRequest(
-                    text=w.text,
-                    intent=w.prediction.label if w.prediction else "",
-                    style=_persona(w).style,
-                    history=w.state.history,
-                    settings=_persona(w).generation,
-                )
-                for w in group
-            ]
-            error, texts = "", [""] * len(group)
-            try:
-                texts = await asyncio.to_thread(self._write, name, requests)
-            except ChatbotError as exc:  # logged once by the registry, not on every batch
-                error = str(exc)
-            for w, text in zip(group, texts, strict=True):
-                w.generated = text.strip()
-                w.decision = router.after_generation(w.decision, w.generated, error)
-
-    def _predict(self, name: str, texts: list[str]) -> list[IntentPrediction]:
-        """In a worker thread: load the intent model (once) and classify ``texts``."""
-        return self.models.intent_model(name).predict(texts)
-
-    def _write(self, name: str, requests: list[GenerationRequest]) -> list[str]:
-        """In a worker thread: load the reply model (once) and write the replies."""
-        return self.models.reply_model(name).generate(requests)
-
-    def _reply(self, w: _Work) -> Reply:
-        persona = _persona(w)
-        text, w.decision = finish_reply(w.decision, persona, w.generated, w.state.history, w.text)
-        if w.truncated and text:
-            text = f"{text}\n\n{persona.messages.too_long.format(limit=self.config.max_message_chars)}"
-        prediction = router.given_prediction(w.situation) or w.prediction
-        return Reply.to(
-            w.message,
-            text,
-            w.decision.route,
-            intent=prediction.label if prediction else "",
-            confidence=prediction.confidence if prediction else 0.0,
-            quick_replies=router.quick_replies(w.decision, persona) if text else (),
-        )
-
-    async def _commit(self, works: list[_Work], replies: list[Reply], admission: Admission) -> None:
-        entries = [(w.entry_id, w.message) for w in works]
-        async with self.guard.commit(admission, entries) as pipe_for:
-            for w, reply in zip(works, replies, strict=True):
-                pipe, conv, decision = pipe_for(w.entry_id), w.message.conversation, w.decision
-                user_turn = Turn(
-                    role="user",
-                    text=w.text,
-                    timestamp=w.message.timestamp,
-                    intent=reply.intent,
-                    confidence=reply.confidence,
-                    message_id=w.message.message_id,
-                    display_name=w.message.display_name,
-                    attachments=w.message.attachments,
-                )
-                bot_turn = Turn(role="bot", text=reply.text, route=reply.route.value, intent=reply.intent)
-                # A quiet turn on a held conversation stores only the customer's words.
-                self.conversations.queue_turns(
-                    pipe, conv, [user_turn, bot_turn] if reply.text else [user_turn]
-                )
-                self.conversations.queue_unsure_streak(pipe, conv, decision.streak)
-                if w.stale_handoff:
-                    self.conversations.queue_hand_back(pipe, conv)
-                if decision.route is Route.HUMAN and w.ticket is not None:
-                    self.tickets.queue_customer_message(
-                        pipe, w.ticket, acknowledged=decision.says == "handoff_waiting", meta=w.message.meta
-                    )
-                elif decision.route is Route.ESCALATE:
-                    reason, detail = _ticket_reason(decision)
-                    self.tickets.queue_open(
-                        pipe,
-                        conv,
-                        previous=w.ticket,
-                        reason=reason,
-                        detail=detail,
-                        intent=reply.intent,
-                        confidence=reply.confidence,
-                        display_name=w.message.display_name,
-                        meta=w.message.meta,
-                    )
-                # A quiet turn still queues its (empty) reply: it is the receipt that
-                # lets a waiting caller (web chat, console) and a typing indicator stop;
-                # platform adapters send nothing for it.
-                self.bus.queue_reply(pipe, reply)
-
-
-def _ticket_reason(decision: router.Decision) -> tuple[str, str]:
-    """Which rule handed the conversation over, for the ticket."""
-    if decision.low_confidence:
-        return REASON_LOW_CONFIDENCE, decision.reason
-    if decision.intent == ASK_FOR_PERSON:
-        return REASON_ASKED, "the customer asked for a person"
-    return REASON_INTENT, decision.reason
-
-
-def _persona(w: _Work) -> Persona:
-    return w.persona or _NO_PERSONA
-
-
-__all__ = ["ENGINE_GROUP", "Engine", "EngineConfig", "ModelProvider"]
+__all__ = ["ENGINE_GROUP", "GENERATION_MODES", "Engine", "EngineConfig", "Generation", "ModelProvider"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from core.history import Turn
 from core.messages import ConversationKey
@@ -47,3 +47,36 @@ class ReplyModel(Protocol):
         """One cleaned reply per request (raw ``{{slot}}`` placeholders allowed: the
         engine fills them from the persona's facts)."""
         ...
+
+
+class TokenStream(Protocol):
+    """One reply as it is written (``core.batching.ReplyStream``)."""
+
+    @property
+    def done(self) -> bool: ...
+
+    @property
+    def version(self) -> int:
+        """Bumped per token and once at the end."""
+        ...
+
+    async def changed(self, seen: int) -> int:
+        """Wait until the stream is past version ``seen``; the new version."""
+        ...
+
+    def text_so_far(self) -> str:
+        """The reply so far, cleaned as the final one (the final reply once done)."""
+        ...
+
+    async def text(self) -> str:
+        """The final reply; raises what stopped the generation, if anything did."""
+        ...
+
+
+@runtime_checkable
+class StreamingReplyModel(ReplyModel, Protocol):
+    """A reply model that takes requests one at a time into a running batch
+    (``core.batching.ContinuousGenerator``): each reply joins at the next decoding step
+    and can be read as it is written. Call ``submit`` on the event loop's thread."""
+
+    def submit(self, request: GenerationRequest) -> TokenStream: ...

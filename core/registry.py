@@ -6,6 +6,12 @@ run different models in one deployment; each folder is loaded once and shared. A
 that fails to load is not tried again for ``retry_failed_after_s`` (one log line says
 so): until then every call raises the same :class:`ModelMissing` at once, and the
 engine answers with the persona's ``unavailable`` text.
+
+The dialogue LM loads for the way the engine batches (``generation``): as a
+``core.batching.ContinuousGenerator`` (requests join a running batch; dense KV-cache
+scheduler on CPU, transformers' paged manager on CUDA) or as the plain
+``core.generator.Generator`` (one left-padded ``generate`` per call, for ``waves``);
+``int8`` quantises its Linear layers on CPU (``core.quantize``).
 """
 
 from __future__ import annotations
@@ -99,9 +105,13 @@ class ModelRegistry:
         *,
         retry_failed_after_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        generation: str = "continuous",
+        int8: bool = False,
     ) -> None:
         self.root = Path(root)
         self.device = device
+        self.generation = generation  # "continuous" or "waves" (core.engine.EngineConfig)
+        self.int8 = int8
         self.retry_failed_after_s = retry_failed_after_s
         self._clock = clock
         self._loaded: dict[str, Any] = {}
@@ -151,9 +161,32 @@ class ModelRegistry:
     def reply_model(self, name: str) -> ReplyModel:
         """The loaded reply generator ``name``, with best-of-n by the judge saved beside
         it (blocking: call it off the event loop)."""
-        from core.best_of import load_reply_model
+        return self._load(name, "lm", self._load_lm)
 
-        return self._load(name, "lm", load_reply_model)
+    def _load_lm(self, folder: Path, device: str | None = None) -> ReplyModel:
+        from core.best_of import with_judge
+        from core.generator import Generator
+
+        if self.generation == "continuous":
+            from core.batching import ContinuousGenerator
+
+            model = ContinuousGenerator.from_pretrained(folder, device=device, int8=self.int8)
+            return with_judge(model, folder)
+        generator = Generator.from_pretrained(folder, device=device)
+        if self.int8:
+            from core.quantize import quantize_int8
+
+            generator = quantize_int8(generator)
+        return with_judge(generator, folder)
+
+    def close(self) -> None:
+        """Stop what loaded models run in the background (a continuous batch's thread)."""
+        with self._lock:
+            loaded, self._loaded = list(self._loaded.values()), {}
+        for model in loaded:
+            close = getattr(model, "close", None)
+            if callable(close):
+                close()
 
     def _load(self, name: str, kind: str, loader: Callable[..., M]) -> M:
         key = f"{kind}:{self.path(name).resolve()}"

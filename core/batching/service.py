@@ -22,10 +22,11 @@ from typing import Any
 from core.batching.backends import Backend, DenseBackend, LibraryBackend, kv_budget_for, pick_backend
 from core.batching.prefix_cache import PrefixKey
 from core.batching.sampling import Sampling
-from core.batching.scheduler import Job
+from core.batching.scheduler import Completion, Job
 from core.batching.stream import ReplyStream
 from core.errors import ConfigError
 from core.generator import Generator
+from core.metrics import GENERATED_TOKENS
 from core.protocols import GenerationRequest
 
 BACKENDS = ("auto", "dense", "library")
@@ -98,6 +99,12 @@ class ContinuousGenerator:
         except RuntimeError:
             loop = None
         stream = ReplyStream(render, loop)
+
+        def finish(completion: Completion) -> None:
+            # counted as Generator.generate counts: the tokens written, stop token included
+            GENERATED_TOKENS.inc(len(completion.tokens) + int(completion.stopped))
+            stream.finish(completion)
+
         self.backend.submit(
             Job(
                 prompt_ids=prompt,
@@ -105,7 +112,7 @@ class ContinuousGenerator:
                 stop_ids=self.stop_ids,
                 sampling=Sampling.from_settings(request.settings, seed),
                 on_token=stream.push,
-                on_finish=stream.finish,
+                on_finish=finish,
                 prefix_key=prefix_key(request),
             )
         )

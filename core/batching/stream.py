@@ -31,6 +31,7 @@ class ReplyStream:
         self._final: str | None = None
         self._error: BaseException | None = None
         self._changed = asyncio.Event() if loop is not None else None
+        self._ended = asyncio.Event() if loop is not None else None
 
     # ------------------------------------------------------------------ writer side
 
@@ -49,13 +50,15 @@ class ReplyStream:
             self._final = final if completion.error is None else None
             self._version += 1
         self._done.set()
-        self._wake()
+        self._wake(ended=True)
 
-    def _wake(self) -> None:
-        if self._loop is None or self._changed is None:
+    def _wake(self, *, ended: bool = False) -> None:
+        if self._loop is None or self._changed is None or self._ended is None:
             return
         with contextlib.suppress(RuntimeError):  # the reader's loop is gone: nobody to wake
             self._loop.call_soon_threadsafe(self._changed.set)
+            if ended:
+                self._loop.call_soon_threadsafe(self._ended.set)
 
     # ------------------------------------------------------------------ reader side
 
@@ -74,10 +77,38 @@ class ReplyStream:
             raise TimeoutError("the reply was not finished in time")
         return self._final_or_raise()
 
+    @property
+    def version(self) -> int:
+        """Bumped per token and once at the end: what :meth:`changed` compares against."""
+        with self._lock:
+            return self._version
+
+    async def changed(self, seen: int) -> int:
+        """Wait until the stream is past version ``seen`` (a new token, or the end), and
+        return the new version; a reader that renders only now and then (``text_so_far``)
+        so skips the rendering of every token in between."""
+        if self._changed is None:
+            raise RuntimeError("this stream was created outside an event loop; use result()")
+        while True:
+            self._changed.clear()
+            with self._lock:
+                version = self._version
+            if version != seen:
+                return version
+            await self._changed.wait()
+
+    def text_so_far(self) -> str:
+        """The reply so far, cleaned the way the final reply is (the final reply once done)."""
+        with self._lock:
+            tokens, done = list(self._tokens), self._done.is_set()
+        return self._final_or_raise() if done else self._render(tokens, False)
+
     async def text(self) -> str:
-        """The final reply (awaits the end of generation)."""
-        async for _ in self:
-            pass
+        """The final reply (awaits the end of generation, rendering nothing before it)."""
+        if self._ended is None:
+            raise RuntimeError("this stream was created outside an event loop; use result()")
+        if not self._done.is_set():
+            await self._ended.wait()
         return self._final_or_raise()
 
     async def __aiter__(self) -> AsyncIterator[str]:
