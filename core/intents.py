@@ -8,6 +8,7 @@ on validation data (see docs/intent-model.md):
      "threshold": 0.42,            # top in-scope probability below this -> out of scope
      "oos_label": "out_of_scope",  # the trained OOS class, or null
      "max_length": 48,
+     "pooling": "mean",            # sentence vector: "cls" (AutoModelForSequenceClassification) or "mean"
      "temperature": 1.7}           # logits / T before the softmax (temperature scaling)
 """
 
@@ -109,9 +110,10 @@ class IntentClassifier:
         dev = pick_device(device)
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                folder, local_files_only=True, dtype=pick_dtype(dev)
-            )
+            head = AutoModelForSequenceClassification
+            if oos.get("pooling") == "mean":
+                from core.pooled_classifier import MeanPoolForSequenceClassification as head  # type: ignore[assignment]
+            model = head.from_pretrained(folder, local_files_only=True, dtype=pick_dtype(dev))
         except Exception as exc:  # corrupt weights, missing tokenizer files, bad JSON
             first = str(exc).splitlines()[0] if str(exc) else ""
             raise ModelMissing(

@@ -77,7 +77,9 @@ def test_rewrites_keep_the_intent_and_change_the_text() -> None:
     assert any(t == t.lower() and "?" not in t for t in texts)
     assert any(w in t for t in texts for w in SYNONYMS["cancel"])
     assert any(t.startswith(("could you please", "hi, ", "long story short")) for t in texts)
-    assert any("purchase" not in t and "order" not in t and "package" not in t for t in texts)  # typo/drop/swap
+    assert any(
+        "purchase" not in t and "order" not in t and "package" not in t for t in texts
+    )  # typo/drop/swap
 
 
 def test_casual_examples_cover_every_default_intent() -> None:

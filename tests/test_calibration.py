@@ -5,6 +5,8 @@ in-scope accuracy (checked against a small example computed by hand)."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 import torch
 
@@ -90,6 +92,6 @@ def test_curve_matches_the_runtime_rule_with_an_oos_class() -> None:
         assert point["in_scope_accuracy"] == pytest.approx(exact["in_scope_accuracy"])
         assert point["oos_recall"] == pytest.approx(exact["oos_recall"])
     # recall never falls and accuracy never rises as the threshold grows
-    assert all(q["oos_recall"] >= p["oos_recall"] for p, q in zip(curve, curve[1:], strict=False))
-    assert all(q["in_scope_accuracy"] <= p["in_scope_accuracy"] for p, q in zip(curve, curve[1:], strict=False))
+    assert all(q["oos_recall"] >= p["oos_recall"] for p, q in pairwise(curve))
+    assert all(q["in_scope_accuracy"] <= p["in_scope_accuracy"] for p, q in pairwise(curve))
     assert decide(probs[:1], labels, 2, 0.0)[0].top_label in ("a", "b")

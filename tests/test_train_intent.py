@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,12 @@ from typer.testing import CliRunner
 
 from bots.commands.intent import eval_intent
 from bots.commands.intent import train_intent as train_cmd
-from core.errors import ConfigError
+from core.errors import ConfigError, ModelMissing
 from core.intents import OOS_FILE, IntentClassifier
 from core.protocols import OUT_OF_SCOPE
 from core.training.config import IntentTrainConfig, default_intent_config
 from core.training.data import BITEXT_CSV, load_examples
 from core.training.intent import default_base, split_examples, train_intent
-from core.training.oos_threshold import choose_threshold
 from core.training.out_of_scope import BITEXT_BANKING_OVERLAP, generate_oos, load_oos
 
 INTENTS = ["cancel_order", "track_order", "get_refund", "create_account"]
@@ -182,16 +182,28 @@ def test_early_stopping_on_validation_macro_f1(tmp_path: Path) -> None:
     assert m["epochs_run"] == 2 and m["best_epoch"] == 1 and len(m["history"]) == 2
 
 
-def test_choose_threshold_balances_in_scope_accuracy_and_oos_recall() -> None:
-    labels = ["a", "b"]
-    probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.55, 0.45], [0.705, 0.295]])
-    gold = ["a", "b", "a", OUT_OF_SCOPE, OUT_OF_SCOPE]
-    best = choose_threshold(probs, gold, labels, None)
-    # t in (0.6, 0.705] keeps all 3 in-scope right and rejects one OOS: 0.5*1 + 0.5*0.5 = 0.75
-    # t in (0.705, 0.8] rejects both OOS but loses row 2: 0.5*(2/3) + 0.5*1 = 0.833 (best; lowest such t)
-    assert best["threshold"] == pytest.approx(0.71)
-    assert best["in_scope_accuracy"] == pytest.approx(2 / 3) and best["oos_recall"] == 1.0
-    assert choose_threshold(probs[:3], gold[:3], labels, None)["threshold"] == 0.0  # no OOS: reject nothing
+def test_temperature_is_stored_and_applied_at_load(
+    trained: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    folder, m = trained
+    rule = json.loads((folder / OOS_FILE).read_text())
+    assert rule["temperature"] == m["temperature"] > 0 and 0 <= m["val_ece"] <= 1
+    assert "OOS recall" in rule["rule"] and len(m["oos_curve"]) == 100
+    assert IntentClassifier.from_pretrained(folder).temperature == rule["temperature"]
+    texts = ["please cancel my order", "where is my parcel", "asdfgh qwerty"]
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    logp = {}
+    for t in (1.0, 3.0):
+        (copy / OOS_FILE).write_text(json.dumps(rule | {"temperature": t}))
+        logp[t] = IntentClassifier.from_pretrained(copy).probabilities(texts).log()
+    # softmax(z / 3): every log-probability gap is a third of the gap at T = 1
+    gap = {t: v - v[:, :1] for t, v in logp.items()}
+    assert torch.allclose(gap[1.0] / 3, gap[3.0], atol=1e-4)
+    assert torch.equal(logp[1.0].argmax(-1), logp[3.0].argmax(-1))
+    (copy / OOS_FILE).write_text(json.dumps(rule | {"temperature": -1}))
+    with pytest.raises(ModelMissing, match="unreadable"):
+        IntentClassifier.from_pretrained(copy)
 
 
 def test_oos_sources() -> None:

@@ -20,8 +20,8 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from core.errors import ConfigError
-from core.protocols import OUT_OF_SCOPE, IntentModel
 from core.intents import decide
+from core.protocols import OUT_OF_SCOPE, IntentModel
 from core.training.data import Example
 from core.training.oos_threshold import tradeoff_curve
 
@@ -140,7 +140,13 @@ def plot_tradeoff(curve: Sequence[dict[str, float]], chosen: float, path: Path, 
         p = min(curve, key=lambda q: abs(q["threshold"] - t))
         ax.annotate(f"{p['threshold']:.2f}", (p["oos_recall"], p["in_scope_accuracy"]), fontsize=7)
     at = min(curve, key=lambda q: abs(q["threshold"] - chosen))
-    ax.plot([at["oos_recall"]], [at["in_scope_accuracy"]], "o", color="C3", label=f"model's threshold {chosen:.2f}")
+    ax.plot(
+        [at["oos_recall"]],
+        [at["in_scope_accuracy"]],
+        "o",
+        color="C3",
+        label=f"model's threshold {chosen:.2f}",
+    )
     ax.set_xlabel("OOS recall")
     ax.set_ylabel("in-scope accuracy")
     ax.set_title(title or "Out-of-scope trade-off")

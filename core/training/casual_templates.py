@@ -418,8 +418,20 @@ _TEMPLATES = {
 
 FILLS: dict[str, tuple[str, ...]] = {
     "item": (
-        "jacket", "headphones", "laptop", "coffee machine", "sofa", "lamp", "sneakers",
-        "phone case", "backpack", "blender", "watch", "desk chair", "dress", "printer",
+        "jacket",
+        "headphones",
+        "laptop",
+        "coffee machine",
+        "sofa",
+        "lamp",
+        "sneakers",
+        "phone case",
+        "backpack",
+        "blender",
+        "watch",
+        "desk chair",
+        "dress",
+        "printer",
     ),
     "when": ("yesterday", "this morning", "last week", "two days ago", "on monday", "an hour ago"),
     "count": ("two", "three", "4", "5", "a couple"),

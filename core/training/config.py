@@ -19,6 +19,7 @@ from core.training.data import BITEXT_CSV
 
 SCHEDULERS = ("linear", "cosine", "constant")
 OOS_METHODS = ("class", "threshold", "both")
+POOLINGS = ("cls", "mean")
 # (n_layer, n_embd, n_head): tiny for tests, small for the 2-core default, base = GPT-2 124M.
 PRESETS: dict[str, tuple[int, int, int]] = {"tiny": (2, 64, 2), "small": (4, 256, 4), "base": (12, 768, 12)}
 
@@ -152,13 +153,20 @@ class IntentTrainConfig(TrainConfig):
     output_dir: Path = option(Path("models/intent-default"), "model folder to write")  # noqa: RUF009
     base: str = option("", "base encoder: HF name or local folder (default: the bundled MiniLM-L6)")
     freeze_layers: int = option(0, "freeze the embeddings and the lowest N encoder layers")
+    pooling: str = option(
+        "cls", "sentence vector for the head: cls (the [CLS] pooler) | mean (mean of tokens)"
+    )
     class_weights: bool = option(False, "balanced loss weights for imbalanced intents")
     oos_examples: str | None = option(None, "out-of-scope text: FILE or 'auto'")
     oos_method: str = option("class", "how OOS text is used: class | threshold | both")
     small_talk: bool = option(False, "add generated greeting / thanks / goodbye intents")
-    augment: float = option(0.0, "paraphrase-style rewrites per training example: typos, synonyms, wrappers (0 = off)")
+    augment: float = option(
+        0.0, "paraphrase-style rewrites per training example: typos, synonyms, wrappers (0 = off)"
+    )
     casual: int = option(0, "casual requests per intent from hand-written templates (0 = off)")
-    oos_max_loss: float = option(0.01, "in-scope validation accuracy the OOS threshold may cost (0.01 = 1 point)")
+    oos_max_loss: float = option(
+        0.01, "in-scope validation accuracy the OOS threshold may cost (0.01 = 1 point)"
+    )
     calibrate: bool = option(True, "fit a softmax temperature on validation data (temperature scaling)")
 
     def checks(self) -> list[tuple[bool, str]]:
@@ -166,6 +174,7 @@ class IntentTrainConfig(TrainConfig):
             *super().checks(),
             (self.max_length >= 4, "max_length must be >= 4"),
             (self.oos_method in OOS_METHODS, f"oos_method must be one of {', '.join(OOS_METHODS)}"),
+            (self.pooling in POOLINGS, f"pooling must be one of {', '.join(POOLINGS)}"),
             (self.augment >= 0 and self.casual >= 0, "augment and casual must be >= 0"),
             (0 <= self.oos_max_loss <= 1, "oos_max_loss must be between 0 and 1"),
         ]

@@ -33,6 +33,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from core.errors import ConfigError
 from core.intents import OOS_FILE, decide
+from core.pooled_classifier import MeanPoolForSequenceClassification
 from core.protocols import OUT_OF_SCOPE
 from core.registry import write_metrics, write_model_card
 from core.training import trainer as hf
@@ -45,6 +46,7 @@ from core.training.out_of_scope import load_oos
 from core.training.small_talk import generate_small_talk, with_openers
 
 log = logging.getLogger(__name__)
+
 
 def default_base() -> str:
     """The MiniLM-L6 encoder shipped on PyPI (no hub download at run time)."""
@@ -75,7 +77,9 @@ def split_examples(cfg: IntentTrainConfig) -> tuple[list[Example], list[Example]
         val += augment(val, 1.0, seed=cfg.seed + 1)
     if cfg.casual:
         intents = {e.intent for e in train}
-        casual_train, casual_val = stratified_split(casual_examples(intents, cfg.casual, cfg.seed), 0.2, cfg.seed)
+        casual_train, casual_val = stratified_split(
+            casual_examples(intents, cfg.casual, cfg.seed), 0.2, cfg.seed
+        )
         train += casual_train
         val += casual_val
     if cfg.oos_examples:
@@ -97,9 +101,10 @@ def _load_model(cfg: IntentTrainConfig, labels: list[str]) -> tuple[Any, Any]:
     base = cfg.base or default_base()
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the new head's "missing weights" report is the point
+    head = MeanPoolForSequenceClassification if cfg.pooling == "mean" else AutoModelForSequenceClassification
     try:
         tokenizer = AutoTokenizer.from_pretrained(base)
-        model = AutoModelForSequenceClassification.from_pretrained(
+        model = head.from_pretrained(
             base,
             num_labels=len(labels),
             id2label=dict(enumerate(labels)),
@@ -259,6 +264,7 @@ def _save(
         "threshold": metrics["oos_threshold"],
         "oos_label": OUT_OF_SCOPE if uses_class else None,
         "max_length": cfg.max_length,
+        "pooling": cfg.pooling,
         "temperature": metrics["temperature"],
         "rule": OOS_RULE.format(loss=cfg.oos_max_loss),
     }
@@ -277,7 +283,7 @@ def _save(
             "Metrics (validation)": {
                 k: v for k, v in metrics.items() if k not in ("history", "loss_history", "oos_curve")
             },
-            "Out of scope": f"method {rule['oos_method']}; threshold {rule['threshold']:.2f}; {rule['rule']}; "
-            f"softmax temperature {rule['temperature']}",
+            "Out of scope": f"method {rule['oos_method']}; threshold {rule['threshold']:.2f}; "
+            f"{rule['rule']}; softmax temperature {rule['temperature']}",
         },
     )

@@ -34,7 +34,11 @@ def tradeoff_curve(
     if oos_index is not None:
         in_scope[:, oos_index] = -1.0
     top_p, top_i = in_scope.max(dim=-1)  # (N,)
-    class_oos = probs.argmax(dim=-1) == oos_index if oos_index is not None else torch.zeros_like(top_p, dtype=torch.bool)
+    class_oos = (
+        probs.argmax(dim=-1) == oos_index
+        if oos_index is not None
+        else torch.zeros_like(top_p, dtype=torch.bool)
+    )
     gold_i = torch.tensor([labels.index(g) if g in labels else -1 for g in gold])
     is_oos = torch.tensor([g == OUT_OF_SCOPE for g in gold])
     right_label = top_i == gold_i
@@ -44,7 +48,9 @@ def tradeoff_curve(
         points.append(
             {
                 "threshold": t,
-                "in_scope_accuracy": float((right_label & ~rejected)[~is_oos].float().mean()) if (~is_oos).any() else 0.0,
+                "in_scope_accuracy": float((right_label & ~rejected)[~is_oos].float().mean())
+                if (~is_oos).any()
+                else 0.0,
                 "oos_recall": float(rejected[is_oos].float().mean()) if is_oos.any() else 0.0,
             }
         )

@@ -54,7 +54,10 @@ def _gibberish(rng: random.Random) -> str:
         return rng.choice((walk, walk * 2, walk + " " + walk[::-1], walk.upper(), walk + "!!"))
     if kind == 1:  # random letters
         letters = "abcdefghijklmnopqrstuvwxyz"
-        words = ["".join(rng.choice(letters) for _ in range(rng.randrange(2, 11))) for _ in range(rng.randrange(1, 4))]
+        words = [
+            "".join(rng.choice(letters) for _ in range(rng.randrange(2, 11)))
+            for _ in range(rng.randrange(1, 4))
+        ]
         return " ".join(words)
     if kind == 2:  # a key held down, sliding onto its neighbour
         row = rng.choice(_KEYBOARD_ROWS[:3])
@@ -65,7 +68,8 @@ def _gibberish(rng: random.Random) -> str:
         return "".join(picked)
     if kind == 4:  # words that are no words
         return " ".join(
-            "".join(rng.choice(_SYLLABLES) for _ in range(rng.randrange(1, 4))) for _ in range(rng.randrange(1, 5))
+            "".join(rng.choice(_SYLLABLES) for _ in range(rng.randrange(1, 4)))
+            for _ in range(rng.randrange(1, 5))
         )
     return rng.choice(_FILLERS) + rng.choice(("", "?", "!", " " + rng.choice(_KEYBOARD_ROWS[1][:5])))
 
