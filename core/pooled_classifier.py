@@ -54,6 +54,8 @@ class MeanPoolForSequenceClassification(BertPreTrainedModel):  # type: ignore[mi
         **kwargs: Any,
     ) -> SequenceClassifierOutput:
         pooled = self.pooled(input_ids, attention_mask, token_type_ids=token_type_ids)
+        if getattr(self.config, "normalize", False):  # a head fitted on unit vectors (intent_head.py)
+            pooled = torch.nn.functional.normalize(pooled, dim=-1)
         logits = self.classifier(self.dropout(pooled))
         loss = torch.nn.functional.cross_entropy(logits.float(), labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)

@@ -12,7 +12,7 @@ from core.training.augment import SYNONYMS, augment, casual_examples, rewrite
 from core.training.casual_templates import templates
 from core.training.config import default_intent_config
 from core.training.data import BITEXT_CSV, REPO_DATA, Example, load_examples
-from core.training.intent import split_examples
+from core.training.intent_data import split_examples
 from core.training.out_of_scope import generate_oos
 from core.training.small_talk import SMALL_TALK_INTENTS
 

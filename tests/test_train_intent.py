@@ -23,7 +23,9 @@ from core.intents import OOS_FILE, IntentClassifier
 from core.protocols import OUT_OF_SCOPE
 from core.training.config import IntentTrainConfig, default_intent_config
 from core.training.data import BITEXT_CSV, load_examples
-from core.training.intent import default_base, split_examples, train_intent
+from core.training.intent import default_base, train_intent
+from core.training.intent_data import split_examples
+from core.training.oos_threshold import oos_scores
 from core.training.out_of_scope import BITEXT_BANKING_OVERLAP, generate_oos, load_oos
 
 INTENTS = ["cancel_order", "track_order", "get_refund", "create_account"]
@@ -243,7 +245,43 @@ def test_default_config_is_the_bitext_recipe(tmp_path: Path) -> None:
     cfg = default_intent_config(tmp_path / "x")
     cfg.validate()
     assert cfg.train_file == BITEXT_CSV and cfg.output_dir == tmp_path / "x" and cfg.oos_examples == "auto"
-    assert cfg.small_talk
+    assert cfg.small_talk and cfg.frozen_encoder and cfg.pooling == "mean" and cfg.augment and cfg.casual
+
+
+def test_frozen_encoder_head_is_saved_as_fitted(tmp_path: Path) -> None:
+    """The logistic-regression head on frozen sentence vectors: the encoder keeps the
+    base weights, and the saved folder reproduces the validation probabilities the
+    temperature and threshold were chosen on."""
+    csv_path, _ = _write_data(tmp_path / "d", 10)
+    cfg = tiny(
+        tmp_path,
+        train_file=csv_path,
+        pooling="mean",
+        frozen_encoder=True,
+        validation_split=0.3,
+        oos_examples="auto",
+        oos_method="both",
+        casual=8,
+        augment=0.5,
+    )
+    m = train_intent(cfg)
+    assert m["steps"] == 0 and m["history"] == [] and m["frozen_encoder"]["encode_s"] >= 0
+    assert m["n_labels"] == len(INTENTS) + 1 and m["val_accuracy"] > 0.5
+    clf = IntentClassifier.from_pretrained(cfg.output_dir)
+    assert type(clf.model).__name__ == "MeanPoolForSequenceClassification" and clf.model.config.normalize
+    base = load_file(str(Path(default_base()) / "model.safetensors"))
+    tuned = load_file(str(cfg.output_dir / "model.safetensors"))
+    name = "encoder.layer.5.output.dense.weight"
+    assert torch.equal(next(v for k, v in base.items() if k.endswith(name)), tuned[f"bert.{name}"])
+    # the reloaded model gives the probabilities the OOS rule was chosen on
+    _, val = split_examples(cfg)
+    probs = clf.probabilities([e.text for e in val])
+    gold = [e.intent for e in val]
+    again = oos_scores(probs, gold, clf.classes, clf.oos_index, clf.threshold)
+    assert again["in_scope_accuracy"] == pytest.approx(m["val_in_scope_accuracy"], abs=1e-6)
+    assert again["oos_recall"] == pytest.approx(m["val_oos_recall"], abs=1e-6)
+    with pytest.raises(ConfigError, match="needs --pooling mean"):
+        tiny(tmp_path, frozen_encoder=True)
 
 
 def test_small_talk_examples_are_varied_deterministic_and_not_out_of_scope() -> None:

@@ -156,6 +156,11 @@ class IntentTrainConfig(TrainConfig):
     pooling: str = option(
         "cls", "sentence vector for the head: cls (the [CLS] pooler) | mean (mean of tokens)"
     )
+    frozen_encoder: bool = option(
+        False,
+        "keep the encoder frozen and fit a logistic-regression head on its sentence vectors (--pooling mean)",
+    )
+    head_c: float = option(100.0, "inverse L2 strength of that logistic-regression head")
     class_weights: bool = option(False, "balanced loss weights for imbalanced intents")
     oos_examples: str | None = option(None, "out-of-scope text: FILE or 'auto'")
     oos_method: str = option("class", "how OOS text is used: class | threshold | both")
@@ -175,13 +180,18 @@ class IntentTrainConfig(TrainConfig):
             (self.max_length >= 4, "max_length must be >= 4"),
             (self.oos_method in OOS_METHODS, f"oos_method must be one of {', '.join(OOS_METHODS)}"),
             (self.pooling in POOLINGS, f"pooling must be one of {', '.join(POOLINGS)}"),
+            (not self.frozen_encoder or self.pooling == "mean", "--frozen-encoder needs --pooling mean"),
+            (self.head_c > 0, "head_c must be > 0"),
             (self.augment >= 0 and self.casual >= 0, "augment and casual must be >= 0"),
             (0 <= self.oos_max_loss <= 1, "oos_max_loss must be between 0 and 1"),
         ]
 
 
 def default_intent_config(output_dir: Path | str) -> IntentTrainConfig:
-    """The `chatbot models build` recipe: Bitext, MiniLM, ~3 min on a 2-core CPU."""
+    """The `chatbot models build` recipe: Bitext + small talk + generated rewrites, casual
+    requests and out-of-scope text; a logistic-regression head on the frozen MiniLM's
+    sentence vectors (about a minute on a 2-core CPU; docs/intent-model.md compares it
+    with fine-tuning)."""
     return IntentTrainConfig(
         output_dir=Path(output_dir),
         epochs=3.0,
@@ -190,4 +200,9 @@ def default_intent_config(output_dir: Path | str) -> IntentTrainConfig:
         oos_examples="auto",
         oos_method="both",
         small_talk=True,
+        augment=1.0,
+        casual=120,
+        pooling="mean",
+        frozen_encoder=True,
+        head_c=100.0,
     )
