@@ -160,7 +160,7 @@ class IntentTrainConfig(TrainConfig):
         False,
         "keep the encoder frozen and fit a logistic-regression head on its sentence vectors (--pooling mean)",
     )
-    head_c: float = option(100.0, "inverse L2 strength of that logistic-regression head")
+    head_c: float = option(10.0, "inverse L2 strength of that logistic-regression head")
     class_weights: bool = option(False, "balanced loss weights for imbalanced intents")
     oos_examples: str | None = option(None, "out-of-scope text: FILE or 'auto'")
     oos_method: str = option("class", "how OOS text is used: class | threshold | both")
@@ -204,5 +204,5 @@ def default_intent_config(output_dir: Path | str) -> IntentTrainConfig:
         casual=120,
         pooling="mean",
         frozen_encoder=True,
-        head_c=100.0,
+        head_c=10.0,
     )

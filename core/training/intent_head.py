@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
+from tqdm import tqdm
 
 from core.device import pick_device
 from core.training.config import IntentTrainConfig
@@ -36,7 +37,7 @@ def sentence_vectors(
     device = next(model.parameters()).device
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
-    for start in range(0, len(order), batch_size):
+    for start in tqdm(range(0, len(order), batch_size), desc="sentence vectors", unit="batch", leave=False):
         idx = order[start : start + batch_size]
         enc = tokenizer(
             [texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
