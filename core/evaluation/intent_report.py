@@ -147,6 +147,9 @@ def plot_tradeoff(curve: Sequence[dict[str, float]], chosen: float, path: Path, 
         color="C3",
         label=f"model's threshold {chosen:.2f}",
     )
+    # never zoom in so far that a few messages look like a cliff
+    ax.set_xlim(min(0.9, min(recall) - 0.02), 1.005)
+    ax.set_ylim(min(0.9, min(accuracy) - 0.02), 1.005)
     ax.set_xlabel("OOS recall")
     ax.set_ylabel("in-scope accuracy")
     ax.set_title(title or "Out-of-scope trade-off")

@@ -203,7 +203,7 @@ _TEMPLATES = {
         i don't want an account with you anymore
         can you shut down my account
         i'd like to deactivate my account permanently
-        get rid of my user account
+        get rid of the account i have with you
         how can i cancel my membership and delete my profile
         remove my login and everything attached to it
         close my account please

@@ -4,7 +4,8 @@ The data file, split by intent; then, as configured, generated small talk and
 greeting-opened copies (``small_talk.py``), paraphrase-style rewrites and casual
 requests (``augment.py``) and out-of-scope text (``out_of_scope.py``). Rewrites of
 training rows join training and rewrites of validation rows join validation, so no
-source sentence is on both sides; the paraphrase test set is never read.
+source sentence is on both sides. The paraphrase test set is read only to remove
+its lines (and texts containing them) from both (``decontaminate.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import random
 from core.training.augment import augment, casual_examples
 from core.training.config import IntentTrainConfig
 from core.training.data import Example, load_examples, stratified_split
+from core.training.decontaminate import decontaminate, held_out_texts
 from core.training.out_of_scope import load_oos
 from core.training.small_talk import generate_small_talk, with_openers
 
@@ -21,7 +23,8 @@ from core.training.small_talk import generate_small_talk, with_openers
 def split_examples(cfg: IntentTrainConfig) -> tuple[list[Example], list[Example]]:
     """(train, validation) with small talk, rewrites, casual requests and out-of-scope
     text added as configured. Rewrites of training rows join training and rewrites of
-    validation rows join validation, so the two never share a source sentence."""
+    validation rows join validation, so the two never share a source sentence. Lines
+    of the evaluation sets are removed from both (``decontaminate.py``)."""
     examples = load_examples(cfg.train_file)
     if cfg.validation_file is not None:
         train, val = examples, load_examples(cfg.validation_file)
@@ -52,4 +55,5 @@ def split_examples(cfg: IntentTrainConfig) -> tuple[list[Example], list[Example]
         val += oos[:n_val]
         if cfg.oos_method in ("class", "both"):
             train += oos[n_val:][: max(cfg.limit // 8, 1) if cfg.limit else None]
-    return train, val
+    held_out = held_out_texts()
+    return decontaminate(train, held_out), decontaminate(val, held_out)
