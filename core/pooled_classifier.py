@@ -19,7 +19,7 @@ from transformers import BertConfig, BertModel, BertPreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 
-class MeanPoolForSequenceClassification(BertPreTrainedModel):  # type: ignore[misc]
+class MeanPoolForSequenceClassification(BertPreTrainedModel):
     """BERT encoder + mean pooling + dropout + linear head; ``save_pretrained`` /
     ``from_pretrained`` like any Hugging Face model (loads a plain ``BertModel``
     checkpoint such as the base, with a new head)."""
@@ -29,10 +29,10 @@ class MeanPoolForSequenceClassification(BertPreTrainedModel):  # type: ignore[mi
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
-        self.num_labels = config.num_labels
+        self.num_labels = int(config.num_labels or 2)  # a config always has a label count
         self.bert = BertModel(config, add_pooling_layer=False)
         self.dropout = torch.nn.Dropout(config.hidden_dropout_prob)
-        self.classifier = torch.nn.Linear(config.hidden_size, config.num_labels)
+        self.classifier = torch.nn.Linear(config.hidden_size, self.num_labels)
         self.post_init()
 
     def pooled(
