@@ -134,7 +134,10 @@ def test_report_files_of_a_real_classifier(classifier: IntentClassifier, tmp_pat
         Example("I want my money back", "get_refund"),
         Example("give me a recipe for pasta", OUT_OF_SCOPE),
     ]
-    report = evaluate_intent(classifier, examples, tmp_path / "r")
+    validation = [
+        {"threshold": t / 100, "in_scope_accuracy": 1 - t / 200, "oos_recall": t / 100} for t in range(100)
+    ]
+    report = evaluate_intent(classifier, examples, tmp_path / "r", validation_curve=validation)
     assert report["n_in_scope"] == 3 and report["n_out_of_scope"] == 1
     assert np.array(report["confusion_matrix"]).sum() == len(examples)
     for name in ("confusion.png", "reliability.png"):

@@ -124,35 +124,32 @@ def _plot_reliability(rel: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_tradeoff(curve: Sequence[dict[str, float]], chosen: float, path: Path, title: str = "") -> None:
-    """In-scope accuracy against OOS recall, one point per threshold; the model's own
-    threshold marked."""
+def plot_tradeoff(curves: dict[str, Sequence[dict[str, float]]], chosen: float, path: Path) -> None:
+    """In-scope accuracy against OOS recall, one line per named curve (a point per
+    threshold), the model's own threshold marked on each."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    recall = [p["oos_recall"] for p in curve]
-    accuracy = [p["in_scope_accuracy"] for p in curve]
-    ax.plot(recall, accuracy, "-", color="C0", lw=1.5, label="thresholds 0.00 ... 0.99")
-    for t in (0.0, 0.25, 0.5, 0.75, 0.9):
-        p = min(curve, key=lambda q: abs(q["threshold"] - t))
-        ax.annotate(f"{p['threshold']:.2f}", (p["oos_recall"], p["in_scope_accuracy"]), fontsize=7)
-    at = min(curve, key=lambda q: abs(q["threshold"] - chosen))
-    ax.plot(
-        [at["oos_recall"]],
-        [at["in_scope_accuracy"]],
-        "o",
-        color="C3",
-        label=f"model's threshold {chosen:.2f}",
-    )
+    fig, ax = plt.subplots(figsize=(6, 5))
+    lows = [1.0, 1.0]
+    for colour, (name, curve) in enumerate(curves.items()):
+        recall = [p["oos_recall"] for p in curve]
+        accuracy = [p["in_scope_accuracy"] for p in curve]
+        lows = [min(lows[0], *recall), min(lows[1], *accuracy)]
+        ax.plot(recall, accuracy, "-", color=f"C{colour}", lw=1.5, label=name)
+        for t in (0.0, 0.5, 0.75, 0.9):
+            p = min(curve, key=lambda q: abs(q["threshold"] - t))
+            ax.annotate(f"{t:.2f}", (p["oos_recall"], p["in_scope_accuracy"]), fontsize=7, color=f"C{colour}")
+        at = min(curve, key=lambda q: abs(q["threshold"] - chosen))
+        ax.plot([at["oos_recall"]], [at["in_scope_accuracy"]], "o", color=f"C{colour}")
     # never zoom in so far that a few messages look like a cliff
-    ax.set_xlim(min(0.9, min(recall) - 0.02), 1.005)
-    ax.set_ylim(min(0.9, min(accuracy) - 0.02), 1.005)
+    ax.set_xlim(min(0.9, lows[0] - 0.02), 1.005)
+    ax.set_ylim(min(0.9, lows[1] - 0.02), 1.005)
     ax.set_xlabel("OOS recall")
     ax.set_ylabel("in-scope accuracy")
-    ax.set_title(title or "Out-of-scope trade-off")
+    ax.set_title(f"Out-of-scope trade-off over thresholds 0.00-0.99 (dots: {chosen:.2f})")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
     fig.tight_layout()
@@ -173,9 +170,14 @@ def _predict(model: IntentModel, texts: list[str], batch_size: int) -> tuple[lis
 
 
 def evaluate_intent(
-    model: IntentModel, examples: Sequence[Example], out_dir: Path | str, batch_size: int = 32
+    model: IntentModel,
+    examples: Sequence[Example],
+    out_dir: Path | str,
+    batch_size: int = 32,
+    validation_curve: Sequence[dict[str, float]] | None = None,
 ) -> dict[str, Any]:
-    """Run ``model`` on ``examples`` and write the report files; return the report dict."""
+    """Run ``model`` on ``examples`` and write the report files; return the report dict.
+    ``validation_curve`` (``metrics.json``'s ``oos_curve``) is drawn beside this data's."""
     if not examples:
         raise ConfigError("evaluation data has no examples")
     out = Path(out_dir)
@@ -211,7 +213,9 @@ def evaluate_intent(
         if probs is not None:
             curve = tradeoff_curve(probs, gold, model.classes, model.oos_index)  # type: ignore[attr-defined]
             report["oos_curve"] = curve
-            plot_tradeoff(curve, float(getattr(model, "threshold", 0.0)), out / "oos-tradeoff.png")
+            curves = {"validation (training run)": validation_curve} if validation_curve else {}
+            curves["this data"] = curve
+            plot_tradeoff(curves, float(getattr(model, "threshold", 0.0)), out / "oos-tradeoff.png")
     all_labels = sorted(set(gold) | {p.label for p in preds})
     cm = confusion_matrix(gold, [p.label for p in preds], labels=all_labels)
     report["most_confused"] = most_confused(cm, all_labels)
