@@ -193,6 +193,7 @@ def sample_sheet_quality(path: Path, judge: ResponseJudge, persona: Persona) -> 
 
 
 def intent_quality(folder: Path, router_threshold: float) -> dict[str, Any]:
+    from core.evaluation.intent_report import reliability
     from core.intents import IntentClassifier
 
     classifier = IntentClassifier.from_pretrained(folder, device="cpu")
@@ -206,6 +207,7 @@ def intent_quality(folder: Path, router_threshold: float) -> dict[str, Any]:
         "built": _metrics(folder),
         "oos_method": classifier.oos_method,
         "threshold": round(classifier.threshold, 4),
+        "temperature": classifier.temperature,
         "n_in_scope": len(in_scope),
         "n_out_of_scope": len(oos),
         "in_scope_accuracy": round(sum(p.label == r.intent for r, p in in_scope) / len(in_scope), 4),
@@ -214,6 +216,13 @@ def intent_quality(folder: Path, router_threshold: float) -> dict[str, Any]:
         ),
         "in_scope_rejected": round(sum(p.label == OUT_OF_SCOPE for _, p in in_scope) / len(in_scope), 4),
         "oos_recall": round(sum(p.label == OUT_OF_SCOPE for p in oos) / len(oos), 4),
+        # calibration of the confidence the router reads (top in-scope probability)
+        "in_scope_ece": round(
+            reliability([p.confidence for _, p in in_scope], [p.top_label == r.intent for r, p in in_scope])[
+                "ece"
+            ],
+            4,
+        ),
         # what the router does with the default persona's confidence_threshold: below it
         # the bot asks to rephrase, as it does for out_of_scope
         "router_threshold": router_threshold,
@@ -365,7 +374,10 @@ def main() -> None:
         it = report["intent"] = intent_quality(
             args.models / args.intent, persona.routing.confidence_threshold
         )
-        print(f"intent {it['model']} {it['built']} (oos {it['oos_method']}, threshold {it['threshold']})")
+        print(
+            f"intent {it['model']} {it['built']} (oos {it['oos_method']}, threshold {it['threshold']}, "
+            f"temperature {it['temperature']}, in-scope ECE {it['in_scope_ece']})"
+        )
         print(
             f"  paraphrase set: in-scope accuracy {it['in_scope_accuracy']:.1%} of {it['n_in_scope']} "
             f"(top label {it['in_scope_top_label_accuracy']:.1%}, "

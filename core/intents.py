@@ -7,7 +7,9 @@ on validation data (see docs/intent-model.md):
     {"oos_method": "class" | "threshold" | "both" | "none",
      "threshold": 0.42,            # top in-scope probability below this -> out of scope
      "oos_label": "out_of_scope",  # the trained OOS class, or null
-     "max_length": 48}
+     "max_length": 48,
+     "pooling": "mean",            # sentence vector: "cls" (AutoModelForSequenceClassification) or "mean"
+     "temperature": 1.7}           # logits / T before the softmax (temperature scaling)
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ def read_oos_config(folder: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         float(data.get("threshold", 0.0))
+        if float(data.get("temperature", 1.0) or 1.0) <= 0:
+            raise ValueError("temperature must be > 0")
     except (OSError, ValueError, TypeError, AttributeError) as exc:
         raise ModelMissing(
             f"{path} is unreadable ({exc.__class__.__name__}); rebuild the model with "
@@ -83,8 +87,16 @@ class IntentClassifier:
         self.threshold = float(oos.get("threshold", 0.0) or 0.0)
         self.max_length = int(oos.get("max_length", DEFAULT_MAX_LENGTH))
         self.oos_method = str(oos.get("oos_method", "none"))
+        # fitted on validation data so the confidence is a probability (calibration.py)
+        self.temperature = float(oos.get("temperature", 1.0) or 1.0)
         # the intents a caller can route on (the trained OOS class is not one of them)
         self.labels: list[str] = [lab for i, lab in enumerate(self._all_labels) if i != self.oos_index]
+
+    @property
+    def classes(self) -> list[str]:
+        """Every trained class in the order of the probability columns (the labels and
+        a trained OOS class)."""
+        return list(self._all_labels)
 
     @classmethod
     def from_pretrained(cls, path: Path | str, device: str | None = None) -> IntentClassifier:
@@ -99,9 +111,10 @@ class IntentClassifier:
         dev = pick_device(device)
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                folder, local_files_only=True, dtype=pick_dtype(dev)
-            )
+            head = AutoModelForSequenceClassification
+            if oos.get("pooling") == "mean":
+                from core.pooled_classifier import MeanPoolForSequenceClassification as head  # type: ignore[assignment]
+            model = head.from_pretrained(folder, local_files_only=True, dtype=pick_dtype(dev))
         except Exception as exc:  # corrupt weights, missing tokenizer files, bad JSON
             first = str(exc).splitlines()[0] if str(exc) else ""
             raise ModelMissing(
@@ -119,7 +132,8 @@ class IntentClassifier:
 
     @torch.inference_mode()
     def probabilities(self, texts: Sequence[str], batch_size: int = 32) -> torch.Tensor:
-        """(N, C) softmax over all trained classes, in input order, float32 on CPU."""
+        """(N, C) softmax of the logits / temperature over all trained classes, in input
+        order, float32 on CPU."""
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths pad less
         out = torch.empty(len(texts), len(self._all_labels))
         for start in range(0, len(order), batch_size):
@@ -132,7 +146,7 @@ class IntentClassifier:
                 return_tensors="pt",
             ).to(self.device)
             logits = self.model(**enc).logits  # (b, C)
-            out[idx] = logits.float().softmax(dim=-1).cpu()
+            out[idx] = (logits.float() / self.temperature).softmax(dim=-1).cpu()
         return out
 
     def predict(self, texts: Sequence[str], batch_size: int = 32) -> list[IntentPrediction]:

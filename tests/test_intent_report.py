@@ -123,6 +123,8 @@ def test_report_figures_worked_out_by_hand(tmp_path: Path) -> None:
     assert report["calibration"]["ece"] == pytest.approx(2.13 / 6)
     md = (tmp_path / "r" / "intent-report.md").read_text()
     assert "- accuracy: 0.5000" in md and "- oos recall: 0.5000" in md and "| a | b | 1 |" in md
+    # no probabilities to sweep a threshold over: no trade-off curve
+    assert "oos_curve" not in report and not (tmp_path / "r" / "oos-tradeoff.png").exists()
 
 
 def test_report_files_of_a_real_classifier(classifier: IntentClassifier, tmp_path: Path) -> None:
@@ -132,7 +134,10 @@ def test_report_files_of_a_real_classifier(classifier: IntentClassifier, tmp_pat
         Example("I want my money back", "get_refund"),
         Example("give me a recipe for pasta", OUT_OF_SCOPE),
     ]
-    report = evaluate_intent(classifier, examples, tmp_path / "r")
+    validation = [
+        {"threshold": t / 100, "in_scope_accuracy": 1 - t / 200, "oos_recall": t / 100} for t in range(100)
+    ]
+    report = evaluate_intent(classifier, examples, tmp_path / "r", validation_curve=validation)
     assert report["n_in_scope"] == 3 and report["n_out_of_scope"] == 1
     assert np.array(report["confusion_matrix"]).sum() == len(examples)
     for name in ("confusion.png", "reliability.png"):
@@ -141,6 +146,15 @@ def test_report_files_of_a_real_classifier(classifier: IntentClassifier, tmp_pat
     assert json.loads((tmp_path / "r" / "intent-report.json").read_text())["n_examples"] == 4
     md = (tmp_path / "r" / "intent-report.md").read_text()
     assert "oos recall" in md and "Most confused pairs" in md and "| cancel_order |" in md
+    # the trade-off curve: one point per threshold, and at the model's own threshold
+    # (0.5) exactly the report's in-scope accuracy and OOS recall
+    curve = report["oos_curve"]
+    assert len(curve) == 100 and "oos-tradeoff.png" in md
+    at = next(p for p in curve if p["threshold"] == 0.5)
+    assert at["in_scope_accuracy"] == pytest.approx(report["accuracy"])
+    assert at["oos_recall"] == pytest.approx(report["oos_recall"])
+    assert curve[0]["oos_recall"] == 0.0  # no OOS class: at t = 0 nothing is rejected
+    assert (tmp_path / "r" / "oos-tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_evaluate_intent_rejects_bad_data(classifier: IntentClassifier, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,14 @@ from typer.testing import CliRunner
 
 from bots.commands.intent import eval_intent
 from bots.commands.intent import train_intent as train_cmd
-from core.errors import ConfigError
+from core.errors import ConfigError, ModelMissing
 from core.intents import OOS_FILE, IntentClassifier
 from core.protocols import OUT_OF_SCOPE
 from core.training.config import IntentTrainConfig, default_intent_config
 from core.training.data import BITEXT_CSV, load_examples
-from core.training.intent import default_base, split_examples, train_intent
-from core.training.oos_threshold import choose_threshold
+from core.training.intent import default_base, train_intent
+from core.training.intent_data import split_examples
+from core.training.oos_threshold import oos_scores
 from core.training.out_of_scope import BITEXT_BANKING_OVERLAP, generate_oos, load_oos
 
 INTENTS = ["cancel_order", "track_order", "get_refund", "create_account"]
@@ -182,16 +184,28 @@ def test_early_stopping_on_validation_macro_f1(tmp_path: Path) -> None:
     assert m["epochs_run"] == 2 and m["best_epoch"] == 1 and len(m["history"]) == 2
 
 
-def test_choose_threshold_balances_in_scope_accuracy_and_oos_recall() -> None:
-    labels = ["a", "b"]
-    probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.55, 0.45], [0.705, 0.295]])
-    gold = ["a", "b", "a", OUT_OF_SCOPE, OUT_OF_SCOPE]
-    best = choose_threshold(probs, gold, labels, None)
-    # t in (0.6, 0.705] keeps all 3 in-scope right and rejects one OOS: 0.5*1 + 0.5*0.5 = 0.75
-    # t in (0.705, 0.8] rejects both OOS but loses row 2: 0.5*(2/3) + 0.5*1 = 0.833 (best; lowest such t)
-    assert best["threshold"] == pytest.approx(0.71)
-    assert best["in_scope_accuracy"] == pytest.approx(2 / 3) and best["oos_recall"] == 1.0
-    assert choose_threshold(probs[:3], gold[:3], labels, None)["threshold"] == 0.0  # no OOS: reject nothing
+def test_temperature_is_stored_and_applied_at_load(
+    trained: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    folder, m = trained
+    rule = json.loads((folder / OOS_FILE).read_text())
+    assert rule["temperature"] == m["temperature"] > 0 and 0 <= m["val_ece"] <= 1
+    assert "OOS recall" in rule["rule"] and len(m["oos_curve"]) == 100
+    assert IntentClassifier.from_pretrained(folder).temperature == rule["temperature"]
+    texts = ["please cancel my order", "where is my parcel", "asdfgh qwerty"]
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    logp = {}
+    for t in (1.0, 3.0):
+        (copy / OOS_FILE).write_text(json.dumps(rule | {"temperature": t}))
+        logp[t] = IntentClassifier.from_pretrained(copy).probabilities(texts).log()
+    # softmax(z / 3): every log-probability gap is a third of the gap at T = 1
+    gap = {t: v - v[:, :1] for t, v in logp.items()}
+    assert torch.allclose(gap[1.0] / 3, gap[3.0], atol=1e-4)
+    assert torch.equal(logp[1.0].argmax(-1), logp[3.0].argmax(-1))
+    (copy / OOS_FILE).write_text(json.dumps(rule | {"temperature": -1}))
+    with pytest.raises(ModelMissing, match="unreadable"):
+        IntentClassifier.from_pretrained(copy)
 
 
 def test_oos_sources() -> None:
@@ -231,7 +245,43 @@ def test_default_config_is_the_bitext_recipe(tmp_path: Path) -> None:
     cfg = default_intent_config(tmp_path / "x")
     cfg.validate()
     assert cfg.train_file == BITEXT_CSV and cfg.output_dir == tmp_path / "x" and cfg.oos_examples == "auto"
-    assert cfg.small_talk
+    assert cfg.small_talk and cfg.frozen_encoder and cfg.pooling == "mean" and cfg.augment and cfg.casual
+
+
+def test_frozen_encoder_head_is_saved_as_fitted(tmp_path: Path) -> None:
+    """The logistic-regression head on frozen sentence vectors: the encoder keeps the
+    base weights, and the saved folder reproduces the validation probabilities the
+    temperature and threshold were chosen on."""
+    csv_path, _ = _write_data(tmp_path / "d", 10)
+    cfg = tiny(
+        tmp_path,
+        train_file=csv_path,
+        pooling="mean",
+        frozen_encoder=True,
+        validation_split=0.3,
+        oos_examples="auto",
+        oos_method="both",
+        casual=8,
+        augment=0.5,
+    )
+    m = train_intent(cfg)
+    assert m["steps"] == 0 and m["history"] == [] and m["frozen_encoder"]["encode_s"] >= 0
+    assert m["n_labels"] == len(INTENTS) + 1 and m["val_accuracy"] > 0.5
+    clf = IntentClassifier.from_pretrained(cfg.output_dir)
+    assert type(clf.model).__name__ == "MeanPoolForSequenceClassification" and clf.model.config.normalize
+    base = load_file(str(Path(default_base()) / "model.safetensors"))
+    tuned = load_file(str(cfg.output_dir / "model.safetensors"))
+    name = "encoder.layer.5.output.dense.weight"
+    assert torch.equal(next(v for k, v in base.items() if k.endswith(name)), tuned[f"bert.{name}"])
+    # the reloaded model gives the probabilities the OOS rule was chosen on
+    _, val = split_examples(cfg)
+    probs = clf.probabilities([e.text for e in val])
+    gold = [e.intent for e in val]
+    again = oos_scores(probs, gold, clf.classes, clf.oos_index, clf.threshold)
+    assert again["in_scope_accuracy"] == pytest.approx(m["val_in_scope_accuracy"], abs=1e-6)
+    assert again["oos_recall"] == pytest.approx(m["val_oos_recall"], abs=1e-6)
+    with pytest.raises(ConfigError, match="needs --pooling mean"):
+        tiny(tmp_path, frozen_encoder=True)
 
 
 def test_small_talk_examples_are_varied_deterministic_and_not_out_of_scope() -> None:

@@ -1,9 +1,11 @@
 """Evaluate an intent model on labelled examples and write a report a person can read.
 
 ``evaluate_intent`` writes ``intent-report.json``, ``intent-report.md``,
-``confusion.png`` and ``reliability.png`` into ``out_dir``. In-scope figures count an
-in-scope message answered OUT_OF_SCOPE as wrong; OOS recall is reported beside them
-when the data has ``out_of_scope`` examples.
+``confusion.png`` and ``reliability.png`` into ``out_dir``, and ``oos-tradeoff.png``
+(in-scope accuracy against OOS recall over thresholds) when the data has
+``out_of_scope`` examples and the model exposes its probabilities. In-scope figures
+count an in-scope message answered OUT_OF_SCOPE as wrong; OOS recall is reported beside
+them when the data has ``out_of_scope`` examples.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from core.errors import ConfigError
+from core.intents import decide
 from core.protocols import OUT_OF_SCOPE, IntentModel
 from core.training.data import Example
+from core.training.oos_threshold import tradeoff_curve
 
 log = logging.getLogger(__name__)
 
@@ -120,18 +124,65 @@ def _plot_reliability(rel: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_tradeoff(curves: dict[str, Sequence[dict[str, float]]], chosen: float, path: Path) -> None:
+    """In-scope accuracy against OOS recall, one line per named curve (a point per
+    threshold), the model's own threshold marked on each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    lows = [1.0, 1.0]
+    for colour, (name, curve) in enumerate(curves.items()):
+        recall = [p["oos_recall"] for p in curve]
+        accuracy = [p["in_scope_accuracy"] for p in curve]
+        lows = [min(lows[0], *recall), min(lows[1], *accuracy)]
+        ax.plot(recall, accuracy, "-", color=f"C{colour}", lw=1.5, label=name)
+        for t in (0.0, 0.5, 0.75, 0.9):
+            p = min(curve, key=lambda q: abs(q["threshold"] - t))
+            ax.annotate(f"{t:.2f}", (p["oos_recall"], p["in_scope_accuracy"]), fontsize=7, color=f"C{colour}")
+        at = min(curve, key=lambda q: abs(q["threshold"] - chosen))
+        ax.plot([at["oos_recall"]], [at["in_scope_accuracy"]], "o", color=f"C{colour}")
+    # never zoom in so far that a few messages look like a cliff
+    ax.set_xlim(min(0.9, lows[0] - 0.02), 1.005)
+    ax.set_ylim(min(0.9, lows[1] - 0.02), 1.005)
+    ax.set_xlabel("OOS recall")
+    ax.set_ylabel("in-scope accuracy")
+    ax.set_title(f"Out-of-scope trade-off over thresholds 0.00-0.99 (dots: {chosen:.2f})")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _predict(model: IntentModel, texts: list[str], batch_size: int) -> tuple[list[Any], Any]:
+    """Predictions, and the probability matrix when the model exposes one (for the curve)."""
+    probabilities = getattr(model, "probabilities", None)
+    if callable(probabilities) and hasattr(model, "oos_index") and hasattr(model, "classes"):
+        probs = probabilities(texts, batch_size=batch_size)
+        return decide(probs, model.classes, model.oos_index, float(getattr(model, "threshold", 0.0))), probs
+    try:
+        return model.predict(texts, batch_size=batch_size), None  # type: ignore[call-arg]
+    except TypeError:
+        return model.predict(texts), None
+
+
 def evaluate_intent(
-    model: IntentModel, examples: Sequence[Example], out_dir: Path | str, batch_size: int = 32
+    model: IntentModel,
+    examples: Sequence[Example],
+    out_dir: Path | str,
+    batch_size: int = 32,
+    validation_curve: Sequence[dict[str, float]] | None = None,
 ) -> dict[str, Any]:
-    """Run ``model`` on ``examples`` and write the report files; return the report dict."""
+    """Run ``model`` on ``examples`` and write the report files; return the report dict.
+    ``validation_curve`` (``metrics.json``'s ``oos_curve``) is drawn beside this data's."""
     if not examples:
         raise ConfigError("evaluation data has no examples")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        preds = model.predict([e.text for e in examples], batch_size=batch_size)  # type: ignore[call-arg]
-    except TypeError:
-        preds = model.predict([e.text for e in examples])
+    preds, probs = _predict(model, [e.text for e in examples], batch_size)
     gold = [e.intent for e in examples]
     unknown = sorted({g for g in gold if g != OUT_OF_SCOPE} - set(model.labels))
     if unknown and len(unknown) == len({g for g in gold if g != OUT_OF_SCOPE}):
@@ -159,6 +210,12 @@ def evaluate_intent(
         flagged = [i for i, p in enumerate(preds) if p.label == OUT_OF_SCOPE]
         report["oos_precision"] = sum(gold[i] == OUT_OF_SCOPE for i in flagged) / max(1, len(flagged))
         report["overall_accuracy"] = float(accuracy_score(gold, [p.label for p in preds]))
+        if probs is not None:
+            curve = tradeoff_curve(probs, gold, model.classes, model.oos_index)  # type: ignore[attr-defined]
+            report["oos_curve"] = curve
+            curves = {"validation (training run)": validation_curve} if validation_curve else {}
+            curves["this data"] = curve
+            plot_tradeoff(curves, float(getattr(model, "threshold", 0.0)), out / "oos-tradeoff.png")
     all_labels = sorted(set(gold) | {p.label for p in preds})
     cm = confusion_matrix(gold, [p.label for p in preds], labels=all_labels)
     report["most_confused"] = most_confused(cm, all_labels)
@@ -192,7 +249,8 @@ def _markdown(r: dict[str, Any]) -> str:
         lines.append(f"- expected calibration error: {r['calibration']['ece']:.4f}")
     lines += [
         "",
-        "![confusion](confusion.png) ![reliability](reliability.png)",
+        "![confusion](confusion.png) ![reliability](reliability.png)"
+        + (" ![OOS trade-off](oos-tradeoff.png)" if "oos_curve" in r else ""),
         "",
         "## Most confused pairs",
         "",

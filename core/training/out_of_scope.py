@@ -1,9 +1,11 @@
-"""Out-of-scope text for the intent classifier: sentences no support bot should answer.
+"""Out-of-scope text for the intent classifier: messages no support bot should answer.
 
-``generate_oos`` fills templates (small talk, trivia, weather, cooking, sports, math,
-assistant requests) deterministically; ``load_oos`` turns an ``--oos-examples`` value
-("auto" or a file) into ``out_of_scope`` examples. For a BANKING77-labelled model "auto"
-adds Bitext utterances from intents a bank would not serve.
+``generate_oos`` mixes three generated kinds, deterministically: templated topics
+(other businesses' questions, trivia, weather, cooking, arithmetic, assistant requests;
+``core/training/oos_templates.py``), gibberish and keyboard mashing, and support
+questions in other languages. ``load_oos`` turns an ``--oos-examples`` value ("auto"
+or a file) into ``out_of_scope`` examples. For a BANKING77-labelled model "auto" adds
+Bitext utterances from intents a bank would not serve.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from core.errors import ConfigError
 from core.protocols import OUT_OF_SCOPE
 from core.training.data import BITEXT_CSV, REPO_DATA, Example, load_examples
+from core.training.oos_templates import FILL, FOREIGN, TEMPLATES
 
 # Bitext intents that a banking bot would also serve: never used as banking OOS text.
 BITEXT_BANKING_OVERLAP = {
@@ -35,90 +38,84 @@ BITEXT_BANKING_OVERLAP = {
     "check_cancellation_fee",
 }
 
-_OOS_TEMPLATES = {
-    # (greetings are not here: they are the small-talk intents, core/training/small_talk.py)
-    "small talk": [
-        "how is your {day} going?",
-        "do you {like} {thing}?",
-        "tell me a joke about {thing}",
-        "what is your favourite {thing}?",
-        "i'm feeling {mood} today",
-        "are you a robot or a {thing}?",
-    ],
-    "trivia": [
-        "who wrote {book}?",
-        "what is the capital of {country}?",
-        "how tall is {landmark}?",
-        "when was {landmark} built?",
-        "what language do they speak in {country}?",
-    ],
-    "weather": [
-        "will it rain in {city} {when}?",
-        "what's the weather like in {city}?",
-        "how cold will it be {when} in {city}?",
-        "is it sunny in {city} right now",
-    ],
-    "cooking": [
-        "how long should i boil {food}?",
-        "give me a recipe for {food}",
-        "can i freeze {food}?",
-        "what wine goes with {food}?",
-        "how do i make {food} crispy",
-    ],
-    "sports": [
-        "who won the {sport} game {when}?",
-        "when does the {sport} season start?",
-        "how many players are on a {sport} team?",
-        "what are the rules of {sport}?",
-    ],
-    "math": [
-        "what is {n} times {m}?",
-        "what's the square root of {n}",
-        "is {n} a prime number?",
-        "convert {n} miles to kilometers",
-        "how much is {n} plus {m}",
-    ],
-    "misc": [
-        "set an alarm for {n} am",
-        "play some {genre} music",
-        "translate '{thing}' into {lang}",
-        "how do you say {thing} in {lang}",
-        "recommend a {genre} movie",
-        "what time is it in {city}",
-    ],
-}
-_OOS_FILL = {
-    "day": ["day", "week", "weekend", "morning"],
-    "like": ["like", "enjoy", "hate"],
-    "thing": ["cats", "pizza", "the ocean", "chess", "jazz", "mountains", "robots"],
-    "mood": ["great", "bored", "tired", "happy"],
-    "part": ["morning", "evening", "afternoon"],
-    "book": ["hamlet", "war and peace", "the odyssey", "pride and prejudice"],
-    "country": ["peru", "japan", "norway", "kenya", "canada"],
-    "landmark": ["the eiffel tower", "mount everest", "big ben"],
-    "city": ["paris", "tokyo", "chicago", "lagos", "sydney"],
-    "when": ["tomorrow", "tonight", "this weekend", "yesterday"],
-    "food": ["eggs", "pasta", "rice", "salmon", "potatoes", "broccoli"],
-    "sport": ["football", "basketball", "cricket", "tennis", "hockey"],
-    "n": ["7", "12", "49", "144", "1000"],
-    "m": ["3", "8", "15"],
-    "genre": ["jazz", "rock", "comedy", "horror", "classical"],
-    "lang": ["french", "spanish", "german"],
-}
+_KEYBOARD_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm", "1234567890")
+_SYLLABLES = ("bla", "ro", "fn", "zu", "ki", "mop", "tr", "ex", "glo", "vu", "pa", "shn", "ix", "do")
+_SYMBOLS = ("?", "!", ".", "...", "?!", "-", "*", "😂", "👍", "🙄", "🤔", ":(", ":)", "#", "$%")
+_FILLERS = ("test", "testing", "test 123", "lorem ipsum dolor sit amet", "hmm", "asdf test", "xyz")
 
 
-def generate_oos(n: int = 400, seed: int = 13) -> list[str]:
+def _gibberish(rng: random.Random) -> str:
+    """One message of keyboard mashing, random letters, repeats, symbols or made-up words."""
+    kind = rng.randrange(6)
+    if kind == 0:  # a walk along a keyboard row, maybe repeated or split
+        row = rng.choice(_KEYBOARD_ROWS[:3])
+        i = rng.randrange(len(row) - 3)
+        walk = row[i : i + rng.randrange(3, min(8, len(row) - i) + 1)]  # 3-8 keys
+        return rng.choice((walk, walk * 2, walk + " " + walk[::-1], walk.upper(), walk + "!!"))
+    if kind == 1:  # random letters
+        letters = "abcdefghijklmnopqrstuvwxyz"
+        words = [
+            "".join(rng.choice(letters) for _ in range(rng.randrange(2, 11)))
+            for _ in range(rng.randrange(1, 4))
+        ]
+        return " ".join(words)
+    if kind == 2:  # a key held down, sliding onto its neighbour
+        row = rng.choice(_KEYBOARD_ROWS[:3])
+        i = rng.randrange(len(row) - 1)
+        return row[i] * rng.randrange(3, 12) + row[i + 1] * rng.randrange(1, 5)
+    if kind == 3:  # symbols and emoji, at least two different ones
+        picked = rng.sample(_SYMBOLS, rng.randrange(2, 5))
+        return "".join(picked)
+    if kind == 4:  # words that are no words
+        return " ".join(
+            "".join(rng.choice(_SYLLABLES) for _ in range(rng.randrange(1, 4)))
+            for _ in range(rng.randrange(1, 5))
+        )
+    return rng.choice(_FILLERS) + rng.choice(("", "?", "!", " " + rng.choice(_KEYBOARD_ROWS[1][:5])))
+
+
+def generate_gibberish(n: int = 150, seed: int = 13) -> list[str]:
+    """``n`` distinct messages nobody could answer: mashing, noise, symbols (deterministic)."""
+    rng = random.Random(seed)
+    out: set[str] = set()
+    for _ in range(n * 20):
+        if len(out) >= n:
+            break
+        out.add(_gibberish(rng))
+    return sorted(out)
+
+
+def foreign_messages(seed: int = 13) -> list[str]:
+    """The other-language messages of ``FOREIGN``, each as written, in lower case without
+    its final punctuation, and capitalised (deterministic)."""
+    out: set[str] = set()
+    for lines in FOREIGN.values():
+        for line in lines:
+            out |= {line, line.lower().rstrip("?？.!"), line[:1].upper() + line[1:]}
+    return sorted(out)
+
+
+def generate_topics(n: int = 400, seed: int = 13) -> list[str]:
     """Deterministic, varied sentences no customer-support bot should answer."""
     rng = random.Random(seed)
-    templates = [t for group in _OOS_TEMPLATES.values() for t in group]
+    templates = [t for group in TEMPLATES.values() for t in group]
     out: set[str] = set()
     for _ in range(n * 20):
         if len(out) >= n:
             break
         tpl = rng.choice(templates)
-        keys = [k for k in _OOS_FILL if "{" + k + "}" in tpl]
-        out.add(tpl.format(**{k: rng.choice(_OOS_FILL[k]) for k in keys}))
+        keys = [k for k in FILL if "{" + k + "}" in tpl]
+        out.add(tpl.format(**{k: rng.choice(FILL[k]) for k in keys}))
     return sorted(out)
+
+
+def generate_oos(n: int = 400, seed: int = 13) -> list[str]:
+    """The "auto" out-of-scope text: ``n`` templated topics (other businesses, trivia,
+    chat, ...) plus, when ``n`` is at least 100, ``n // 3`` gibberish messages and the
+    other-language ones. Deterministic for a seed."""
+    if n < 100:
+        return generate_topics(n, seed)
+    return sorted(set(generate_topics(n, seed) + generate_gibberish(n // 3, seed) + foreign_messages(seed)))
 
 
 def load_oos(spec: str, in_scope: set[str], seed: int) -> list[Example]:
