@@ -82,12 +82,17 @@ def test_quantized_lm_loads_by_name_and_answers_with_figures_beside_the_original
         assert comparison[variant]["tokens_per_s"] > 0
     assert comparison["examples"] == 3 and comparison["int8_speedup"]["tokens_per_s"] > 0
 
-    loaded = ModelRegistry(models, device="cpu").reply_model("lm-tiny-int8")
-    generator = getattr(loaded, "model", loaded)  # under best-of-n's wrapper (core.best_of)
+    registry = ModelRegistry(models, device="cpu")
+    loaded = registry.reply_model("lm-tiny-int8")  # as the engine gets it
+    served = getattr(loaded, "model", loaded)  # under best-of-n's wrapper (core.best_of)
+    generator = getattr(served, "generator", served)  # continuous batching runs a Generator's model
     assert isinstance(generator, Generator)
     int8 = [m for m in generator.model.modules() if isinstance(m, INT8_LINEAR)]
     assert len(int8) == 2 * 4 + 1  # every projection of both blocks, and the output head
-    [reply] = generator.generate([GenerationRequest(text="I need to change my address", settings=GREEDY)])
+    try:
+        [reply] = loaded.generate([GenerationRequest(text="I need to change my address", settings=GREEDY)])
+    finally:
+        registry.close()
     assert reply.strip()
     plain = Generator.from_pretrained(models / "lm-tiny", device="cpu")  # the original is untouched
     assert not any(isinstance(m, INT8_LINEAR) for m in plain.model.modules())
