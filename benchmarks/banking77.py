@@ -89,7 +89,7 @@ def minilm(out: Path, args: argparse.Namespace) -> dict[str, Any]:
         lr_scheduler="linear",
         weight_decay=0.01,
         patience=3,
-        seed=13,
+        seed=args.seed,
         oos_examples="auto",
         oos_method="threshold",
         max_steps=args.max_steps,
@@ -128,6 +128,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=8)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--max-steps", type=int, default=0, help="tiny smoke runs only")
+    parser.add_argument("--seed", type=int, default=13, help="data split, initialisation and order")
     parser.add_argument("--skip-minilm", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
