@@ -3,7 +3,7 @@
     python -m benchmarks.reply_quality [--models models] [--lm lm-default]
         [--intent intent-default] [--n 80] [--json FILE] [--samples SHEET.md]
         [--skip-lm] [--skip-intent] [--retrain-judge] [--sampled] [--best-of N [--latency]]
-        [--repetition-penalty P] [--carrying] [--sheet SHEET.md]
+        [--repetition-penalty P] [--history-scope topic|all] [--carrying] [--sheet SHEET.md]
 
 Prints, for docs/reply-quality.md:
 
@@ -282,6 +282,9 @@ def main() -> None:
     parser.add_argument("--carrying", action="store_true", help="reference numbers across turns")
     parser.add_argument("--sheet", type=Path, help="write the multi-turn replies as a sample sheet here")
     parser.add_argument("--repetition-penalty", type=float, help="override the persona's")
+    parser.add_argument(
+        "--history-scope", choices=("topic", "all"), help="override the persona's (core.prompt.scope_history)"
+    )
     parser.add_argument("--skip-intent", action="store_true")
     parser.add_argument("--retrain-judge", action="store_true")
     parser.add_argument(
@@ -330,7 +333,8 @@ def main() -> None:
         )
 
     if not args.skip_lm:
-        overrides = {k: v for k, v in (("repetition_penalty", args.repetition_penalty),) if v is not None}
+        chosen = (("repetition_penalty", args.repetition_penalty), ("history_scope", args.history_scope))
+        overrides = {k: v for k, v in chosen if v is not None}
         lm = report["lm"] = lm_quality(
             args.models / args.lm,
             judge,

@@ -43,6 +43,7 @@ _ITEM = re.compile(
     re.IGNORECASE,
 )
 _TRAILING = ".,;:!?)]}'\""
+_AMOUNT_LEAD = re.compile(r"\bthe\s{1,3}amount\s{1,3}of\s{1,3}$", re.IGNORECASE)
 
 _WORD = re.compile(r"[^\W\d_]{2,}")
 _SPACES = re.compile(r"[ \t]{2,}")
@@ -69,7 +70,8 @@ class GuardedReply:
 
 
 def find_items(text: str) -> list[Item]:
-    """Numbers (4+ digits), amounts, phone numbers, e-mail addresses and URLs in ``text``."""
+    """Numbers (4+ digits), amounts of money (any size: "$3" is a fact too), phone numbers,
+    e-mail addresses and URLs in ``text``."""
     items: list[Item] = []
     for match in _ITEM.finditer(text or ""):
         kind = match.lastgroup or NUMBER
@@ -86,8 +88,6 @@ def find_items(text: str) -> list[Item]:
                 for m in re.finditer(r"(?<![0-9])[0-9]{4,}(?![0-9])", value)
             ]
             continue
-        if kind == AMOUNT and len(_digits(re.sub(r"\.[0-9]{1,2}\b", "", value))) < 4:
-            continue  # "$12.50" is not a 4-digit number
         if kind == NUMBER:
             if len(_digits(value)) < 4:
                 continue  # "7-14 days"
@@ -156,6 +156,10 @@ def _replacement(text: str, item: Item, floor: int, order_talk: bool) -> tuple[i
         if fitted is not None:
             return fitted
     phrase = PHRASES[item.kind]
+    if item.kind == AMOUNT:  # "the amount of $299" -> "the amount", not "the amount of the amount"
+        lead = _AMOUNT_LEAD.search(text, floor, item.start)
+        if lead is not None:
+            return lead.start(), phrase
     return item.start, phrase[0].upper() + phrase[1:] if at_sentence_start(text, item.start) else phrase
 
 

@@ -21,7 +21,14 @@ from core.device import pick_device, pick_dtype
 from core.errors import ModelMissing
 from core.metrics import GENERATED_TOKENS, GENERATION_BATCH, GENERATION_SECONDS
 from core.persona import GenerationSettings
-from core.prompt import END, build_prompt_ids, ensure_special_tokens, mask_request, special_ids
+from core.prompt import (
+    END,
+    build_prompt_ids,
+    ensure_special_tokens,
+    mask_request,
+    scope_history,
+    special_ids,
+)
 from core.protocols import GenerationRequest
 from core.quantize import apply_saved_quantization
 from core.slots import unmask_references
@@ -196,6 +203,7 @@ class Generator:
 
     def prompt_for(self, request: GenerationRequest, max_new: int) -> tuple[list[int], list[str]]:
         """The prompt ids of one request and the reference numbers its reply gets back."""
+        request = scope_history(request)
         masked, values = mask_request(request) if self.mask_references else (request, [])
         return build_prompt_ids(self.tokenizer, masked, self.context_window, max_new), values
 

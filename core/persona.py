@@ -44,6 +44,11 @@ class GenerationSettings(_Strict):
     repetition_penalty: float = Field(default=1.1, ge=1.0, le=3.0)
     do_sample: bool = True
     history_turns: int = Field(default=8, ge=0, le=200, description="recent turns put in the prompt")
+    history_scope: Literal["topic", "all"] = Field(
+        default="topic",
+        description="'topic': of those turns, only the ones since the customer last asked about "
+        "another intent; 'all': every one (core.prompt.scope_history)",
+    )
     best_of: int = Field(
         default=1,
         ge=1,

@@ -62,6 +62,29 @@ class Dialogue:
         return GenerationRequest(text=self.text, intent=self.intent, style=self.system, history=self.history)
 
 
+def scope_history(request: GenerationRequest) -> GenerationRequest:
+    """The request with only the earlier turns its persona's ``history_scope`` keeps.
+
+    ``topic`` keeps the newest run of turns about the request's intent, back to the
+    first turn stored with another intent; a turn with none (an agent's) belongs to the
+    topic of the turn before it. A small LM answers what its prompt is about: with 1-3 earlier exchanges
+    about other intents, the default LM's replies were on the customer's intent 66% of
+    the time against 86% without them (docs/reply-quality.md). ``all`` keeps every turn.
+    """
+    if request.settings.history_scope == "all" or not request.intent:
+        return request
+    kept: list[Turn] = []
+    pending: list[Turn] = []  # newer turns without an intent: their topic is decided below
+    for turn in reversed(request.history):
+        if turn.intent and turn.intent != request.intent:
+            pending = []
+            break
+        pending.append(turn)
+        if turn.intent:
+            kept, pending = kept + pending, []
+    return replace(request, history=tuple(reversed(kept + pending)))
+
+
 def mask_request(request: GenerationRequest) -> tuple[GenerationRequest, list[str]]:
     """The request with the customer's reference numbers as ``{{Reference N}}`` (see
     :mod:`core.slots`), and the numbers to put back into the reply."""

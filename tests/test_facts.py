@@ -87,8 +87,21 @@ def test_a_reply_that_was_only_an_invented_item_lost_its_point() -> None:
 
 def test_amounts_and_short_numbers() -> None:
     items = find_items("Refund of $1,499.00 or 1200 dollars, $12.50 fee, ready in 3-5 or 7-14 days, 24/7.")
-    assert [(i.kind, i.text) for i in items] == [("amount", "$1,499.00"), ("amount", "1200 dollars")]
-    assert guard_reply("A fee of $12.50 applies.", ["fee?"]).replaced == 0
+    assert [(i.kind, i.text) for i in items] == [
+        ("amount", "$1,499.00"),
+        ("amount", "1200 dollars"),
+        ("amount", "$12.50"),
+    ]
+
+
+def test_small_invented_amounts_are_replaced() -> None:
+    # the default LM wrote "a refund of $299" to "I expect a compensation of $3"
+    said = ["I expect a compensation of $3, was it processed?"]
+    invented = guard_reply("I understand you are unsure about the amount of $299. A fee of $5 applies.", said)
+    assert invented.text == "I understand you are unsure about the amount. A fee of the amount applies."
+    assert invented.kinds == ("amount", "amount")
+    assert guard_reply("Your refund of $3 is on its way.", said).replaced == 0
+    assert guard_reply("A fee of $12.50 applies.", ["fee?"], {"Cancellation fee": "$12.50"}).replaced == 0
 
 
 @pytest.mark.parametrize(

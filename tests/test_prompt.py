@@ -195,3 +195,45 @@ def test_masking_covers_history_text_and_the_replys_copies():
     assert (
         example.reply == "Order {{Reference 1}} cancelled; ticket 8888888."
     )  # invented numbers are not copies
+
+
+def test_topic_scope_keeps_the_turns_since_the_customer_last_changed_intent():
+    from core.prompt import scope_history
+
+    history = (
+        Turn("user", "where is order 12345?", intent="track_order"),
+        Turn("bot", "It ships tomorrow.", intent="track_order"),
+        Turn("user", "and I need to cancel", intent="cancel_order"),
+        Turn("bot", "Which order?", intent="cancel_order"),
+        Turn("agent", "I can help with that cancellation."),  # an agent's turn has no intent
+    )
+    follow_up = GenerationRequest(text="the one from Monday", intent="cancel_order", history=history)
+    assert [t.text for t in scope_history(follow_up).history] == [
+        "and I need to cancel",
+        "Which order?",
+        "I can help with that cancellation.",
+    ]
+    switched = GenerationRequest("how do I reset my password", "recover_password", history=history)
+    assert scope_history(switched).history == ()
+    every = GenerationSettings(history_scope="all")
+    unscoped = GenerationRequest("x", "recover_password", history=history, settings=every)
+    assert scope_history(unscoped).history == history
+    assert scope_history(GenerationRequest("x", "", history=history)).history == history  # no intent to go on
+
+
+def test_the_generator_prompts_with_the_scoped_history_and_its_numbers_only(tok):
+    from core.generator import Generator
+
+    gen = Generator.__new__(Generator)  # the prompt step alone: tokenizer, window, masking
+    gen.tokenizer, gen.context_window, gen.mask_references = tok, 256, True
+    history = (
+        Turn("user", "where is order 12345?", intent="track_order"),
+        Turn("bot", "Order 12345 ships tomorrow.", intent="track_order"),
+    )
+    request = GenerationRequest(text="cancel order 67890", intent="cancel_order", history=history)
+    prompt, values = gen.prompt_for(request, 16)
+    assert values == ["67890"]  # the other topic's number is not Reference 1 any more
+    assert prompt.count(tok.convert_tokens_to_ids(USER)) == 1
+    same = GenerationRequest(text="cancel it", intent="track_order", history=history)
+    prompt, values = gen.prompt_for(same, 16)
+    assert values == ["12345"] and prompt.count(tok.convert_tokens_to_ids(USER)) == 2

@@ -29,7 +29,7 @@ from core.evaluation.judge import ResponseJudge, multi_turn_examples, score_repl
 from core.facts import guard_reply
 from core.history import Turn
 from core.persona import GenerationSettings
-from core.prompt import USER, Dialogue, build_prompt_ids, mask_request, special_ids
+from core.prompt import USER, Dialogue, build_prompt_ids, mask_request, scope_history, special_ids
 from core.protocols import GenerationRequest
 from core.slots import REFERENCE_NUMBER, fill_slots
 
@@ -198,7 +198,7 @@ def _turns_in_prompt(generator: Any, request: GenerationRequest) -> int:
     """Earlier customer turns that reach the prompt beside the reply's room."""
     prompt = build_prompt_ids(
         generator.tokenizer,
-        mask_request(request)[0],
+        mask_request(scope_history(request))[0],
         generator.context_window,
         generator.max_new_tokens(request.settings),
     )
