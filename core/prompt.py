@@ -23,7 +23,7 @@ from typing import Any
 from core.errors import ConfigError
 from core.history import Turn
 from core.protocols import GenerationRequest
-from core.slots import mask_like, mask_references
+from core.slots import REFERENCE_NUMBER, mask_like, mask_references
 
 SYSTEM = "<|system|>"
 INTENT = "<|intent|>"
@@ -62,12 +62,22 @@ class Dialogue:
         return GenerationRequest(text=self.text, intent=self.intent, style=self.system, history=self.history)
 
 
+# "that order", "this purchase", "the same invoice": a message referring to an earlier one.
+_POINTING_BACK = re.compile(
+    r"\b(?:that|this|the same|the previous|my last)\s+"
+    r"(?:order|purchase|invoice|bill|package|parcel|payment|refund)\b",
+    re.IGNORECASE,
+)
+
+
 def scope_history(request: GenerationRequest) -> GenerationRequest:
     """The request with only the earlier turns its persona's ``history_scope`` keeps.
 
     ``topic`` keeps the newest run of turns about the request's intent, back to the
     first turn stored with another intent; a turn with none (an agent's) belongs to the
-    topic of the turn before it. A small LM answers what its prompt is about: with 1-3 earlier exchanges
+    topic of the turn before it. A message that points back without a number of its own
+    ("cancel that order") also keeps the newest earlier exchange that names one, so the
+    reply can name it. A small LM answers what its prompt is about: with 1-3 earlier exchanges
     about other intents, the default LM's replies were on the customer's intent 66% of
     the time against 86% without them (docs/reply-quality.md). ``all`` keeps every turn.
     """
@@ -82,7 +92,14 @@ def scope_history(request: GenerationRequest) -> GenerationRequest:
         pending.append(turn)
         if turn.intent:
             kept, pending = kept + pending, []
-    return replace(request, history=tuple(reversed(kept + pending)))
+    scoped = list(reversed(kept + pending))
+    if _POINTING_BACK.search(request.text) and not REFERENCE_NUMBER.search(request.text):
+        older = list(request.history)[: len(request.history) - len(scoped)]
+        for i in range(len(older) - 1, -1, -1):
+            if older[i].role == "user" and REFERENCE_NUMBER.search(older[i].text):
+                scoped = older[i : i + 2] + scoped  # that message and the reply to it
+                break
+    return replace(request, history=tuple(scoped))
 
 
 def mask_request(request: GenerationRequest) -> tuple[GenerationRequest, list[str]]:

@@ -237,3 +237,23 @@ def test_the_generator_prompts_with_the_scoped_history_and_its_numbers_only(tok)
     same = GenerationRequest(text="cancel it", intent="track_order", history=history)
     prompt, values = gen.prompt_for(same, 16)
     assert values == ["12345"] and prompt.count(tok.convert_tokens_to_ids(USER)) == 2
+
+
+def test_topic_scope_keeps_the_numbered_exchange_a_message_points_back_to():
+    from core.prompt import scope_history
+
+    history = (
+        Turn("user", "where is my order 12345?", intent="track_order"),
+        Turn("bot", "Order 12345 ships tomorrow.", intent="track_order"),
+        Turn("user", "what payment methods do you take?", intent="check_payment_methods"),
+        Turn("bot", "Cards and PayPal.", intent="check_payment_methods"),
+    )
+    pointing = GenerationRequest("please cancel that order", "cancel_order", history=history)
+    assert [t.text for t in scope_history(pointing).history] == [
+        "where is my order 12345?",
+        "Order 12345 ships tomorrow.",
+    ]
+    own_number = GenerationRequest("cancel that order, 67890", "cancel_order", history=history)
+    assert scope_history(own_number).history == ()
+    unrelated = GenerationRequest("I want to cancel my order", "cancel_order", history=history)
+    assert scope_history(unrelated).history == ()

@@ -161,7 +161,11 @@ def reference_carrying(
         others = [e for e in numbered if e.intent != d.intent]
         if others:
             earlier = others[rng.randrange(len(others))]
-            turns = (Turn("user", earlier.text, 0.0), Turn("bot", earlier.reply, 0.0))
+            # stored as the engine stores them: each turn with its intent
+            turns = (
+                Turn("user", earlier.text, 0.0, intent=earlier.intent),
+                Turn("bot", earlier.reply, 0.0, intent=earlier.intent),
+            )
             unrelated.append(Dialogue(d.text, d.reply, d.intent, d.system, turns))
     out: dict[str, Any] = {}
     for name, examples in (("unrelated", unrelated), ("related", related)):
