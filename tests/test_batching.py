@@ -138,16 +138,18 @@ def test_sampling_steps_match_transformers_warpers():
     seen = torch.zeros(2, 50, dtype=torch.bool)
     history = torch.tensor([[1, 4, 9], [2, 4, 30]])
     seen.scatter_(1, history, True)
-    from core.batching.sampling import _top_k, _top_p, penalise_repeats
+    from core.batching.sampling import _best_k, _top_p, penalise_repeats
 
     expected = RepetitionPenaltyLogitsProcessor(1.3)(history, logits.clone())
     assert torch.equal(penalise_repeats(logits, seen, torch.tensor([1.3, 1.3])), expected)
-    assert torch.equal(_top_k(logits, torch.tensor([7, 7])), TopKLogitsWarper(7)(history, logits.clone()))
+    scores, columns = _best_k(logits, torch.tensor([7, 7]))  # the 7 best of each row, in place
+    spread = torch.full_like(logits, float("-inf")).scatter(1, columns, scores)
+    assert torch.equal(spread, TopKLogitsWarper(7)(history, logits.clone()))
     assert torch.equal(
         _top_p(logits, torch.tensor([0.6, 0.6])), TopPLogitsWarper(0.6)(history, logits.clone())
     )
-    mixed = _top_k(logits, torch.tensor([3, 0]))  # k = 0 keeps the whole row
-    assert int(torch.isfinite(mixed[0]).sum()) == 3 and bool(torch.isfinite(mixed[1]).all())
+    mixed, _ = _best_k(logits, torch.tensor([3, 7]))  # each row cut to its own k
+    assert int(torch.isfinite(mixed[0]).sum()) == 3 and int(torch.isfinite(mixed[1]).sum()) == 7
 
 
 def test_top_k_one_sampling_is_greedy():
@@ -388,3 +390,23 @@ def test_quantised_model_loads_and_answers(tokenizer, tmp_path: Path):
     assert len(int8) == 2 * 4 + 1  # every projection of both blocks, and the output head
     assert not any(isinstance(m, (Conv1D, torch.nn.Linear)) for m in modules)
     assert isinstance(reply, str) and reply.strip()
+
+
+def test_top_k_rows_sample_from_the_same_distribution_on_their_k_columns():
+    from core.batching.sampling import _best_k, _top_p
+
+    torch.manual_seed(5)
+    logits = torch.randn(3, 300) * 2
+    top_k, top_p = torch.tensor([50, 7, 1]), torch.tensor([0.9, 0.9, 1.0])
+    history = torch.zeros(1, 1, dtype=torch.long)
+    warped = torch.stack(
+        [
+            TopKLogitsWarper(int(k))(history, row[None].clone())[0]
+            for k, row in zip(top_k, logits, strict=True)
+        ]
+    )
+    full = _top_p(warped, top_p).softmax(-1)  # (3, 300), transformers' top-k, then top-p
+    scores, columns = _best_k(logits, top_k)
+    narrow = _top_p(scores, top_p).softmax(-1)  # (3, 50)
+    spread = torch.zeros_like(full).scatter_add(1, columns, narrow)
+    assert torch.allclose(spread, full, atol=1e-6)

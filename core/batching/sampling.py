@@ -53,13 +53,14 @@ def penalise_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: torch.Te
     return torch.where(seen, scaled, logits)
 
 
-def _top_k(logits: torch.Tensor, top_k: torch.Tensor) -> torch.Tensor:
-    """Keep each row's ``k`` best logits; k = 0 keeps all. logits (B, V), top_k (B,) long."""
+def _best_k(logits: torch.Tensor, top_k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's ``k`` best logits as (S, K) scores (-inf past the row's own k) and their
+    vocabulary columns, K being the largest k. top_k (S,) long, all > 0."""
     vocab = logits.size(-1)
-    k = torch.where(top_k > 0, top_k.clamp(max=vocab), torch.full_like(top_k, vocab))  # (B,)
-    ordered = torch.sort(logits, dim=-1, descending=True).values  # (B, V)
-    threshold = ordered.gather(-1, (k - 1)[:, None])  # (B, 1)
-    return logits.masked_fill(logits < threshold, float("-inf"))
+    k = top_k.clamp(max=vocab)
+    scores, columns = torch.topk(logits, int(k.max()), dim=-1)  # (S, K) best first
+    past = torch.arange(scores.size(-1), device=logits.device)[None, :] >= k[:, None]  # (S, K)
+    return scores.masked_fill(past, float("-inf")), columns
 
 
 def _top_p(logits: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
@@ -91,13 +92,24 @@ def choose_tokens(
         rows = torch.tensor(sampled, device=device)
         picked = [settings[i] for i in sampled]
         scores = logits[rows] / torch.tensor([s.temperature for s in picked], device=device)[:, None]
-        top_k = torch.tensor([s.top_k for s in picked], device=device)
-        if bool((top_k > 0).any()):
-            scores = _top_k(scores, top_k)
-        top_p = torch.tensor([s.top_p for s in picked], device=device)
-        if bool((top_p < 1.0).any()):
-            scores = _top_p(scores, top_p)
-        probs = scores.softmax(dim=-1)  # (S, V)
-        for j, i in enumerate(sampled):  # one draw per row so a seeded row ignores its neighbours
-            chosen[i] = torch.multinomial(probs[j], 1, generator=generators[i])[0]
+        # A row with a top-k cut needs only its k best columns for top-p and the draw (the
+        # rest are -inf after top-k: they add nothing to top-p's sums); the others keep
+        # every column. Decided per row, so a seeded row draws the same in any batch.
+        cut = [j for j, s in enumerate(picked) if s.top_k > 0]
+        whole = [j for j, s in enumerate(picked) if s.top_k <= 0]
+        for group in (cut, whole):
+            if not group:
+                continue
+            part = scores[torch.tensor(group, device=device)]  # (G, V)
+            columns = None
+            if group is cut:
+                part, columns = _best_k(part, torch.tensor([picked[j].top_k for j in group], device=device))
+            top_p = torch.tensor([picked[j].top_p for j in group], device=device)
+            if bool((top_p < 1.0).any()):
+                part = _top_p(part, top_p)
+            probs = part.softmax(dim=-1)  # (G, V) or (G, K)
+            for g, j in enumerate(group):  # one draw per row so a seeded row ignores its neighbours
+                i = sampled[j]
+                draw = torch.multinomial(probs[g], 1, generator=generators[i])[0]
+                chosen[i] = draw if columns is None else columns[g, draw]
     return [int(t) for t in chosen.tolist()]
