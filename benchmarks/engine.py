@@ -172,10 +172,25 @@ def questions_the_model_answers(models: Models, persona: Any, n: int) -> list[st
     return keep[:n]
 
 
-async def run_variant(
-    variant: str, customers: int, messages: int, models: Models, questions: list[str], redis: Any
-) -> dict[str, Any]:
+def bench_persona(best_of: int) -> Any:
+    """The default persona with ``best_of`` candidates per reply (1 by default: every
+    variant, the naive baseline included, writes one reply per message)."""
     from bots.personas import default_personas
+
+    persona = default_personas()[0]
+    generation = persona.generation.model_copy(update={"best_of": best_of})
+    return persona.model_copy(update={"generation": generation})
+
+
+async def run_variant(
+    variant: str,
+    customers: int,
+    messages: int,
+    models: Models,
+    questions: list[str],
+    redis: Any,
+    best_of: int = 1,
+) -> dict[str, Any]:
     from core.conversation import Conversations
     from core.engine import Engine, EngineConfig
     from core.history import History
@@ -185,7 +200,7 @@ async def run_variant(
     from core.tickets import Tickets
 
     keys = Keys(f"bench-{uuid.uuid4().hex[:8]}")
-    await PersonaStore(redis, keys).put(default_personas()[0])
+    await PersonaStore(redis, keys).put(bench_persona(best_of))
     bus = Bus(redis, keys)
     conversations = Conversations(redis, keys, History(redis, keys))
     config = EngineConfig(
@@ -250,18 +265,23 @@ def registries(models: Path, variants: Sequence[str], intent: str) -> dict[str, 
 
 
 async def main(
-    counts: list[int], messages: int, models: Path, variants: list[str], min_replies: int, threads: int
+    counts: list[int],
+    messages: int,
+    models: Path,
+    variants: list[str],
+    min_replies: int,
+    threads: int,
+    best_of: int = 1,
 ) -> dict[str, Any]:
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    from bots.personas import default_personas
     from core.connection import connect
 
     logging.getLogger("transformers").setLevel(logging.ERROR)
     redis = await connect(os.environ.get("REDIS_URL"), Path(tempfile.mkdtemp()))
-    persona = default_personas()[0]
+    persona = bench_persona(best_of)
     by_variant = registries(models, variants, persona.models.intent)
     lms = {id(m.lm): m.lm for m in by_variant.values()}.values()
     for lm in lms:  # load each reply model before the clock starts
@@ -270,12 +290,14 @@ async def main(
     runs: list[dict[str, Any]] = []
     try:
         for variant in variants:  # warm-up: one short exchange each
-            await run_variant(variant, 2, 1, by_variant[variant], questions, redis)
+            await run_variant(variant, 2, 1, by_variant[variant], questions, redis, best_of)
         for customers in counts:
             each = max(messages, math.ceil(min_replies / customers))
             # variants interleaved per load, so a busy spell on a shared machine hits them all
             for variant in variants:
-                summary = await run_variant(variant, customers, each, by_variant[variant], questions, redis)
+                summary = await run_variant(
+                    variant, customers, each, by_variant[variant], questions, redis, best_of
+                )
                 runs.append(summary)
                 print(json.dumps(summary), file=sys.stderr, flush=True)
     finally:
@@ -291,6 +313,7 @@ async def main(
         "threads": torch.get_num_threads(),
         "cpus": os.cpu_count(),
         "load_average": os.getloadavg(),
+        "best_of": best_of,
         "runs": runs,
     }
 
@@ -341,6 +364,7 @@ if __name__ == "__main__":
     parser.add_argument("--models", type=Path, default=Path("models"))
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument("--best-of", type=int, default=1, help="candidates per reply (the persona's is 2)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None)
     args = parser.parse_args()
@@ -349,7 +373,9 @@ if __name__ == "__main__":
     if unknown or "naive" not in chosen:
         sys.exit(f"--variants: choose from {', '.join(VARIANTS)}, naive included (the baseline)")
     counts = [int(n) for n in args.customers.split(",")]
-    report = asyncio.run(main(counts, args.messages, args.models, chosen, args.min_replies, args.threads))
+    report = asyncio.run(
+        main(counts, args.messages, args.models, chosen, args.min_replies, args.threads, args.best_of)
+    )
     print(table(report))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,15 +15,16 @@ The cost is generation: n candidates make the batch n times as large
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from core.errors import ModelMissing
 from core.evaluation.judge import ResponseJudge, has_unfilled_slot
 from core.facts import AMOUNT, NUMBER, invented_items
-from core.protocols import GenerationRequest, ReplyModel
+from core.protocols import GenerationRequest, ReplyModel, StreamingReplyModel, TokenStream
 from core.slots import fill_slots
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,64 @@ class BestOf:
             return (not flawed, probabilities[k], -k)
 
         return max(range(len(candidates)), key=rank)
+
+
+def submit(model: StreamingReplyModel, request: GenerationRequest) -> TokenStream:
+    """Queue ``request`` on a streaming reply model; with best-of-n, its candidates side by
+    side in the running batch, read as one :class:`BestOfStream`."""
+    count = model.candidates(request) if isinstance(model, BestOf) else 1
+    if count <= 1:
+        return model.submit(request)
+    assert isinstance(model, BestOf)
+    streams = [model.submit(request) for _ in range(count)]
+    return BestOfStream(streams, lambda texts: model.best(request, texts))
+
+
+class BestOfStream:
+    """Candidates written side by side: while they run, the stream reads as the first
+    one (so a customer watches a reply being written); once all are done, its text is
+    the one ``pick`` chooses. When that is another candidate, the engine publishes the
+    final text over the partials (``core.streaming.Follower.settle``)."""
+
+    def __init__(self, streams: Sequence[TokenStream], pick: Callable[[Sequence[str]], int]) -> None:
+        self.streams = list(streams)
+        self._pick = pick
+        self._final: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return all(s.done for s in self.streams)
+
+    @property
+    def version(self) -> int:
+        """The first candidate's version, once more when every candidate is done."""
+        return self.streams[0].version + int(self.done)
+
+    async def changed(self, seen: int) -> int:
+        while (version := self.version) == seen:
+            first = self.streams[0]
+            if not first.done:
+                await first.changed(seen)
+            else:  # the first is written; wait for the rest
+                await asyncio.gather(*(s.text() for s in self.streams), return_exceptions=True)
+        return version
+
+    def text_so_far(self) -> str:
+        if self._final is not None:
+            return self._final
+        if self.done:
+            return self._choose([s.text_so_far() for s in self.streams])
+        return self.streams[0].text_so_far()
+
+    async def text(self) -> str:
+        if self._final is None:
+            self._choose([await s.text() for s in self.streams])
+        assert self._final is not None
+        return self._final
+
+    def _choose(self, texts: Sequence[str]) -> str:
+        self._final = texts[self._pick(texts)]
+        return self._final
 
 
 def load_reply_model(folder: Path | str, device: str | None = None) -> ReplyModel:

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from core import router
+from core import best_of, router
 from core.bus import Bus
 from core.conversation import Conversations
 from core.errors import ChatbotError
@@ -143,11 +143,11 @@ class Steps:
             batch: list[tuple[Work, GenerationRequest]] = []
             for w in group:
                 request = _request(w)
-                if not (streaming and _one_candidate(model, request)):
-                    batch.append((w, request))  # best-of-n (core.best_of) writes through generate
+                if not streaming:
+                    batch.append((w, request))
                     continue
-                try:
-                    w.stream = cast(StreamingReplyModel, model).submit(request)
+                try:  # best-of-n candidates stream side by side (core.best_of)
+                    w.stream = best_of.submit(cast(StreamingReplyModel, model), request)
                 except ChatbotError as exc:  # e.g. a prompt that can never fit the KV budget
                     w.error = str(exc)
             if batch:
@@ -259,12 +259,6 @@ class Steps:
         # waiting caller (web chat, console) and a typing indicator stop; platform
         # adapters send nothing for it.
         self.bus.queue_reply(pipe, reply)
-
-
-def _one_candidate(model: ReplyModel, request: GenerationRequest) -> bool:
-    """Whether ``model`` writes one reply for ``request`` (not best-of-n candidates)."""
-    candidates = getattr(model, "candidates", None)
-    return candidates is None or int(candidates(request)) <= 1
 
 
 def _request(w: Work) -> GenerationRequest:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,3 +103,48 @@ def test_without_a_saved_judge_one_reply_is_written(tmp_path: Path, judge: Respo
     judge.save(tmp_path)
     picked = with_judge(Candidates(["hello", "Open Order History and click Cancel Order.", "hi"]), tmp_path)
     assert picked.generate([request()]) == ["Open Order History and click Cancel Order."]
+
+
+class Streaming(BestOf):
+    """A streaming reply model (as the continuous generator is): each submit returns a
+    real ReplyStream whose tokens the test writes; token k renders as WORDS[k]."""
+
+    def __init__(self, judge: ResponseJudge, words: list[str]) -> None:
+        super().__init__(Candidates([]), judge)
+        self.words = words
+        self.streams: list[Any] = []
+
+    def submit(self, request: GenerationRequest) -> Any:
+        from core.batching.stream import ReplyStream
+
+        stream = ReplyStream(
+            lambda tokens, _limit: " ".join(self.words[t] for t in tokens), asyncio.get_running_loop()
+        )
+        self.streams.append(stream)
+        return stream
+
+
+async def test_best_of_candidates_stream_as_the_first_and_end_as_the_judges_pick(
+    judge: ResponseJudge,
+) -> None:
+    from core.batching.jobs import Completion
+    from core.best_of import submit
+
+    words = [*TRACK[0].split(), *CANCEL[0].split()]
+    track, cancel = list(range(len(TRACK[0].split()))), list(range(len(TRACK[0].split()), len(words)))
+    model = Streaming(judge, words)
+    stream = submit(model, request(best_of=2))
+    first, second = model.streams
+    assert len(model.streams) == 2 and not stream.done
+    first.push(track[0])
+    version = await stream.changed(0)
+    assert stream.text_so_far() == words[0]  # the customer watches the first candidate
+    first.finish(Completion(track, stopped=True))
+    waiting = asyncio.ensure_future(stream.changed(stream.version))
+    await asyncio.sleep(0.01)
+    assert not waiting.done() and not stream.done  # the other candidate is still being written
+    second.finish(Completion(cancel, stopped=True))
+    assert await asyncio.wait_for(waiting, 1) > version and stream.done
+    assert await stream.text() == CANCEL[0] == stream.text_so_far()  # about cancelling: the judge's pick
+    single = submit(model, request(best_of=1))
+    assert len(model.streams) == 3 and single is model.streams[-1]  # one candidate: the plain stream

@@ -247,3 +247,38 @@ async def test_customers_each_get_every_reply_exactly_once_and_in_order(
         turns = await engine.conversations.history.recent(msg("", user=user).conversation, 10)
         assert [t.text for t in turns if t.role == "user"] == ["where is my order", "refund?"]
     assert provider.lm.service.backend.scheduler.stats.peak_rows > 1  # type: ignore[attr-defined]
+
+
+async def test_best_of_candidates_stream_in_the_running_batch_and_one_is_sent(
+    redis, keys: Keys, provider: Provider
+) -> None:
+    from core.best_of import BestOf
+    from core.evaluation.judge import train_judge
+    from core.prompt import Dialogue
+
+    examples = load_examples(BITEXT_CSV)[:400]
+    judge = train_judge([Dialogue(e.text, e.response, e.intent) for e in examples], held_out=0.1)
+    recorded = provider.lm
+    best = BestOf(recorded, judge)  # type: ignore[arg-type]
+    provider.reply_model = lambda name: best  # type: ignore[method-assign]
+    sampled = GenerationSettings(max_new_tokens=40, do_sample=True, best_of=2)
+    await PersonaStore(redis, keys).put(persona().model_copy(update={"generation": sampled}))
+    engine = engine_for(redis, keys, provider)
+    seen: list[Partial] = []
+    replies: list[Reply] = []
+    label = judge.labels[0]
+    follower = asyncio.create_task(follow(engine.partials, "web", "support", seen))
+    try:
+        async with engine:
+            message = msg(f"[{label}:0.9] I need help with this")
+            await engine.bus.submit(message)
+            await wait_for(replies_of(engine, "web", "support", replies), timeout=60, what="the reply")
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+    [reply] = replies
+    assert len(recorded.requests) == 2  # both candidates went into the running batch
+    assert seen and reply.text.startswith(seen[-1].text)  # partials, then the final text last
+    [_user_turn, turn_bot] = await engine.conversations.history.recent(message.conversation, 10)
+    assert turn_bot.text == reply.text
