@@ -165,7 +165,7 @@ async def test_a_message_arriving_mid_generation_joins_the_running_batch(
     await store.put(persona("quick", max_new_tokens=2))
     engine = engine_for(redis, keys, provider, generation)
     scheduler = provider.lm.service.backend.scheduler  # type: ignore[attr-defined]
-    order: list[str] = []
+    committed: list[tuple[tuple[int, int], str]] = []  # (outbound entry id, bot)
     async with engine:
         await engine.bus.submit(msg("tell me everything about my order", bot="long"))
         # the long reply is being written: its first partial is out
@@ -174,12 +174,14 @@ async def test_a_message_arriving_mid_generation_joins_the_running_batch(
 
         async def answered() -> bool:
             for bot in ("long", "quick"):
-                got: list[Reply] = []
-                await replies_of(engine, "web", bot, got)()
-                order.extend(bot for _ in got)
-            return len(order) == 2
+                for entry_id, _reply in await engine.bus.read_outbound("web", bot, "test", block_ms=20):
+                    ms, seq = str(entry_id).split("-")
+                    committed.append(((int(ms), int(seq)), bot))
+            return len(committed) == 2
 
         await wait_for(answered, timeout=120, what="both replies")
+    # the order the replies were committed in (Redis stream ids), not the order this loop read them
+    order = [bot for _id, bot in sorted(committed)]
     assert order == (["quick", "long"] if quick_first else ["long", "quick"])
     assert scheduler.stats.peak_rows == (2 if quick_first else 1)  # they shared decoding steps
 
