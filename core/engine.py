@@ -155,6 +155,7 @@ class Engine:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._reminders: asyncio.Task[None] | None = None
+        self._forgets: asyncio.Task[None] | None = None
         self._look_again_at: float | None = None  # when to read entries left pending again
         self._in_hand = InHand(config.max_in_flight)  # continuous: batches answered at once
 
@@ -166,6 +167,14 @@ class Engine:
         self._stop.clear()
         self._task = asyncio.create_task(self._run(), name=f"engine-{self.config.consumer}")
         self._reminders = asyncio.create_task(self._remind(), name=f"reminders-{self.config.consumer}")
+        # `history forget` in any process: drop this process's cached prompts of the user
+        self._forgets = asyncio.create_task(self.bus.follow_forgets(self._forget_cached), name="forgets")
+
+    def _forget_cached(self, platform: str, user_id: str) -> None:
+        forget = getattr(self.models, "forget", None)  # a ModelRegistry; scripted providers have none
+        if callable(forget):
+            dropped = forget(platform, user_id)
+            log.info("engine: dropped %s cached prompt(s) of a forgotten user", dropped)
 
     async def stop(self) -> None:
         """Finish the batches in hand (up to ``stop_timeout_s``), then stop; what is not
@@ -174,7 +183,10 @@ class Engine:
         self._in_hand.wake()
         task, self._task = self._task, None
         reminders, self._reminders = self._reminders, None
-        for running in (task, reminders):
+        forgets, self._forgets = self._forgets, None
+        if forgets is not None:
+            forgets.cancel()
+        for running in (task, reminders, forgets):
             if running is not None:
                 with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                     await asyncio.wait_for(running, timeout=self.config.stop_timeout_s)

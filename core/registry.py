@@ -179,6 +179,18 @@ class ModelRegistry:
             generator = quantize_int8(generator)
         return with_judge(generator, folder)
 
+    def forget(self, platform: str, user_id: str) -> int:
+        """Drop what loaded models hold in memory about a user (a continuous generator's
+        cached prompts) after ``history forget``; returns how many entries went."""
+        with self._lock:
+            loaded = list(self._loaded.values())
+        dropped = 0
+        for model in loaded:
+            forget = getattr(model, "forget", None)  # through best-of-n's wrapper
+            if callable(forget):
+                dropped += int(forget(platform, user_id))
+        return dropped
+
     def close(self) -> None:
         """Stop what loaded models run in the background (a continuous batch's thread)."""
         with self._lock:

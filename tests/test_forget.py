@@ -4,6 +4,7 @@ and not in the intake or any outbound stream (read, pending or unread)."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 
 import pytest
 import redis.asyncio as aioredis
@@ -74,3 +75,35 @@ async def test_history_forget_command_erases_history_and_streams(redis: aioredis
     assert "Main St" not in await every_stream_entry(redis, keys)
     leftovers = [k async for k in redis.scan_iter(match=f"{keys.namespace}:*") if "alice" in k]
     assert leftovers == []
+
+
+async def test_a_running_engine_drops_a_forgotten_users_cached_prompts(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    """`history forget` runs in another process: the engine hears it and tells its models."""
+    from tests.helpers import wait_for
+    from tests.scripted_models import ScriptedProvider, build_engine
+
+    @dataclass
+    class Remembering(ScriptedProvider):
+        forgotten: list[tuple[str, str]] = field(default_factory=list)
+
+        def forget(self, platform: str, user_id: str) -> int:  # as ModelRegistry.forget
+            self.forgotten.append((platform, user_id))
+            return 1
+
+    provider = Remembering()
+    engine = build_engine(redis, keys, provider)
+    async with engine:
+        channel = keys.forget_channel()
+        await wait_for(
+            lambda: _subscribed(redis, channel), timeout=10, what="the engine subscribed to forgets"
+        )
+        await Bus(redis, keys).forget_user("telegram", "alice")  # the CLI's process
+        await wait_for(lambda: provider.forgotten, timeout=10, what="the engine passed it on")
+    assert provider.forgotten == [("telegram", "alice")]
+    assert not await _subscribed(redis, channel)  # stopping the engine unsubscribes
+
+
+async def _subscribed(redis: aioredis.Redis, channel: str) -> bool:
+    return bool((await redis.pubsub_numsub(channel))[0][1])
