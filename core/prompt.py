@@ -38,7 +38,7 @@ IGNORE_INDEX = -100  # label of tokens that carry no loss
 
 # Earlier turns in a prompt are shortened to these many tokens (a bot turn to its first
 # sentence, within the cap): Bitext replies run to ~140 tokens, so whole turns would
-# leave no room for history beside the reply (docs/lm-model.md, "Prompt budget").
+# leave no room for history beside the reply (docs/lm-model.md, "Fitting the window").
 HISTORY_BOT_TOKENS = 24
 HISTORY_USER_TOKENS = 48
 _FIRST_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n")

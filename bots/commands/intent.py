@@ -25,7 +25,7 @@ from core.training.config import IntentTrainConfig, default_intent_config
     IntentTrainConfig,
     default_intent_config,
     "start from the `chatbot models build` recipe (Bitext, frozen MiniLM + logistic-regression head, "
-    "~2 min on 2 CPU cores); options given on the command line override it",
+    "~1 min on 2 idle CPU cores); options given on the command line override it",
 )
 def train_intent(cfg: IntentTrainConfig) -> None:
     """Fine-tune the intent classifier and save it with its metrics and model card.

@@ -138,7 +138,7 @@ class LMTrainConfig(TrainConfig):
 
 
 # The CPU recipe's length in optimizer steps (not seconds), so every machine builds the
-# same model; about 8 minutes of training on an idle 2-core CPU (docs/lm-model.md).
+# same model; 653 s of training on an idle 2-core CPU (docs/lm-model.md).
 CPU_LM_STEPS = 650
 GPU_LM_STEPS = 1500
 
