@@ -114,10 +114,10 @@ def thread_plan(cores: int, *, override: str | None = None) -> ThreadPlan:
     """Torch threads for a serving process on ``cores`` usable cores.
 
     Intra-op: every usable core, for the LM's decoding thread and for the classifier's
-    alike. Measured on 2 busy cores with both models computing at once
-    (``benchmarks/threads.py``, docs/benchmarks.md), two threads each beat one each by
-    1.2-1.5x for the LM and 1.8x for the classifier: a core left idle by a split costs
-    more than the two pools sharing. What this adds over torch's default (all the
+    alike, so neither leaves a core idle when the other waits. ``benchmarks/threads.py``
+    measures the choice; its recorded run (docs/benchmarks.md, a third job on one of 2
+    cores) found one thread each faster there, so ``CHATBOT_TORCH_THREADS=1`` is the
+    setting for a machine shared with other work. What this adds over torch's default (all the
     machine's physical cores) is the cap by affinity and cgroup quota: a container
     limited to 2 CPUs on a 64-core host gets 2 threads, not 32. Inter-op: 1, since
     nothing here runs independent ops in parallel. ``override`` ("N" or "N,M", from
