@@ -116,7 +116,8 @@ def _print_quality(figures: dict[str, float], where: Path) -> None:
 @config_command(
     LMTrainConfig,
     default_lm_config,
-    "start from the `chatbot models build` recipe (Bitext from scratch, 650 steps, ~11 min on 2 idle CPU cores); "
+    "start from the `chatbot models build` recipe (Bitext from scratch, 650 steps, ~11 min "
+    "on 2 idle CPU cores); "
     "options given on the command line override it",
 )
 def train_lm(cfg: LMTrainConfig) -> None:
