@@ -117,11 +117,12 @@ def thread_plan(cores: int, *, override: str | None = None) -> ThreadPlan:
     alike, so neither leaves a core idle while the other waits. Through the engine on 2
     idle cores this gave 1.12x the replies/s of one thread each; with both models busy
     without pause (``benchmarks/threads.py``) one thread each wins, so
-    ``CHATBOT_TORCH_THREADS=1`` is for that case (docs/benchmarks.md). What this adds over torch's default (all the
-    machine's physical cores) is the cap by affinity and cgroup quota: a container
-    limited to 2 CPUs on a 64-core host gets 2 threads, not 32. Inter-op: 1, since
-    nothing here runs independent ops in parallel. ``override`` ("N" or "N,M", from
-    ``CHATBOT_TORCH_THREADS``) wins.
+    ``CHATBOT_TORCH_THREADS=1`` is for that case (docs/benchmarks.md).
+
+    What this adds over torch's default (all the machine's physical cores) is the cap by
+    affinity and cgroup quota: a container limited to 2 CPUs on a 64-core host gets 2
+    threads, not 32. Inter-op: 1, since nothing here runs independent ops in parallel.
+    ``override`` ("N" or "N,M", from ``CHATBOT_TORCH_THREADS``) wins.
     """
     if override:
         try:
