@@ -191,17 +191,14 @@ async def follow(partials: Partials, platform: str, bot: str, into: list[Partial
         into.append(partial)
 
 
-async def test_partials_of_a_web_reply_arrive_in_order_and_lead_to_the_final_text(
-    redis, keys: Keys, provider: Provider
-) -> None:
-    await PersonaStore(redis, keys).put(persona(max_new_tokens=48))
-    engine = engine_for(redis, keys, provider)
+async def answer_following_partials(engine: Engine, message: IncomingMessage) -> tuple[Reply, list[Partial]]:
+    """Run ``engine`` until it answers ``message`` (a web message to `support`); the reply
+    and every partial published for it meanwhile."""
     seen: list[Partial] = []
     replies: list[Reply] = []
     follower = asyncio.create_task(follow(engine.partials, "web", "support", seen))
     try:
         async with engine:
-            message = msg("where is my parcel, it is late")
             await engine.bus.submit(message)
             await wait_for(replies_of(engine, "web", "support", replies), timeout=60, what="the reply")
     finally:
@@ -209,6 +206,16 @@ async def test_partials_of_a_web_reply_arrive_in_order_and_lead_to_the_final_tex
         with contextlib.suppress(asyncio.CancelledError):
             await follower
     [reply] = replies
+    return reply, seen
+
+
+async def test_partials_of_a_web_reply_arrive_in_order_and_lead_to_the_final_text(
+    redis, keys: Keys, provider: Provider
+) -> None:
+    await PersonaStore(redis, keys).put(persona(max_new_tokens=48))
+    engine = engine_for(redis, keys, provider)
+    message = msg("where is my parcel, it is late")
+    reply, seen = await answer_following_partials(engine, message)
     assert len(seen) >= 2, "a 48-token reply published every 8 tokens"
     assert [p.seq for p in seen] == list(range(len(seen)))
     assert all(p.in_reply_to == message.message_id for p in seen)
@@ -266,20 +273,8 @@ async def test_best_of_candidates_stream_in_the_running_batch_and_one_is_sent(
     sampled = GenerationSettings(max_new_tokens=40, do_sample=True, best_of=2)
     await PersonaStore(redis, keys).put(persona().model_copy(update={"generation": sampled}))
     engine = engine_for(redis, keys, provider)
-    seen: list[Partial] = []
-    replies: list[Reply] = []
-    label = judge.labels[0]
-    follower = asyncio.create_task(follow(engine.partials, "web", "support", seen))
-    try:
-        async with engine:
-            message = msg(f"[{label}:0.9] I need help with this")
-            await engine.bus.submit(message)
-            await wait_for(replies_of(engine, "web", "support", replies), timeout=60, what="the reply")
-    finally:
-        follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follower
-    [reply] = replies
+    message = msg(f"[{judge.labels[0]}:0.9] I need help with this")
+    reply, seen = await answer_following_partials(engine, message)
     assert len(recorded.requests) == 2  # both candidates went into the running batch
     assert seen and reply.text.startswith(seen[-1].text)  # partials, then the final text last
     [_user_turn, turn_bot] = await engine.conversations.history.recent(message.conversation, 10)
