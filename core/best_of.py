@@ -84,11 +84,9 @@ class BestOf:
 def submit(model: StreamingReplyModel, request: GenerationRequest) -> TokenStream:
     """Queue ``request`` on a streaming reply model; with best-of-n, its candidates side by
     side in the running batch, read as one :class:`BestOfStream`."""
-    count = model.candidates(request) if isinstance(model, BestOf) else 1
-    if count <= 1:
+    if not isinstance(model, BestOf) or model.candidates(request) <= 1:
         return model.submit(request)
-    assert isinstance(model, BestOf)
-    streams = [model.submit(request) for _ in range(count)]
+    streams = [model.submit(request) for _ in range(model.candidates(request))]
     return BestOfStream(streams, lambda texts: model.best(request, texts))
 
 
