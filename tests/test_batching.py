@@ -342,16 +342,29 @@ def test_a_failing_model_fails_the_replies_instead_of_hanging():
     assert [str(c.error) for c in done] == ["simulated out of memory"] * 2
 
 
-def test_reserved_layer_writes_in_place_and_grows_if_it_must():
-    from core.batching.kv_cache import ReservedLayer
+def test_slot_cache_writes_each_row_at_its_length_and_fills_gaps_with_the_last_row():
+    from core.batching.kv_cache import SlotKVCache
 
-    keys, values = torch.randn(2, 3, 5, 4), torch.randn(2, 3, 5, 4)
-    layer = ReservedLayer(keys, values, capacity=6)
-    step_k, step_v = torch.randn(2, 3, 1, 4), torch.randn(2, 3, 1, 4)
-    k, v = layer.update(step_k, step_v)
-    assert layer.capacity == 6 and torch.equal(k, torch.cat([keys, step_k], dim=2))
-    k, v = layer.update(step_k, step_v)  # past the reservation: it grows, nothing is lost
-    assert layer.capacity >= 7 and torch.equal(v, torch.cat([values, step_v, step_v], dim=2))
+    cache = SlotKVCache()
+    rows = torch.randn(3, 2, 5, 4)  # three prefilled rows of 5, 2 and 3 tokens, right-aligned
+    cache.add_rows([(rows, -rows)], [5, 2, 3], capacity=7)
+    layer = cache.cache.layers[0]
+    assert (cache.slots, cache.capacity, cache.lengths) == (3, 7, [5, 2, 3])
+    positions, mask = cache.step()
+    assert positions.flatten().tolist() == [5, 2, 3] and mask.shape == (3, 1, 1, 6)
+    assert mask[:, 0, 0].sum(dim=1).tolist() == [6, 3, 4]  # each row sees its own tokens + the new one
+    step = torch.randn(3, 2, 1, 4)
+    keys, values = layer.update(step, -step)
+    assert keys.shape == (3, 2, 6, 4) and torch.equal(keys[1, :, :2], rows[1, :, 3:])
+    assert torch.equal(keys[1, :, 2], step[1, :, 0]) and torch.equal(values[0, :, 5], -step[0, :, 0])
+    assert cache.drop_rows([0]) == [(2, 0)]  # the last row moves into the gap, keys and all
+    assert cache.lengths == [4, 3] and torch.equal(layer.keys[0, :, :3], rows[2, :, 2:])
+    assert torch.equal(layer.keys[0, :, 3], step[2, :, 0]) and layer.keys.shape == (2, 2, 4, 4)
+    cache.add_rows([(rows[:1], -rows[:1])], [5], capacity=9)  # a longer row: fresh buffers
+    keys = cache.cache.layers[0].keys
+    assert (cache.slots, cache.capacity, keys.shape) == (3, 9, (3, 2, 5, 4))
+    assert torch.equal(keys[0, :, :3], rows[2, :, 2:]) and torch.equal(keys[1, :, 2], step[1, :, 0])
+    assert torch.equal(keys[2], rows[0])  # the running rows were copied over, the new one added
 
 
 def test_pick_backend_by_device(model):

@@ -4,8 +4,8 @@ each reply is also a token stream.
 
     service.ContinuousGenerator   requests in, ReplyStream per request out (a ReplyModel)
     backends.pick_backend         DenseBackend on CPU, LibraryBackend on CUDA
-    scheduler.ContinuousScheduler our scheduler over a dense, left-padded KV cache
-    kv_cache.DenseKVCache         that cache
+    scheduler.ContinuousScheduler our scheduler over a dense KV cache, one slot per row
+    kv_cache.SlotKVCache          that cache
     sampling.choose_tokens        per-row greedy / temperature / top-k / top-p / penalty
     stream.ReplyStream            one reply as it is written
 """

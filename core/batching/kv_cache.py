@@ -1,20 +1,24 @@
-"""The running batch's key/value cache: one dense, left-padded tensor pair per layer.
+"""The running batch's key/value cache: one ``(slots, H, capacity, D)`` buffer pair per layer.
 
-Every decoding step appends one column for all rows, so a row's tokens always fill the
-last ``length`` columns and the columns before them are padding, masked out by
-``attention``. A joining row is spliced in right-aligned (everyone is padded on the
-left when its prompt is longer than the cache), a leaving row is dropped, and columns
-that became padding in every row are trimmed, so the width is always the longest row.
+Row b of the batch lives in slot b with its tokens left-aligned in columns
+``[0, length_b)``. A decoding step writes one column per row, each at its own length,
+and the attention mask (built here as 4-D, so transformers does not build its own)
+hides every column past a row's end. So nothing moves while rows run:
 
-Each layer reserves ``capacity`` columns up front (the longest any running row can get),
-so a decoding step writes its column in place; transformers' ``DynamicLayer`` copies the
-whole cache with ``torch.cat`` at every step instead. ``rows x capacity`` is the memory
-held, and what the scheduler's budget caps.
+- a joining row copies its prompt's keys/values into the next slot;
+- a leaving row is overwritten by the batch's last row (one row copied), so the running
+  rows always fill slots ``[0, B)`` and the model reads a view, never a gathered copy;
+- the buffers are reallocated only when the batch outgrows its slots or a row outgrows
+  the capacity, and then to exactly what the running rows need.
+
+``slots x capacity`` is the memory held, and what the scheduler's budget caps. The
+layout before this one (right-aligned rows sharing one write column) copied the whole
+cache at every join and every leave: a fifth of the engine's time under load.
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import torch
 from transformers import DynamicCache
@@ -25,54 +29,43 @@ from core.errors import ConfigError
 LayerKV = tuple[torch.Tensor, torch.Tensor]  # keys, values: (B, H, T, D) each
 
 
-class ReservedLayer(DynamicLayer):
-    """A full-attention cache layer whose keys/values are views into a reserved buffer."""
+class SlotLayer(DynamicLayer):
+    """One layer of a :class:`SlotKVCache`: decoding steps write a column per row in place."""
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, capacity: int) -> None:
+    def __init__(self, owner: SlotKVCache, keys: torch.Tensor, values: torch.Tensor) -> None:
         super().__init__()
-        self.lazy_initialization(keys, values)
-        self.reserve(keys, values, capacity)
+        self.lazy_initialization(keys[:0, :, :0], values[:0, :, :0])
+        self.owner = owner
+        self.buffers = (keys, values)  # (S, H, C, D) each
+        self.show(0, 0)
 
-    def reserve(self, keys: torch.Tensor, values: torch.Tensor, capacity: int) -> None:
-        """Hold ``keys``/``values`` (B, H, T, D) in a buffer of ``capacity >= T`` columns."""
-        batch, heads, length, dim = keys.shape
-        capacity = max(capacity, length)
-        self._keys = keys.new_empty((batch, heads, capacity, dim))  # (B, H, C, D)
-        self._values = values.new_empty((batch, heads, capacity, dim))
-        self._keys[:, :, :length] = keys
-        self._values[:, :, :length] = values
-        self._length = length
-        self.keys, self.values = self._keys[:, :, :length], self._values[:, :, :length]
-
-    @property
-    def capacity(self) -> int:
-        return self._keys.size(-2)
-
-    def held(self) -> LayerKV:
-        """The keys/values in use, (B, H, T, D) views."""
-        return self._keys[:, :, : self._length], self._values[:, :, : self._length]
+    def show(self, rows: int, width: int) -> LayerKV:
+        """What the model sees: the first ``rows`` slots, ``width`` columns (views)."""
+        keys, values = self.buffers[0][:rows, :, :width], self.buffers[1][:rows, :, :width]
+        self.keys, self.values = keys, values
+        return keys, values
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
     ) -> LayerKV:
-        new = key_states.size(-2)
-        end = self._length + new
-        if end > self.capacity:  # not expected (the scheduler reserves enough); grow rather than fail
-            self.reserve(self._keys[:, :, : self._length], self._values[:, :, : self._length], 2 * end)
-        self._keys[:, :, self._length : end] = key_states
-        self._values[:, :, self._length : end] = value_states
-        self._length = end
-        self.keys, self.values = self._keys[:, :, :end], self._values[:, :, :end]
-        return self.keys, self.values
+        if key_states.size(-2) != 1:
+            raise ValueError("a slot cache layer takes one decoding step at a time")
+        assert self.owner.writes is not None, "SlotKVCache.step() prepares each decoding step"
+        rows, columns, width = self.owner.writes  # (B,), (B,), W + 1
+        keys, values = self.buffers
+        keys[rows, :, columns] = key_states[:, :, 0]  # (B, H, D) at each row's own column
+        values[rows, :, columns] = value_states[:, :, 0]
+        return self.show(len(rows), width)
 
 
-class DenseKVCache:
-    """Keys/values of the running rows plus the attention mask and lengths that go with them."""
+class SlotKVCache:
+    """Keys/values of the running rows, their lengths, and the mask of each decoding step."""
 
-    def __init__(self) -> None:
+    def __init__(self, attention: str = "sdpa") -> None:
         self.cache: DynamicCache | None = None  # what the model reads and appends to
-        self.attention = torch.zeros((0, 0), dtype=torch.long)  # (B, W) 1 = real token
-        self.lengths: list[int] = []  # real tokens per row
+        self.lengths: list[int] = []  # tokens per row (prompt + replies fed back)
+        self.attention = attention  # the model's attention implementation: the mask's form
+        self.writes: tuple[torch.Tensor, torch.Tensor, int] | None = None  # set per step
 
     @property
     def rows(self) -> int:
@@ -80,72 +73,106 @@ class DenseKVCache:
 
     @property
     def width(self) -> int:
-        return self.attention.size(1)
+        return max(self.lengths, default=0)
+
+    @property
+    def slots(self) -> int:
+        return self._layers()[0].buffers[0].size(0) if self.cache is not None else 0
 
     @property
     def capacity(self) -> int:
-        return self._layers()[0].capacity if self.cache is not None else 0
+        return self._layers()[0].buffers[0].size(2) if self.cache is not None else 0
 
     @property
     def tokens_held(self) -> int:
-        """Token slots reserved per layer (padding and room to grow included)."""
-        return self.rows * self.capacity
+        """Token slots reserved per layer (room to grow included)."""
+        return self.slots * self.capacity
 
-    def layers(self) -> list[LayerKV]:
-        return [layer.held() for layer in self._layers()]
-
-    def _layers(self) -> list[ReservedLayer]:
+    def _layers(self) -> list[SlotLayer]:
         assert self.cache is not None
-        return cast(list[ReservedLayer], self.cache.layers)
+        return self.cache.layers  # type: ignore[return-value]
 
     def add_rows(self, kv: list[LayerKV], lengths: list[int], capacity: int) -> None:
         """Append prefilled sequences: ``kv`` holds them right-aligned, (n, H, T, D) per
         layer with row i's ``lengths[i]`` tokens in its last columns, padding before.
         ``capacity``: the longest any running row can get (prompt + max new tokens)."""
-        width_new = kv[0][0].size(-2)
-        new_mask = torch.zeros((len(lengths), width_new), dtype=torch.long, device=kv[0][0].device)
-        for row, length in enumerate(lengths):
-            new_mask[row, width_new - length :] = 1
-        start = width_new - max(lengths)  # columns that are padding in every new row
-        kv = [(k[:, :, start:], v[:, :, start:]) for k, v in kv]
-        new_mask = new_mask[:, start:]
-        if self.cache is None or self.rows == 0:
-            merged = kv
-            self.attention = new_mask
-        else:
-            width = max(self.width, new_mask.size(1))
-            merged = [
-                (_cat_rows(pad_left(keys, width), pad_left(k, width)),
-                 _cat_rows(pad_left(values, width), pad_left(v, width)))
-                for (keys, values), (k, v) in zip(self.layers(), kv, strict=True)
-            ]  # fmt: skip
-            self.attention = torch.cat([pad_left(self.attention, width), pad_left(new_mask, width)])
-        self.cache = DynamicCache()
-        self.cache.layers = [ReservedLayer(k, v, capacity) for k, v in merged]
+        first, rows = self.rows, self.rows + len(lengths)
+        if self.cache is None or rows > self.slots or capacity > self.capacity:
+            self._reallocate(kv, rows, capacity)
+        width = kv[0][0].size(-2)
+        for layer, (k, v) in zip(self._layers(), kv, strict=True):
+            keys, values = layer.buffers
+            for i, n in enumerate(lengths):
+                keys[first + i, :, :n] = k[i, :, width - n :]
+                values[first + i, :, :n] = v[i, :, width - n :]
         self.lengths.extend(lengths)
+        self._show()
 
-    def keep_rows(self, keep: list[int], capacity: int) -> None:
-        """Drop every row not in ``keep`` (finished sequences), trim dead columns and
-        shrink the reservation to ``capacity``."""
-        if len(keep) == self.rows:
-            return
-        self.lengths = [self.lengths[i] for i in keep]
-        if not keep:
-            self.cache, self.attention = None, self.attention[:0, :0]
-            return
-        index = torch.tensor(keep, device=self.attention.device)
-        width = max(self.lengths)
-        start = self.width - width  # columns before this are padding in every kept row
-        for layer, (keys, values) in zip(self._layers(), self.layers(), strict=True):
-            layer.reserve(keys[index, :, start:], values[index, :, start:], capacity)
-        self.attention = self.attention[index, start:]
+    def drop_rows(self, rows: list[int]) -> list[tuple[int, int]]:
+        """Remove finished rows; each is overwritten by the current last row. Returns the
+        ``(from, to)`` moves made, for the caller to mirror in its own per-row state."""
+        moves = []
+        for row in sorted(rows, reverse=True):  # rows after ``row`` are all kept by now
+            last = self.rows - 1
+            if row != last:
+                for layer in self._layers():
+                    for buffer in layer.buffers:
+                        buffer[row, :, : self.lengths[last]] = buffer[last, :, : self.lengths[last]]
+                self.lengths[row] = self.lengths[last]
+                moves.append((last, row))
+            self.lengths.pop()
+        if not self.lengths:
+            self.cache = None
+        else:
+            self._show()
+        return moves
 
-    def grow(self) -> torch.Tensor:
-        """The mask for the next decoding step (one more real column per row), (B, W + 1)."""
-        ones = torch.ones((self.rows, 1), dtype=torch.long, device=self.attention.device)
-        self.attention = torch.cat([self.attention, ones], dim=1)
+    def row_kv(self, row: int) -> list[LayerKV]:
+        """A copy of one row's keys/values, (1, H, length, D) per layer."""
+        n = self.lengths[row]
+        return [tuple(b[row : row + 1, :, :n].clone() for b in layer.buffers) for layer in self._layers()]  # type: ignore[misc]
+
+    def step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prepare one decoding step: the rows' position ids (B, 1) and the attention
+        mask; the layers then write each row's new column at its length."""
+        device = self._layers()[0].buffers[0].device
+        positions = torch.tensor(self.lengths, device=device)  # (B,) = the column each row writes
+        width = self.width + 1
+        self.writes = (torch.arange(self.rows, device=device), positions, width)
+        visible = torch.arange(width, device=device)[None, :] <= positions[:, None]  # (B, W + 1)
         self.lengths = [n + 1 for n in self.lengths]
-        return self.attention
+        return positions[:, None], self._mask(visible)
+
+    def _mask(self, visible: torch.Tensor) -> torch.Tensor:
+        """The mask in the form the attention implementation reads: 4-D (transformers
+        then uses it as is) for SDPA (bool) and eager (additive); 2-D for the rest."""
+        if self.attention == "sdpa":
+            return visible[:, None, None, :]  # (B, 1, 1, W + 1)
+        if self.attention == "eager":
+            dtype = self._layers()[0].buffers[0].dtype
+            additive = torch.zeros(visible.shape, dtype=dtype, device=visible.device)
+            return additive.masked_fill(~visible, torch.finfo(dtype).min)[:, None, None, :]
+        return visible.long()
+
+    def _reallocate(self, kv: list[LayerKV], rows: int, capacity: int) -> None:
+        """Fresh buffers of exactly ``rows x capacity``; running rows are copied over."""
+        old = self._layers() if self.cache is not None else None
+        used = self.width
+        layers: list[Any] = []
+        for i, (k, _v) in enumerate(kv):
+            _n, heads, _t, dim = k.shape
+            # zeros, not empty: a masked column still meets its value (0 x NaN is NaN)
+            buffers = [k.new_zeros((rows, heads, capacity, dim)) for _ in range(2)]
+            if old is not None:
+                for new, prev in zip(buffers, old[i].buffers, strict=True):
+                    new[: self.rows, :, :used] = prev[: self.rows, :, :used]
+            layers.append(SlotLayer(self, buffers[0], buffers[1]))
+        self.cache = DynamicCache()
+        self.cache.layers = layers
+
+    def _show(self) -> None:
+        for layer in self._layers():
+            layer.show(self.rows, self.width)
 
 
 def layer_kv(cache: DynamicCache) -> list[LayerKV]:
@@ -172,7 +199,3 @@ def pad_left(x: torch.Tensor, width: int) -> torch.Tensor:
     shape = list(x.shape)
     shape[axis] = missing
     return torch.cat([x.new_zeros(shape), x], dim=axis)
-
-
-def _cat_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.cat([a, b], dim=0)

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from core.batching.jobs import Completion, Job, SchedulerStats, vocab_size
-from core.batching.kv_cache import DenseKVCache, LayerKV, layer_kv
+from core.batching.kv_cache import LayerKV, SlotKVCache, layer_kv
 from core.batching.prefill import Encoder
 from core.batching.prefix_cache import PrefixCache
 from core.batching.sampling import choose_tokens
@@ -66,11 +66,12 @@ class ContinuousScheduler:
         self.waiting: deque[Job] = deque()
         self.prefilling: list[Job] = []
         self.running: list[Job] = []
-        self.cache = DenseKVCache()
+        config = getattr(model, "config", None)
+        self._attention = getattr(config, "_attn_implementation", None) or "eager"
+        self.cache = SlotKVCache(self._attention)
         self.seen = torch.zeros((0, self.vocab), dtype=torch.bool, device=self.device)  # (B, V)
         self.stats = SchedulerStats()
         self.prefixes = prefix_cache
-        config = getattr(model, "config", None)
         self.context_window: int | None = getattr(config, "n_positions", None) or getattr(
             config, "max_position_embeddings", None
         )
@@ -203,8 +204,7 @@ class ContinuousScheduler:
 
     def _decode(self) -> None:
         last = torch.tensor([[j.tokens[-1]] for j in self.running], device=self.device)  # (B, 1)
-        positions = torch.tensor([[n] for n in self.cache.lengths], device=self.device)  # (B, 1)
-        attention = self.cache.grow()  # (B, W + 1)
+        positions, attention = self.cache.step()  # (B, 1), the mask over W + 1 columns
         out = self.model(
             input_ids=last,
             attention_mask=attention,
@@ -219,29 +219,31 @@ class ContinuousScheduler:
         tokens = choose_tokens(
             logits, [j.sampling for j in self.running], self.seen, [j.generator for j in self.running]
         )
-        keep = []
-        for row, (job, token) in enumerate(zip(self.running, tokens, strict=True)):
-            self.seen[row, token] = True
-            if not self._record(job, token):
-                keep.append(row)
-        if len(keep) < len(self.running):
-            self._keep_prefixes([r for r in range(len(self.running)) if r not in set(keep)])
-            self.running = [self.running[i] for i in keep]
-            self.seen = self.seen[keep]
-            self.cache.keep_rows(keep, max((j.longest for j in self.running), default=0))
+        rows = torch.arange(len(tokens), device=self.device)
+        self.seen[rows, torch.tensor(tokens, device=self.device)] = True
+        done = [
+            row
+            for row, (job, token) in enumerate(zip(self.running, tokens, strict=True))
+            if self._record(job, token)
+        ]
+        if done:
+            self._keep_prefixes(done)
+            for source, target in self.cache.drop_rows(done):  # the last row fills each gap
+                self.running[target] = self.running[source]
+                self.seen[target] = self.seen[source]
+            del self.running[self.cache.rows :]
+            self.seen = self.seen[: self.cache.rows]
 
     def _keep_prefixes(self, rows: list[int]) -> None:
         """Leave the prompt + reply keys/values of finishing rows in the prefix cache."""
         if self.prefixes is None:
             return
-        layers = None
         for row in rows:
             job = self.running[row]
             if job.prefix_key is None:
                 continue
-            layers = layers or self.cache.layers()  # (B, H, W, D) per layer
             n = self.cache.lengths[row]  # prompt + the reply tokens fed back so far
-            kv = [(k[row : row + 1, :, -n:].clone(), v[row : row + 1, :, -n:].clone()) for k, v in layers]
+            kv = self.cache.row_kv(row)  # (1, H, n, D) per layer
             self.prefixes.store(job.prefix_key, (job.prompt_ids + job.tokens)[:n], kv, since=job.epoch)
 
     # ------------------------------------------------------------------ bookkeeping
@@ -274,7 +276,7 @@ class ContinuousScheduler:
                 job.on_finish(Completion(list(job.tokens), False, error))
         self.waiting.clear()
         self.prefilling, self.running = [], []
-        self.cache = DenseKVCache()
+        self.cache = SlotKVCache(self._attention)
         self.seen = self.seen[:0]
 
 
