@@ -135,13 +135,11 @@ def test_service_replies_equal_generator_replies(model, tokenizer):
 def test_sampling_steps_match_transformers_warpers():
     torch.manual_seed(3)
     logits = torch.randn(2, 50) * 3
-    seen = torch.zeros(2, 50, dtype=torch.bool)
-    history = torch.tensor([[1, 4, 9], [2, 4, 30]])
-    seen.scatter_(1, history, True)
+    history = torch.tensor([[1, 4, 9, 1], [2, 4, 30, 2]])  # each row padded with its first token
     from core.batching.sampling import _best_k, _top_p, penalise_repeats
 
-    expected = RepetitionPenaltyLogitsProcessor(1.3)(history, logits.clone())
-    assert torch.equal(penalise_repeats(logits, seen, torch.tensor([1.3, 1.3])), expected)
+    expected = RepetitionPenaltyLogitsProcessor(1.3)(history[:, :3], logits.clone())
+    assert torch.equal(penalise_repeats(logits, history, torch.tensor([1.3, 1.3])), expected)
     scores, columns = _best_k(logits, torch.tensor([7, 7]))  # the 7 best of each row, in place
     spread = torch.full_like(logits, float("-inf")).scatter(1, columns, scores)
     assert torch.equal(spread, TopKLogitsWarper(7)(history, logits.clone()))
@@ -157,7 +155,7 @@ def test_top_k_one_sampling_is_greedy():
     settings = [Sampling(do_sample=True, temperature=0.7, top_k=1, seed=s) for s in range(3)]
     gens = [torch.Generator().manual_seed(s) for s in range(3)]
     assert (
-        choose_tokens(logits, settings, torch.zeros(3, 40, dtype=torch.bool), gens)
+        choose_tokens(logits, settings, torch.zeros(3, 1, dtype=torch.long), gens)
         == logits.argmax(-1).tolist()
     )
 
@@ -347,24 +345,26 @@ def test_slot_cache_writes_each_row_at_its_length_and_fills_gaps_with_the_last_r
 
     cache = SlotKVCache()
     rows = torch.randn(3, 2, 5, 4)  # three prefilled rows of 5, 2 and 3 tokens, right-aligned
-    cache.add_rows([(rows, -rows)], [5, 2, 3], capacity=7)
+    cache.add_rows([(rows, -rows)], [[1, 2, 3, 4, 5], [6, 7], [8, 9, 10]], capacity=7)
     layer = cache.cache.layers[0]
     assert (cache.slots, cache.capacity, cache.lengths) == (3, 7, [5, 2, 3])
-    positions, mask = cache.step()
+    positions, mask = cache.step(torch.tensor([[11], [12], [13]]))
     assert positions.flatten().tolist() == [5, 2, 3] and mask.shape == (3, 1, 1, 6)
     assert mask[:, 0, 0].sum(dim=1).tolist() == [6, 3, 4]  # each row sees its own tokens + the new one
     step = torch.randn(3, 2, 1, 4)
     keys, values = layer.update(step, -step)
     assert keys.shape == (3, 2, 6, 4) and torch.equal(keys[1, :, :2], rows[1, :, 3:])
     assert torch.equal(keys[1, :, 2], step[1, :, 0]) and torch.equal(values[0, :, 5], -step[0, :, 0])
+    assert cache.history().tolist() == [[1, 2, 3, 4, 5, 11], [6, 7, 12, 6, 6, 6], [8, 9, 10, 13, 8, 8]]
     assert cache.drop_rows([0]) == [(2, 0)]  # the last row moves into the gap, keys and all
     assert cache.lengths == [4, 3] and torch.equal(layer.keys[0, :, :3], rows[2, :, 2:])
     assert torch.equal(layer.keys[0, :, 3], step[2, :, 0]) and layer.keys.shape == (2, 2, 4, 4)
-    cache.add_rows([(rows[:1], -rows[:1])], [5], capacity=9)  # a longer row: fresh buffers
+    cache.add_rows([(rows[:1], -rows[:1])], [[1, 2, 3, 4, 5]], capacity=9)  # longer: fresh buffers
     keys = cache.cache.layers[0].keys
     assert (cache.slots, cache.capacity, keys.shape) == (3, 9, (3, 2, 5, 4))
     assert torch.equal(keys[0, :, :3], rows[2, :, 2:]) and torch.equal(keys[1, :, 2], step[1, :, 0])
     assert torch.equal(keys[2], rows[0])  # the running rows were copied over, the new one added
+    assert cache.history().tolist() == [[8, 9, 10, 13, 8], [6, 7, 12, 6, 6], [1, 2, 3, 4, 5]]
 
 
 def test_pick_backend_by_device(model):

@@ -11,6 +11,9 @@ hides every column past a row's end. So nothing moves while rows run:
 - the buffers are reallocated only when the batch outgrows its slots or a row outgrows
   the capacity, and then to exactly what the running rows need.
 
+The cache also keeps each row's token ids in the same layout (``history``), which is
+what the repetition penalty reads.
+
 ``slots x capacity`` is the memory held, and what the scheduler's budget caps. The
 layout before this one (right-aligned rows sharing one write column) copied the whole
 cache at every join and every leave: a fifth of the engine's time under load.
@@ -66,6 +69,7 @@ class SlotKVCache:
         self.lengths: list[int] = []  # tokens per row (prompt + replies fed back)
         self.attention = attention  # the model's attention implementation: the mask's form
         self.writes: tuple[torch.Tensor, torch.Tensor, int] | None = None  # set per step
+        self.tokens = torch.zeros((0, 0), dtype=torch.long)  # (S, C) ids; past a row's end: its first
 
     @property
     def rows(self) -> int:
@@ -92,13 +96,17 @@ class SlotKVCache:
         assert self.cache is not None
         return self.cache.layers  # type: ignore[return-value]
 
-    def add_rows(self, kv: list[LayerKV], lengths: list[int], capacity: int) -> None:
+    def add_rows(self, kv: list[LayerKV], prompts: list[list[int]], capacity: int) -> None:
         """Append prefilled sequences: ``kv`` holds them right-aligned, (n, H, T, D) per
-        layer with row i's ``lengths[i]`` tokens in its last columns, padding before.
+        layer with row i's ``len(prompts[i])`` tokens in its last columns, padding before.
         ``capacity``: the longest any running row can get (prompt + max new tokens)."""
+        lengths = [len(p) for p in prompts]
         first, rows = self.rows, self.rows + len(lengths)
         if self.cache is None or rows > self.slots or capacity > self.capacity:
             self._reallocate(kv, rows, capacity)
+        for i, prompt in enumerate(prompts):
+            self.tokens[first + i] = prompt[0]
+            self.tokens[first + i, : len(prompt)] = torch.tensor(prompt)
         width = kv[0][0].size(-2)
         for layer, (k, v) in zip(self._layers(), kv, strict=True):
             keys, values = layer.buffers
@@ -115,6 +123,7 @@ class SlotKVCache:
         for row in sorted(rows, reverse=True):  # rows after ``row`` are all kept by now
             last = self.rows - 1
             if row != last:
+                self.tokens[row] = self.tokens[last]
                 for layer in self._layers():
                     for buffer in layer.buffers:
                         buffer[row, :, : self.lengths[last]] = buffer[last, :, : self.lengths[last]]
@@ -132,13 +141,20 @@ class SlotKVCache:
         n = self.lengths[row]
         return [tuple(b[row : row + 1, :, :n].clone() for b in layer.buffers) for layer in self._layers()]  # type: ignore[misc]
 
-    def step(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prepare one decoding step: the rows' position ids (B, 1) and the attention
-        mask; the layers then write each row's new column at its length."""
+    def history(self) -> torch.Tensor:
+        """Each row's token ids so far, (B, W): a row shorter than W repeats its first."""
+        return self.tokens[: self.rows, : self.width]
+
+    def step(self, fed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prepare one decoding step that feeds ``fed`` (B, 1): the rows' position ids
+        (B, 1) and the attention mask; the layers then write each row's new column at
+        its length."""
         device = self._layers()[0].buffers[0].device
         positions = torch.tensor(self.lengths, device=device)  # (B,) = the column each row writes
         width = self.width + 1
-        self.writes = (torch.arange(self.rows, device=device), positions, width)
+        rows = torch.arange(self.rows, device=device)
+        self.writes = (rows, positions, width)
+        self.tokens[rows, positions] = fed[:, 0].to(self.tokens.device)
         visible = torch.arange(width, device=device)[None, :] <= positions[:, None]  # (B, W + 1)
         self.lengths = [n + 1 for n in self.lengths]
         return positions[:, None], self._mask(visible)
@@ -158,6 +174,11 @@ class SlotKVCache:
         """Fresh buffers of exactly ``rows x capacity``; running rows are copied over."""
         old = self._layers() if self.cache is not None else None
         used = self.width
+        tokens = torch.zeros((rows, capacity), dtype=torch.long, device=kv[0][0].device)
+        if self.rows:
+            tokens[: self.rows] = self.tokens[: self.rows, :1]  # padding: each row's first token
+            tokens[: self.rows, :used] = self.tokens[: self.rows, :used]
+        self.tokens = tokens
         layers: list[Any] = []
         for i, (k, _v) in enumerate(kv):
             _n, heads, _t, dim = k.shape

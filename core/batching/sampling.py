@@ -42,15 +42,17 @@ class Sampling:
         )
 
 
-def penalise_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
+def penalise_repeats(logits: torch.Tensor, history: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
     """``RepetitionPenaltyLogitsProcessor`` per row: tokens already in the row's prompt or
     reply get their logit divided (positive) or multiplied (negative) by its penalty.
 
-    logits (B, V) float, seen (B, V) bool, penalty (B,) float.
+    logits (B, V) float; history (B, L) long, the row's tokens so far (a row shorter than
+    L repeats one of its own tokens: scattering a token twice writes the same value);
+    penalty (B,) float. Gathers and scatters the L seen columns only, as transformers does.
     """
     p = penalty[:, None]  # (B, 1)
-    scaled = torch.where(logits < 0, logits * p, logits / p)  # (B, V)
-    return torch.where(seen, scaled, logits)
+    seen = logits.gather(1, history)  # (B, L)
+    return logits.scatter(1, history, torch.where(seen < 0, seen * p, seen / p))
 
 
 def _best_k(logits: torch.Tensor, top_k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,39 +79,62 @@ def _top_p(logits: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
 def choose_tokens(
     logits: torch.Tensor,
     settings: Sequence[Sampling],
-    seen: torch.Tensor,
+    history: torch.Tensor,
     generators: Sequence[torch.Generator | None],
 ) -> list[int]:
-    """The next token of every row. logits (B, V), seen (B, V) bool."""
+    """The next token of every row. logits (B, V); history (B, L) long, each row's tokens
+    so far (see :func:`penalise_repeats`)."""
     logits = logits.float()
     device = logits.device
     penalty = torch.tensor([s.repetition_penalty for s in settings], device=device)  # (B,)
     if bool((penalty != 1.0).any()):
-        logits = penalise_repeats(logits, seen, penalty)
-    chosen = logits.argmax(dim=-1)  # (B,) greedy for every row, sampled rows overwritten below
+        logits = penalise_repeats(logits, history, penalty)
+    greedy = [i for i, s in enumerate(settings) if s.greedy]
+    if len(greedy) == len(settings):
+        return [int(t) for t in logits.argmax(dim=-1).tolist()]
+    chosen = torch.zeros(len(settings), dtype=torch.long, device=device)  # (B,)
+    if greedy:  # an argmax over the whole vocabulary only for the rows that need it
+        rows = torch.tensor(greedy, device=device)
+        chosen[rows] = logits[rows].argmax(dim=-1)
     sampled = [i for i, s in enumerate(settings) if not s.greedy]
-    if sampled:
-        rows = torch.tensor(sampled, device=device)
-        picked = [settings[i] for i in sampled]
-        scores = logits[rows] / torch.tensor([s.temperature for s in picked], device=device)[:, None]
-        # A row with a top-k cut needs only its k best columns for top-p and the draw (the
-        # rest are -inf after top-k: they add nothing to top-p's sums); the others keep
-        # every column. Decided per row, so a seeded row draws the same in any batch.
-        cut = [j for j, s in enumerate(picked) if s.top_k > 0]
-        whole = [j for j, s in enumerate(picked) if s.top_k <= 0]
-        for group in (cut, whole):
-            if not group:
-                continue
-            part = scores[torch.tensor(group, device=device)]  # (G, V)
-            columns = None
-            if group is cut:
-                part, columns = _best_k(part, torch.tensor([picked[j].top_k for j in group], device=device))
-            top_p = torch.tensor([picked[j].top_p for j in group], device=device)
-            if bool((top_p < 1.0).any()):
-                part = _top_p(part, top_p)
-            probs = part.softmax(dim=-1)  # (G, V) or (G, K)
-            for g, j in enumerate(group):  # one draw per row so a seeded row ignores its neighbours
-                i = sampled[j]
-                draw = torch.multinomial(probs[g], 1, generator=generators[i])[0]
-                chosen[i] = draw if columns is None else columns[g, draw]
+    picked = [settings[i] for i in sampled]
+    temperature = torch.tensor([s.temperature for s in picked], device=device)[:, None]
+    scores = logits if len(sampled) == len(settings) else logits[torch.tensor(sampled, device=device)]
+    scores = scores / temperature  # (S, V)
+    # A row with a top-k cut needs only its k best columns for top-p and the draw (the rest
+    # are -inf after top-k: they add nothing to top-p's sums); the others keep every
+    # column. Decided per row, so a seeded row draws the same in any batch.
+    cut = [j for j, s in enumerate(picked) if s.top_k > 0]
+    whole = [j for j, s in enumerate(picked) if s.top_k <= 0]
+    for group in (cut, whole):
+        if not group:
+            continue
+        part = scores if len(group) == len(picked) else scores[torch.tensor(group, device=device)]  # (G, V)
+        columns = None
+        if group is cut:
+            part, columns = _best_k(part, torch.tensor([picked[j].top_k for j in group], device=device))
+        top_p = torch.tensor([picked[j].top_p for j in group], device=device)
+        if bool((top_p < 1.0).any()):
+            part = _top_p(part, top_p)
+        probs = part.softmax(dim=-1)  # (G, V) or (G, K)
+        draws = _draw(probs, [generators[sampled[j]] for j in group])  # (G,)
+        if columns is not None:
+            draws = columns.gather(1, draws[:, None])[:, 0]
+        chosen[torch.tensor([sampled[j] for j in group], device=device)] = draws
     return [int(t) for t in chosen.tolist()]
+
+
+def _draw(probs: torch.Tensor, generators: Sequence[torch.Generator | None]) -> torch.Tensor:
+    """One draw per row of ``probs`` (G, N): rows without a generator in one call, a
+    seeded row alone with its own generator, so it draws the same beside any neighbours."""
+    free = [g for g, gen in enumerate(generators) if gen is None]
+    if len(free) == len(generators):
+        return torch.multinomial(probs, 1)[:, 0]
+    draws = torch.zeros(len(generators), dtype=torch.long, device=probs.device)
+    if free:
+        rows = torch.tensor(free, device=probs.device)
+        draws[rows] = torch.multinomial(probs[rows], 1)[:, 0]
+    for g, gen in enumerate(generators):
+        if gen is not None:
+            draws[g] = torch.multinomial(probs[g], 1, generator=gen)[0]
+    return draws

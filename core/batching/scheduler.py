@@ -69,7 +69,6 @@ class ContinuousScheduler:
         config = getattr(model, "config", None)
         self._attention = getattr(config, "_attn_implementation", None) or "eager"
         self.cache = SlotKVCache(self._attention)
-        self.seen = torch.zeros((0, self.vocab), dtype=torch.bool, device=self.device)  # (B, V)
         self.stats = SchedulerStats()
         self.prefixes = prefix_cache
         self.context_window: int | None = getattr(config, "n_positions", None) or getattr(
@@ -180,10 +179,12 @@ class ContinuousScheduler:
         """Sample each prefilled job's first token; those not already done join the batch."""
         for job in jobs:
             self.prefilling.remove(job)
-        seen = torch.zeros((len(jobs), self.vocab), dtype=torch.bool, device=self.device)  # (n, V)
-        for row, job in enumerate(jobs):
-            seen[row, torch.tensor(job.prompt_ids, device=self.device)] = True
-        tokens = choose_tokens(logits, [j.sampling for j in jobs], seen, [j.generator for j in jobs])
+        longest = max(len(j.prompt_ids) for j in jobs)
+        history = torch.tensor(  # (n, L): each prompt, padded with its own first token
+            [j.prompt_ids + j.prompt_ids[:1] * (longest - len(j.prompt_ids)) for j in jobs],
+            device=self.device,
+        )
+        tokens = choose_tokens(logits, [j.sampling for j in jobs], history, [j.generator for j in jobs])
         keep = [
             row
             for row, (job, token) in enumerate(zip(jobs, tokens, strict=True))
@@ -191,20 +192,17 @@ class ContinuousScheduler:
         ]
         if not keep:
             return
-        for row in keep:
-            seen[row, tokens[row]] = True
         index = torch.tensor(keep, device=self.device)
         self.running.extend(jobs[r] for r in keep)
         capacity = max(j.longest for j in self.running)
         self.cache.add_rows(
-            [(k[index], v[index]) for k, v in kv], [len(jobs[r].prompt_ids) for r in keep], capacity
+            [(k[index], v[index]) for k, v in kv], [jobs[r].prompt_ids for r in keep], capacity
         )
-        self.seen = torch.cat([self.seen, seen[index]])
         self._note_peak()
 
     def _decode(self) -> None:
         last = torch.tensor([[j.tokens[-1]] for j in self.running], device=self.device)  # (B, 1)
-        positions, attention = self.cache.step()  # (B, 1), the mask over W + 1 columns
+        positions, attention = self.cache.step(last)  # (B, 1), the mask over W + 1 columns
         out = self.model(
             input_ids=last,
             attention_mask=attention,
@@ -217,10 +215,11 @@ class ContinuousScheduler:
         self._note_peak()
         logits = out.logits[:, -1, :]  # (B, V)
         tokens = choose_tokens(
-            logits, [j.sampling for j in self.running], self.seen, [j.generator for j in self.running]
+            logits,
+            [j.sampling for j in self.running],
+            self.cache.history(),
+            [j.generator for j in self.running],
         )
-        rows = torch.arange(len(tokens), device=self.device)
-        self.seen[rows, torch.tensor(tokens, device=self.device)] = True
         done = [
             row
             for row, (job, token) in enumerate(zip(self.running, tokens, strict=True))
@@ -230,9 +229,7 @@ class ContinuousScheduler:
             self._keep_prefixes(done)
             for source, target in self.cache.drop_rows(done):  # the last row fills each gap
                 self.running[target] = self.running[source]
-                self.seen[target] = self.seen[source]
             del self.running[self.cache.rows :]
-            self.seen = self.seen[: self.cache.rows]
 
     def _keep_prefixes(self, rows: list[int]) -> None:
         """Leave the prompt + reply keys/values of finishing rows in the prefix cache."""
@@ -277,7 +274,6 @@ class ContinuousScheduler:
         self.waiting.clear()
         self.prefilling, self.running = [], []
         self.cache = SlotKVCache(self._attention)
-        self.seen = self.seen[:0]
 
 
 def _cost(resumed: list[Job]) -> int:
