@@ -367,6 +367,24 @@ def test_slot_cache_writes_each_row_at_its_length_and_fills_gaps_with_the_last_r
     assert cache.history().tolist() == [[8, 9, 10, 13, 8], [6, 7, 12, 6, 6], [1, 2, 3, 4, 5]]
 
 
+def test_decode_attention_matches_sdpa_for_one_query_and_defers_to_it_otherwise():
+    from core.batching.attention import decode_attention
+
+    torch.manual_seed(2)
+    keys, values = torch.randn(3, 2, 9, 8), torch.randn(3, 2, 9, 8)
+    visible = torch.arange(9)[None, :] < torch.tensor([9, 4, 6])[:, None]  # rows of 9, 4, 6 tokens
+    mask = visible[:, None, None, :]  # (3, 1, 1, 9)
+    additive = torch.zeros(mask.shape).masked_fill(~mask, torch.finfo(torch.float32).min)
+    module = torch.nn.Module()
+    for q_len in (1, 3):  # a decoding step, and a prefill-like call that goes to SDPA
+        query = torch.randn(3, 2, q_len, 8)
+        expected = torch.nn.functional.scaled_dot_product_attention(query, keys, values, attn_mask=mask)
+        for m in (mask, additive):
+            out, _ = decode_attention(module, query, keys, values, m, is_causal=False)
+            assert out.shape == (3, q_len, 2, 8)
+            assert torch.allclose(out.transpose(1, 2), expected, atol=1e-6)
+
+
 def test_pick_backend_by_device(model):
     cpu = pick_backend("cpu", model)
     try:

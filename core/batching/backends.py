@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import torch
 
+from core.batching.attention import NAME as DECODE_ATTENTION
 from core.batching.prefix_cache import PrefixCache
 from core.batching.scheduler import Completion, ContinuousScheduler, Job, vocab_size
 
@@ -127,6 +128,8 @@ class LibraryBackend:
         from transformers import ContinuousBatchingConfig, GenerationConfig
 
         self.model = model
+        if getattr(model.config, "_attn_implementation", None) == DECODE_ATTENTION:
+            model.set_attn_implementation("sdpa")  # a dense scheduler had it; the library needs its own
         # Non-default values make the library build the temperature/top-k/top-p processors,
         # whose per-request versions then read each request's own values.
         generation = GenerationConfig(

@@ -161,10 +161,11 @@ class SlotKVCache:
 
     def _mask(self, visible: torch.Tensor) -> torch.Tensor:
         """The mask in the form the attention implementation reads: 4-D (transformers
-        then uses it as is) for SDPA (bool) and eager (additive); 2-D for the rest."""
+        then uses it as is) for SDPA (bool), eager and ``core.batching.attention``
+        (additive); 2-D for the rest."""
         if self.attention == "sdpa":
             return visible[:, None, None, :]  # (B, 1, 1, W + 1)
-        if self.attention == "eager":
+        if self.attention in ("eager", "decode_matmul"):
             dtype = self._layers()[0].buffers[0].dtype
             additive = torch.zeros(visible.shape, dtype=dtype, device=visible.device)
             return additive.masked_fill(~visible, torch.finfo(dtype).min)[:, None, None, :]

@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from core.batching.attention import use_decode_attention
 from core.batching.jobs import Completion, Job, SchedulerStats, vocab_size
 from core.batching.kv_cache import LayerKV, SlotKVCache, layer_kv
 from core.batching.prefill import Encoder
@@ -67,7 +68,7 @@ class ContinuousScheduler:
         self.prefilling: list[Job] = []
         self.running: list[Job] = []
         config = getattr(model, "config", None)
-        self._attention = getattr(config, "_attn_implementation", None) or "eager"
+        self._attention = use_decode_attention(model)  # on CPU: two matmuls per one-query step
         self.cache = SlotKVCache(self._attention)
         self.stats = SchedulerStats()
         self.prefixes = prefix_cache
