@@ -220,6 +220,7 @@ async def run_variant(
     )
     people = Customers(bus, engine.partials, BOT, questions)
     tokens_before = GENERATED_TOKENS._value.get()
+    prefill_before = prefill_counts(models)
     try:
         async with engine:
             result = await people.run(customers, messages)
@@ -233,7 +234,19 @@ async def run_variant(
     tokens = GENERATED_TOKENS._value.get() - tokens_before
     summary.update(variant=variant, messages_each=messages, generated_tokens=int(tokens))
     summary["tokens_per_s"] = round(tokens / result.seconds, 1) if result.seconds else 0.0
+    after = prefill_counts(models)
+    if after is not None and prefill_before is not None:  # prompt tokens encoded / taken from the cache
+        summary["prompt_tokens"] = {k: after[k] - prefill_before[k] for k in after}
     return summary
+
+
+def prefill_counts(models: Models) -> dict[str, int] | None:
+    """The continuous scheduler's prompt-token counters (None for the wave variants)."""
+    loaded = models.lm.reply_model(bench_persona(1).models.lm)
+    scheduler = getattr(getattr(getattr(loaded, "model", None), "backend", None), "scheduler", None)
+    if scheduler is None:
+        return None
+    return {"encoded": scheduler.stats.encoded_tokens, "reused": scheduler.stats.reused_tokens}
 
 
 @dataclass

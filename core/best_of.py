@@ -110,14 +110,16 @@ class BestOfStream:
         """The first candidate's version, once more when every candidate is done."""
         return self.streams[0].version + int(self.done)
 
-    async def changed(self, seen: int) -> int:
-        while (version := self.version) == seen:
+    async def changed(self, seen: int, at_least: int = 1) -> int:
+        while True:
+            version = self.version
+            if version - seen >= max(1, at_least) or (self.done and version != seen):
+                return version
             first = self.streams[0]
-            if not first.done:
-                await first.changed(seen)
+            if not first.done:  # while it runs, this stream's version is the first's
+                await first.changed(seen, at_least)
             else:  # the first is written; wait for the rest
                 await asyncio.gather(*(s.text() for s in self.streams), return_exceptions=True)
-        return version
 
     def text_so_far(self) -> str:
         if self._final is not None:

@@ -60,8 +60,9 @@ class TokenStream(Protocol):
         """Bumped per token and once at the end."""
         ...
 
-    async def changed(self, seen: int) -> int:
-        """Wait until the stream is past version ``seen``; the new version."""
+    async def changed(self, seen: int, at_least: int = 1) -> int:
+        """Wait until the stream is ``at_least`` versions past ``seen``, or ended; the
+        new version."""
         ...
 
     def text_so_far(self) -> str:

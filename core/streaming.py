@@ -60,7 +60,8 @@ class Follower:
         loop = asyncio.get_running_loop()
         version, sent_at_version, sent_at = -1, 0, 0.0
         while True:
-            version = await self.stream.changed(version)
+            # the first text as soon as there is any; then wake only every `every_tokens`
+            version = await self.stream.changed(version, self.policy.every_tokens if self.seq else 1)
             if self.stream.done:
                 return
             if self.seq and (

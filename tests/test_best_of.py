@@ -148,3 +148,25 @@ async def test_best_of_candidates_stream_as_the_first_and_end_as_the_judges_pick
     assert await stream.text() == CANCEL[0] == stream.text_so_far()  # about cancelling: the judge's pick
     single = submit(model, request(best_of=1))
     assert len(model.streams) == 3 and single is model.streams[-1]  # one candidate: the plain stream
+
+
+async def test_a_reader_waiting_for_n_tokens_is_woken_once_not_per_token() -> None:
+    from core.batching.jobs import Completion
+    from core.batching.stream import ReplyStream
+
+    stream = ReplyStream(lambda tokens, _limit: " ".join(map(str, tokens)), asyncio.get_running_loop())
+    wakes: list[bool] = []
+    wake = stream._wake
+    stream._wake = lambda ended=False: (wakes.append(ended), wake(ended=ended))  # type: ignore[method-assign]
+    waiting = asyncio.ensure_future(stream.changed(0, at_least=3))
+    await asyncio.sleep(0)  # the reader is waiting now
+    stream.push(7)
+    stream.push(8)
+    await asyncio.sleep(0)
+    assert not waiting.done() and wakes == []  # two tokens: the reader's loop was not woken
+    stream.push(9)
+    assert await waiting == 3 and wakes == [False]  # the third wakes it, once
+    later = asyncio.ensure_future(stream.changed(3, at_least=8))
+    await asyncio.sleep(0)
+    stream.finish(Completion([7, 8, 9, 10], stopped=True))
+    assert await later == 4 and stream.text_so_far() == "7 8 9 10"  # the end wakes any reader

@@ -27,6 +27,7 @@ class ReplyStream:
         self._lock = threading.Lock()
         self._tokens: list[int] = []
         self._version = 0  # bumped per token and at the end, so readers know what is new
+        self._wake_at = 1  # the version at which a token wakes the reader (see ``changed``)
         self._done = threading.Event()
         self._final: str | None = None
         self._error: BaseException | None = None
@@ -39,7 +40,9 @@ class ReplyStream:
         with self._lock:
             self._tokens.append(token)
             self._version += 1
-        self._wake()
+            wake = self._version >= self._wake_at
+        if wake:  # else nobody waits for this token: no hop to the reader's loop
+            self._wake()
 
     def finish(self, completion: Completion) -> None:
         if completion.error is None:
@@ -83,18 +86,20 @@ class ReplyStream:
         with self._lock:
             return self._version
 
-    async def changed(self, seen: int) -> int:
-        """Wait until the stream is past version ``seen`` (a new token, or the end), and
-        return the new version; a reader that renders only now and then (``text_so_far``)
-        so skips the rendering of every token in between."""
+    async def changed(self, seen: int, at_least: int = 1) -> int:
+        """Wait until the stream is ``at_least`` versions past ``seen`` (new tokens), or
+        ended, and return the new version. A reader that renders only now and then
+        (``text_so_far``) so skips the rendering of every token in between, and the
+        model's thread does not wake the reader's loop for the tokens it would skip."""
         if self._changed is None:
             raise RuntimeError("this stream was created outside an event loop; use result()")
         while True:
             self._changed.clear()
             with self._lock:
                 version = self._version
-            if version != seen:
-                return version
+                if version - seen >= max(1, at_least) or (version != seen and self._done.is_set()):
+                    return version
+                self._wake_at = seen + max(1, at_least)
             await self._changed.wait()
 
     def text_so_far(self) -> str:
@@ -131,6 +136,8 @@ class ReplyStream:
                     last = text
                     yield text
                 continue
+            with self._lock:
+                self._wake_at = version + 1  # every token
             await self._changed.wait()
 
     def _final_or_raise(self) -> str:
