@@ -103,6 +103,16 @@ def test_greedy_tokens_equal_single_request_generate(model):
     assert all(not c.stopped and c.error is None for c in out)
 
 
+def test_the_written_out_gpt2_step_writes_the_tokens_of_the_models_own_forward(model):
+    ps = prompts(model.config.vocab_size)
+    fast = ContinuousScheduler(model, kv_budget=4096)
+    generic = ContinuousScheduler(model, kv_budget=4096)
+    generic._gpt2_step = False  # what any other causal LM runs: transformers' forward
+    assert fast._gpt2_step
+    out = [[c.tokens for c in run(s, [Job(p, 12, NO_STOP) for p in ps])] for s in (fast, generic)]
+    assert out[0] == out[1] == [reference(model, p, 12) for p in ps]
+
+
 def test_repetition_penalty_matches_generate(model):
     ps = prompts(model.config.vocab_size, (7, 19))
     jobs = [Job(p, 10, NO_STOP, Sampling(repetition_penalty=1.5)) for p in ps]

@@ -81,18 +81,18 @@ class SlotKVCache:
 
     @property
     def slots(self) -> int:
-        return self._layers()[0].buffers[0].size(0) if self.cache is not None else 0
+        return self.layers()[0].buffers[0].size(0) if self.cache is not None else 0
 
     @property
     def capacity(self) -> int:
-        return self._layers()[0].buffers[0].size(2) if self.cache is not None else 0
+        return self.layers()[0].buffers[0].size(2) if self.cache is not None else 0
 
     @property
     def tokens_held(self) -> int:
         """Token slots reserved per layer (room to grow included)."""
         return self.slots * self.capacity
 
-    def _layers(self) -> list[SlotLayer]:
+    def layers(self) -> list[SlotLayer]:
         assert self.cache is not None
         return self.cache.layers  # type: ignore[return-value]
 
@@ -108,7 +108,7 @@ class SlotKVCache:
             self.tokens[first + i] = prompt[0]
             self.tokens[first + i, : len(prompt)] = torch.tensor(prompt)
         width = kv[0][0].size(-2)
-        for layer, (k, v) in zip(self._layers(), kv, strict=True):
+        for layer, (k, v) in zip(self.layers(), kv, strict=True):
             keys, values = layer.buffers
             for i, n in enumerate(lengths):
                 keys[first + i, :, :n] = k[i, :, width - n :]
@@ -124,7 +124,7 @@ class SlotKVCache:
             last = self.rows - 1
             if row != last:
                 self.tokens[row] = self.tokens[last]
-                for layer in self._layers():
+                for layer in self.layers():
                     for buffer in layer.buffers:
                         buffer[row, :, : self.lengths[last]] = buffer[last, :, : self.lengths[last]]
                 self.lengths[row] = self.lengths[last]
@@ -139,7 +139,7 @@ class SlotKVCache:
     def row_kv(self, row: int) -> list[LayerKV]:
         """A copy of one row's keys/values, (1, H, length, D) per layer."""
         n = self.lengths[row]
-        return [tuple(b[row : row + 1, :, :n].clone() for b in layer.buffers) for layer in self._layers()]  # type: ignore[misc]
+        return [tuple(b[row : row + 1, :, :n].clone() for b in layer.buffers) for layer in self.layers()]  # type: ignore[misc]
 
     def history(self) -> torch.Tensor:
         """Each row's token ids so far, (B, W): a row shorter than W repeats its first."""
@@ -149,7 +149,7 @@ class SlotKVCache:
         """Prepare one decoding step that feeds ``fed`` (B, 1): the rows' position ids
         (B, 1) and the attention mask; the layers then write each row's new column at
         its length."""
-        device = self._layers()[0].buffers[0].device
+        device = self.layers()[0].buffers[0].device
         positions = torch.tensor(self.lengths, device=device)  # (B,) = the column each row writes
         width = self.width + 1
         rows = torch.arange(self.rows, device=device)
@@ -166,14 +166,14 @@ class SlotKVCache:
         if self.attention == "sdpa":
             return visible[:, None, None, :]  # (B, 1, 1, W + 1)
         if self.attention in ("eager", "decode_matmul"):
-            dtype = self._layers()[0].buffers[0].dtype
+            dtype = self.layers()[0].buffers[0].dtype
             additive = torch.zeros(visible.shape, dtype=dtype, device=visible.device)
             return additive.masked_fill(~visible, torch.finfo(dtype).min)[:, None, None, :]
         return visible.long()
 
     def _reallocate(self, kv: list[LayerKV], rows: int, capacity: int) -> None:
         """Fresh buffers of exactly ``rows x capacity``; running rows are copied over."""
-        old = self._layers() if self.cache is not None else None
+        old = self.layers() if self.cache is not None else None
         used = self.width
         tokens = torch.zeros((rows, capacity), dtype=torch.long, device=kv[0][0].device)
         if self.rows:
@@ -193,7 +193,7 @@ class SlotKVCache:
         self.cache.layers = layers
 
     def _show(self) -> None:
-        for layer in self._layers():
+        for layer in self.layers():
             layer.show(self.rows, self.width)
 
 

@@ -33,6 +33,8 @@ from typing import Any
 
 import torch
 
+from core.batching import gpt2_step
+from core.batching.attention import NAME as DECODE_ATTENTION
 from core.batching.attention import use_decode_attention
 from core.batching.jobs import Completion, Job, SchedulerStats, vocab_size
 from core.batching.kv_cache import LayerKV, SlotKVCache, layer_kv
@@ -69,6 +71,8 @@ class ContinuousScheduler:
         self.running: list[Job] = []
         config = getattr(model, "config", None)
         self._attention = use_decode_attention(model)  # on CPU: two matmuls per one-query step
+        # a plain GPT-2 on that attention: decoding steps skip transformers' forward wrapping
+        self._gpt2_step = self._attention == DECODE_ATTENTION and gpt2_step.fits(model)
         self.cache = SlotKVCache(self._attention)
         self.stats = SchedulerStats()
         self.prefixes = prefix_cache
@@ -204,17 +208,20 @@ class ContinuousScheduler:
     def _decode(self) -> None:
         last = torch.tensor([[j.tokens[-1]] for j in self.running], device=self.device)  # (B, 1)
         positions, attention = self.cache.step(last)  # (B, 1), the mask over W + 1 columns
-        out = self.model(
-            input_ids=last,
-            attention_mask=attention,
-            position_ids=positions,
-            **{self._cache_kw: self.cache.cache},
-            use_cache=True,
-        )
+        if self._gpt2_step:
+            logits = gpt2_step.decode_step(self.model, last, positions, self.cache, attention)  # (B, V)
+        else:
+            out = self.model(
+                input_ids=last,
+                attention_mask=attention,
+                position_ids=positions,
+                **{self._cache_kw: self.cache.cache},
+                use_cache=True,
+            )
+            logits = out.logits[:, -1, :]  # (B, V)
         self.stats.steps += 1
         self.stats.peak_rows = max(self.stats.peak_rows, len(self.running))
         self._note_peak()
-        logits = out.logits[:, -1, :]  # (B, V)
         tokens = choose_tokens(
             logits,
             [j.sampling for j in self.running],
