@@ -160,7 +160,25 @@ def test_forget_drops_the_users_prefix_and_keeps_others(model, tokenizer):
         reused = prefixes.stats.reused_tokens
         request = GenerationRequest(text=QUESTIONS[0], style="Be brief.", settings=SETTINGS, conversation=ANN)
         service.submit(request).result(timeout=120)
-        assert prefixes.stats.reused_tokens == reused  # nothing of Ann's was served
+        segment = service._persona_tokens(gen.prompt_for(request, SETTINGS.max_new_tokens)[0])
+        assert segment > 0  # only the persona's own segment was served, nothing of Ann's
+        assert prefixes.stats.reused_tokens - reused == segment
+
+
+def test_a_new_conversation_starts_from_its_personas_segment_encoded_once(model, tokenizer):
+    gen = Generator(model, tokenizer, torch.device("cpu"))
+    first = GenerationRequest(text=QUESTIONS[0], style="Be brief.", settings=SETTINGS, conversation=ANN)
+    other = GenerationRequest(text=QUESTIONS[2], style="Be brief.", settings=SETTINGS, conversation=BOB)
+    with dense(gen, 0) as plain:
+        expected = [plain.submit(r).result(timeout=120) for r in (first, other)]
+    with dense(gen, 4096) as cached:
+        assert [cached.submit(r).result(timeout=120) for r in (first, other)] == expected
+        segment = cached._persona_tokens(gen.prompt_for(other, SETTINGS.max_new_tokens)[0])
+        stats = cached.backend.scheduler.stats  # type: ignore[attr-defined]
+        assert segment > 5 and stats.reused_tokens == segment  # Bob's first prompt skipped it
+        restyled = GenerationRequest(text=QUESTIONS[1], style="Be warm.", settings=SETTINGS, conversation=BOB)
+        cached.submit(restyled).result(timeout=120)  # another persona: nothing of this one serves it
+        assert stats.reused_tokens == segment
 
 
 async def test_history_forget_in_another_process_reaches_the_engines_cache(

@@ -44,6 +44,7 @@ class Job:
     prefill_cache: DynamicCache | None = None
     generator: torch.Generator | None = None
     prefix_key: PrefixKey | None = None  # the conversation whose prompt cache it may reuse
+    persona_tokens: int = 0  # the prompt's first tokens that only its persona decides (shareable)
     cached_kv: list[LayerKV] | None = None  # its first ``prefilled`` tokens, from the prefix cache
     reused: int = 0  # prompt tokens not encoded thanks to the prefix cache
     epoch: int = 0  # the prefix cache's epoch when the job was admitted

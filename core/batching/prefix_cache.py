@@ -13,6 +13,12 @@ KV budget); the least recently used conversations go first. ``forget`` drops a u
 entries (``history forget``) and refuses to store replies that were being written when
 it was called, so nothing of a forgotten user comes back.
 
+Every conversation's prompt also starts with its persona's segment (``<|system|>{style}
+<|intent|>``, about 30 tokens of a 46-token first prompt), the same for all customers
+of that persona. That segment is kept once per persona (``store_persona``; it holds no
+customer's words, so ``forget`` leaves it) and a conversation with nothing cached of its
+own starts from it.
+
 Reuse is exact: keys/values of a token depend only on the tokens before it and their
 positions, so greedy replies are the same token for token with and without the cache
 (tests/test_prefix_cache.py).
@@ -80,23 +86,38 @@ class PrefixCache:
 
     def lookup(self, key: PrefixKey, prompt: list[int]) -> tuple[int, list[LayerKV]]:
         """``(n, kv)``: the first ``n`` prompt tokens are cached, ``kv`` holds them
-        ((1, H, n, D) views per layer); ``(0, [])`` on a miss. At least the prompt's
+        ((1, H, n, D) views per layer); ``(0, [])`` on a miss. The conversation's own
+        entry or its persona's segment, whichever covers more. At least the prompt's
         last token is left to encode: its logits choose the first reply token."""
         with self._lock:
             self.stats.lookups += 1
             entry = self._entries.get(key.conversation)
-            if entry is None:
-                return 0, []
-            if entry.persona != key.persona:
+            if entry is not None and entry.persona != key.persona:
                 self._drop(key.conversation)
+                entry = None
+            best, n = None, 0
+            for name in (key.conversation, persona_key(key.persona)):
+                candidate = entry if name == key.conversation else self._entries.get(name)
+                if candidate is None:
+                    continue
+                covered = _common_prefix(candidate.tokens, prompt, len(prompt) - 1)
+                if covered > n:
+                    best, n = name, covered
+            if best is None:
                 return 0, []
-            n = _common_prefix(entry.tokens, prompt, len(prompt) - 1)
-            if n == 0:
-                return 0, []
-            self._entries.move_to_end(key.conversation)
+            self._entries.move_to_end(best)
             self.stats.hits += 1
             self.stats.reused_tokens += n
-            return n, [(k[:, :, :n], v[:, :, :n]) for k, v in entry.kv]
+            return n, [(k[:, :, :n], v[:, :, :n]) for k, v in self._entries[best].kv]
+
+    def has_persona(self, persona: str) -> bool:
+        with self._lock:
+            return persona_key(persona) in self._entries
+
+    def store_persona(self, persona: str, tokens: list[int], kv: list[LayerKV]) -> bool:
+        """Keep a persona's prompt segment (owned (1, H, T, D) copies per layer), which
+        every conversation of that persona starts with."""
+        return self.store(PrefixKey(persona_key(persona), persona), tokens, kv, since=self._epoch)
 
     def store(self, key: PrefixKey, tokens: list[int], kv: list[LayerKV], *, since: int) -> bool:
         """Keep ``tokens`` and their keys/values (owned copies, (1, H, T, D) per layer) as
@@ -141,6 +162,11 @@ class PrefixCache:
         self.held -= len(entry.tokens)
         if counted:
             self.stats.dropped += 1
+
+
+def persona_key(persona: str) -> Conversation:
+    """Where a persona's segment is kept: no platform or user, so ``forget`` never matches."""
+    return ("", "", "", f"persona:{persona}")
 
 
 def _common_prefix(a: list[int], b: list[int], limit: int) -> int:

@@ -197,6 +197,7 @@ class ContinuousScheduler:
         ]
         if not keep:
             return
+        self._keep_persona_segments(jobs, kv, keep)
         index = torch.tensor(keep, device=self.device)
         self.running.extend(jobs[r] for r in keep)
         capacity = max(j.longest for j in self.running)
@@ -238,6 +239,22 @@ class ContinuousScheduler:
             for source, target in self.cache.drop_rows(done):  # the last row fills each gap
                 self.running[target] = self.running[source]
             del self.running[self.cache.rows :]
+
+    def _keep_persona_segments(self, jobs: list[Job], kv: list[LayerKV], rows: list[int]) -> None:
+        """Leave the persona segment of a prefilled prompt (right-aligned in ``kv``) in
+        the prefix cache, once per persona, for every other conversation to start from."""
+        if self.prefixes is None:
+            return
+        width = kv[0][0].size(-2)
+        for row in rows:
+            job = jobs[row]
+            n = min(job.persona_tokens, len(job.prompt_ids) - 1)
+            if job.prefix_key is None or n < 1 or self.prefixes.has_persona(job.prefix_key.persona):
+                continue
+            start = width - len(job.prompt_ids)
+            part = slice(start, start + n)
+            segment = [(k[row : row + 1, :, part].clone(), v[row : row + 1, :, part].clone()) for k, v in kv]
+            self.prefixes.store_persona(job.prefix_key.persona, job.prompt_ids[:n], segment)
 
     def _keep_prefixes(self, rows: list[int]) -> None:
         """Leave the prompt + reply keys/values of finishing rows in the prefix cache."""

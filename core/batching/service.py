@@ -27,6 +27,7 @@ from core.batching.stream import ReplyStream
 from core.errors import ConfigError
 from core.generator import Generator
 from core.metrics import GENERATED_TOKENS
+from core.prompt import INTENT, SYSTEM, USER
 from core.protocols import GenerationRequest
 
 BACKENDS = ("auto", "dense", "library")
@@ -40,6 +41,8 @@ class ContinuousGenerator:
         self.generator = generator
         self.backend = backend
         self.stop_ids = frozenset(generator.stop_ids)
+        tokens = generator.tokenizer.convert_tokens_to_ids([SYSTEM, INTENT, USER])
+        self._system_id, self._intent_id, self._user_id = (int(t) if t is not None else -1 for t in tokens)
 
     @classmethod
     def from_pretrained(
@@ -114,9 +117,23 @@ class ContinuousGenerator:
                 on_token=stream.push,
                 on_finish=finish,
                 prefix_key=prefix_key(request),
+                persona_tokens=self._persona_tokens(prompt),
             )
         )
         return stream
+
+    def _persona_tokens(self, prompt: list[int]) -> int:
+        """How many of the prompt's first tokens only the persona decides: the system
+        segment ``<|system|>{style}`` up to ``<|intent|>`` (included) or the first
+        ``<|user|>`` (core.prompt); 0 without one."""
+        if not prompt or prompt[0] != self._system_id:
+            return 0
+        for i, token in enumerate(prompt):
+            if token == self._intent_id:
+                return i + 1
+            if token == self._user_id:
+                return i
+        return 0
 
     def forget(self, platform: str, user_id: str) -> int:
         """Drop everything cached about a user's conversations (``history forget``); a
