@@ -269,6 +269,7 @@ def _request(w: Work) -> GenerationRequest:
         style=persona.style,
         history=w.state.history,
         settings=persona.generation,
+        conversation=w.message.conversation,  # lets a continuous generator reuse its cached prefix
     )
 
 

@@ -149,6 +149,7 @@ async def test_a_users_second_message_is_written_after_the_first_reply_is_commit
         ("user", "where is my order"),
         ("bot", alice[0].text),
     ]
+    assert asked.conversation == second.conversation  # so its first turn's prefix can be reused
     turns = await engine.conversations.history.recent(first.conversation, 10)
     assert [t.text for t in turns] == ["where is my order", alice[0].text, "and my refund", alice[1].text]
     assert len(replies) == 3 and all(r.text for r in replies)
