@@ -259,6 +259,25 @@ def test_kv_budget_makes_requests_wait_not_fail(model):
     assert [done[i].tokens for i in range(5)] == [reference(model, q, 12) for q in p]
 
 
+def test_slots_left_by_finished_rows_count_against_the_budget(model):
+    p = prompts(model.config.vocab_size, (10, 10, 10, 10, 10, 10))
+    budget = 4 * (10 + 12 - 1)  # four rows of their longest possible length
+    scheduler = ContinuousScheduler(model, kv_budget=budget)
+    done: dict[int, Completion] = {}
+    for i, q in enumerate(p[:4]):  # two leave after 3 tokens, freeing two of four slots
+        scheduler.submit(Job(q, 3 if i < 2 else 12, NO_STOP, on_finish=lambda c, i=i: done.__setitem__(i, c)))
+    while len(done) < 2:
+        scheduler.step()
+    assert scheduler.cache.slots == 4 and scheduler.cache.rows == 2
+    for i, q in enumerate(p[4:], start=4):  # two more join while two old rows still run
+        scheduler.submit(Job(q, 12, NO_STOP, on_finish=lambda c, i=i: done.__setitem__(i, c)))
+    scheduler.run_until_idle()
+    assert scheduler.stats.peak_tokens <= budget  # idle slots + new prompts never exceed it
+    assert [done[i].tokens for i in range(6)] == [
+        reference(model, q, 3 if i < 2 else 12) for i, q in enumerate(p)
+    ]
+
+
 def test_a_request_that_can_never_fit_is_refused_in_one_line(model):
     scheduler = ContinuousScheduler(model, kv_budget=20)
     with pytest.raises(ConfigError, match="needs 29 KV-cache tokens; the budget is 20"):

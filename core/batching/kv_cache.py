@@ -136,6 +136,14 @@ class SlotKVCache:
             self._show()
         return moves
 
+    def release_idle(self, capacity: int) -> None:
+        """Give back the slots finished rows left (and columns past ``capacity``): fresh
+        buffers of exactly the running rows. For when the budget needs that memory."""
+        if self.cache is None or (self.rows == self.slots and capacity >= self.capacity):
+            return
+        self._reallocate([layer.buffers for layer in self.layers()], self.rows, max(capacity, self.width))
+        self._show()
+
     def row_kv(self, row: int) -> list[LayerKV]:
         """A copy of one row's keys/values, (1, H, length, D) per layer."""
         n = self.lengths[row]

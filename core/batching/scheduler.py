@@ -15,12 +15,18 @@ Each :meth:`ContinuousScheduler.step`:
 History prefix reuse (``prefix_cache``): a job with a ``prefix_key`` starts its prefill
 after the longest prefix its conversation's previous prompt and reply share with it,
 from their cached keys/values, and a finished job leaves its own (prompt + reply) there
-for the next turn (:mod:`core.batching.prefix_cache`).
+for the next turn, and the first prompt of each persona leaves its persona segment there
+for every other conversation to start from (:mod:`core.batching.prefix_cache`).
 
-Budget: the dense cache reserves ``rows x capacity`` token slots per layer, capacity
+Decoding steps write into a :class:`~core.batching.kv_cache.SlotKVCache` (nothing moves
+when rows join or leave); on CPU a model on SDPA is switched to
+:mod:`core.batching.attention` and a plain GPT-2 runs :mod:`core.batching.gpt2_step`.
+
+Budget: the slot cache reserves ``slots x capacity`` token slots per layer, capacity
 being the longest any running row can get (prompt + max_new_tokens). A job is admitted
-only if, with it, ``rows x longest possible row`` still fits, prefills included, so the
-cache never outgrows the budget and never needs to evict.
+only if, with it, ``rows x longest possible row`` still fits, prefills included; slots
+that finished rows left are given back first when the new prompt would not fit beside
+them. So the cache never outgrows the budget and never needs to evict.
 """
 
 from __future__ import annotations
@@ -132,6 +138,9 @@ class ContinuousScheduler:
             longest = max([j.longest for j in present] + [candidate.longest])
             if (len(present) + 1) * longest > self.kv_budget:
                 return  # it waits (and so does everyone behind it: arrival order holds)
+            if self.cache.tokens_held + (len(self.prefilling) + 1) * longest > self.kv_budget:
+                # slots finished rows left are memory too: give them back before it prefills
+                self.cache.release_idle(max((j.longest for j in self.running), default=0))
             job = self.waiting.popleft()
             self._reuse_prefix(job)
             self.prefilling.append(job)
