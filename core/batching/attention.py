@@ -1,8 +1,8 @@
 """Attention for decoding steps on CPU: one query per row, two matrix products.
 
 For a single query token PyTorch's CPU SDPA kernel (flash attention, blocked for long
-queries) measured 0.7-0.95 ms per layer on a 32-row batch with 200 cached columns, and
-``softmax(q @ k^T + mask) @ v`` written out 0.43 ms (docs/benchmarks.md). Every other
+queries) took about twice as long as ``softmax(q @ k^T + mask) @ v`` written out, on a
+32-row batch with 200 cached columns in a one-off timing on the 2-core CPU. Every other
 call (prefill, several queries, grouped-query heads, dropout) goes to transformers' SDPA
 function unchanged. :func:`use_decode_attention` switches a model over; its results
 differ from SDPA's only by float rounding (~1e-7).

@@ -2,8 +2,8 @@
 framework around it.
 
 transformers' ``GPT2LMHeadModel.forward`` wraps the same arithmetic in output capture,
-config merging, mask building and cache dispatch; at batch 1 that wrapping is most of a
-decoding step on CPU (2.1 ms of it against 1.5 ms here, docs/benchmarks.md). This calls
+config merging, mask building and cache dispatch; on CPU that wrapping is a quarter of a
+batch-1 decoding step and a tenth of a 32-row one (one-off timings). This calls
 the model's own modules (embeddings, layer norms, ``c_attn``/``c_proj``, MLP, head) in
 the order ``GPT2Block`` does, with :func:`core.batching.attention.decode_attention`, so
 the tokens are those of the generic path. Models it does not fit (other architectures,
