@@ -79,6 +79,8 @@ async function start() {
   const recent = new Set(hist.turns.slice(-10).map(t => t.role + "\u0000" + t.text));
   early.filter(e => !recent.has(e.role + "\u0000" + e.text)).forEach(showTurn);
   loaded = true;
+  input.disabled = send.disabled = human.disabled = false;  // the greeting and history come first
+  input.focus();
 }
 
 function connect() {
@@ -125,4 +127,5 @@ function submit() {
 form.addEventListener("submit", e => { e.preventDefault(); submit(); });
 human.addEventListener("click", () => ask({text: "Talk to a person", command: "human"}, "Talk to a person"));
 input.addEventListener("keydown", e => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); submit(); } });
+input.disabled = send.disabled = human.disabled = true;  // until start() has shown the greeting
 start();
