@@ -69,7 +69,6 @@ class ContinuousScheduler:
             raise ConfigError("kv_budget and prefill_chunk must be >= 1")
         self.model = model.eval()
         self.device = next(model.parameters()).device
-        self.vocab = vocab_size(model)
         self.kv_budget = kv_budget
         self.prefill_chunk = prefill_chunk
         self.waiting: deque[Job] = deque()
