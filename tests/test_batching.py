@@ -374,7 +374,7 @@ def test_slot_cache_writes_each_row_at_its_length_and_fills_gaps_with_the_last_r
 
     cache = SlotKVCache()
     rows = torch.randn(3, 2, 5, 4)  # three prefilled rows of 5, 2 and 3 tokens, right-aligned
-    cache.add_rows([(rows, -rows)], [[1, 2, 3, 4, 5], [6, 7], [8, 9, 10]], capacity=7)
+    cache.add_rows([(rows, -rows)], [0, 1, 2], [[1, 2, 3, 4, 5], [6, 7], [8, 9, 10]], capacity=7)
     layer = cache.cache.layers[0]
     assert (cache.slots, cache.capacity, cache.lengths) == (3, 7, [5, 2, 3])
     positions, mask = cache.step(torch.tensor([[11], [12], [13]]))
@@ -388,7 +388,7 @@ def test_slot_cache_writes_each_row_at_its_length_and_fills_gaps_with_the_last_r
     assert cache.drop_rows([0]) == [(2, 0)]  # the last row moves into the gap, keys and all
     assert cache.lengths == [4, 3] and torch.equal(layer.keys[0, :, :3], rows[2, :, 2:])
     assert torch.equal(layer.keys[0, :, 3], step[2, :, 0]) and layer.keys.shape == (2, 2, 4, 4)
-    cache.add_rows([(rows[:1], -rows[:1])], [[1, 2, 3, 4, 5]], capacity=9)  # longer: fresh buffers
+    cache.add_rows([(rows, -rows)], [0], [[1, 2, 3, 4, 5]], capacity=9)  # longer: fresh buffers
     keys = cache.cache.layers[0].keys
     assert (cache.slots, cache.capacity, keys.shape) == (3, 9, (3, 2, 5, 4))
     assert torch.equal(keys[0, :, :3], rows[2, :, 2:]) and torch.equal(keys[1, :, 2], step[1, :, 0])

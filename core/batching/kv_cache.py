@@ -27,6 +27,7 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from core.batching.attention import NAME as DECODE_ATTENTION
 from core.errors import ConfigError
 
 LayerKV = tuple[torch.Tensor, torch.Tensor]  # keys, values: (B, H, T, D) each
@@ -96,9 +97,10 @@ class SlotKVCache:
         assert self.cache is not None
         return self.cache.layers  # type: ignore[return-value]
 
-    def add_rows(self, kv: list[LayerKV], prompts: list[list[int]], capacity: int) -> None:
-        """Append prefilled sequences: ``kv`` holds them right-aligned, (n, H, T, D) per
-        layer with row i's ``len(prompts[i])`` tokens in its last columns, padding before.
+    def add_rows(self, kv: list[LayerKV], picked: list[int], prompts: list[list[int]], capacity: int) -> None:
+        """Append prefilled sequences: rows ``picked`` of ``kv``, which holds them
+        right-aligned, (n, H, T, D) per layer with ``picked[i]``'s ``len(prompts[i])``
+        tokens in its last columns, padding before; copied straight into their slots.
         ``capacity``: the longest any running row can get (prompt + max new tokens)."""
         lengths = [len(p) for p in prompts]
         first, rows = self.rows, self.rows + len(lengths)
@@ -110,9 +112,9 @@ class SlotKVCache:
         width = kv[0][0].size(-2)
         for layer, (k, v) in zip(self.layers(), kv, strict=True):
             keys, values = layer.buffers
-            for i, n in enumerate(lengths):
-                keys[first + i, :, :n] = k[i, :, width - n :]
-                values[first + i, :, :n] = v[i, :, width - n :]
+            for i, (row, n) in enumerate(zip(picked, lengths, strict=True)):
+                keys[first + i, :, :n] = k[row, :, width - n :]
+                values[first + i, :, :n] = v[row, :, width - n :]
         self.lengths.extend(lengths)
         self._show()
 
@@ -173,7 +175,7 @@ class SlotKVCache:
         (additive); 2-D for the rest."""
         if self.attention == "sdpa":
             return visible[:, None, None, :]  # (B, 1, 1, W + 1)
-        if self.attention in ("eager", "decode_matmul"):
+        if self.attention in ("eager", DECODE_ATTENTION):
             dtype = self.layers()[0].buffers[0].dtype
             additive = torch.zeros(visible.shape, dtype=dtype, device=visible.device)
             return additive.masked_fill(~visible, torch.finfo(dtype).min)[:, None, None, :]

@@ -206,12 +206,9 @@ class ContinuousScheduler:
         if not keep:
             return
         self._keep_persona_segments(jobs, kv, keep)
-        index = torch.tensor(keep, device=self.device)
         self.running.extend(jobs[r] for r in keep)
         capacity = max(j.longest for j in self.running)
-        self.cache.add_rows(
-            [(k[index], v[index]) for k, v in kv], [jobs[r].prompt_ids for r in keep], capacity
-        )
+        self.cache.add_rows(kv, keep, [jobs[r].prompt_ids for r in keep], capacity)
         self._note_peak()
 
     def _decode(self) -> None:
