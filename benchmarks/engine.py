@@ -251,8 +251,9 @@ def prefill_counts(models: Models) -> dict[str, int] | None:
 
 @dataclass
 class Models:
-    """One intent classifier for every variant (a message must be routed the same way in
-    each), and the variant's own reply model."""
+    """A variant's intent classifier and reply model, each from its own registry as
+    serving loads them (the same classifier folder, so every variant routes a message
+    the same way; on the continuous registries it runs on the models' lane)."""
 
     intents: Any
     lm: Any  # a ModelRegistry
@@ -268,13 +269,12 @@ def registries(models: Path, variants: Sequence[str], intent: str) -> dict[str, 
     from core.registry import ModelRegistry
 
     plain = ModelRegistry(models, "cpu", generation="waves")
-    intents = plain.intent_model(intent)
     made = {"naive": plain, "waves": plain}
     if "continuous" in variants:
         made["continuous"] = ModelRegistry(models, "cpu", generation="continuous")
     if "int8" in variants:
         made["int8"] = ModelRegistry(models, "cpu", generation="continuous", int8=True)
-    return {v: Models(intents, made[v]) for v in variants}
+    return {v: Models(made[v].intent_model(intent), made[v]) for v in variants}
 
 
 async def main(

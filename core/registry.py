@@ -12,6 +12,10 @@ The dialogue LM loads for the way the engine batches (``generation``): as a
 scheduler on CPU, transformers' paged manager on CUDA) or as the plain
 ``core.generator.Generator`` (one left-padded ``generate`` per call, for ``waves``);
 ``int8`` quantises its Linear layers on CPU (``core.quantize``).
+
+On CPU every model is loaded and run on the process's one model thread
+(:func:`core.lane.shared_lane`): a classification waits for the end of the current
+decoding step instead of computing beside it on the same cores.
 """
 
 from __future__ import annotations
@@ -20,13 +24,14 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from core.errors import ModelMissing
-from core.protocols import IntentModel, ReplyModel
+from core.lane import Lane, shared_lane
+from core.protocols import GenerationRequest, IntentModel, IntentPrediction, ReplyModel
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +161,12 @@ class ModelRegistry:
         """The loaded intent classifier ``name`` (blocking: call it off the event loop)."""
         from core.intents import IntentClassifier
 
-        return self._load(name, "intent", IntentClassifier.from_pretrained)
+        def load(folder: Path, device: str | None = None) -> IntentModel:
+            classifier = IntentClassifier.from_pretrained(folder, device=device)
+            lane = self.lane
+            return classifier if lane is None else OnLane(classifier, lane)
+
+        return self._load(name, "intent", load)
 
     def reply_model(self, name: str) -> ReplyModel:
         """The loaded reply generator ``name``, with best-of-n by the judge saved beside
@@ -170,14 +180,27 @@ class ModelRegistry:
         if self.generation == "continuous":
             from core.batching import ContinuousGenerator
 
-            model = ContinuousGenerator.from_pretrained(folder, device=device, int8=self.int8)
-            return with_judge(model, folder)
+            model = ContinuousGenerator.from_pretrained(folder, device=device, int8=self.int8, lane=self.lane)
+            return with_judge(model, folder)  # its backend computes on the lane already
         generator = Generator.from_pretrained(folder, device=device)
         if self.int8:
             from core.quantize import quantize_int8
 
             generator = quantize_int8(generator)
-        return with_judge(generator, folder)
+        lane = self.lane
+        return (
+            with_judge(generator, folder)
+            if lane is None
+            else OnLaneReplies(with_judge(generator, folder), lane)
+        )
+
+    @property
+    def lane(self) -> Lane | None:
+        """Where this registry's models load and run: the process's model thread on CPU
+        (:mod:`core.lane`); None on a GPU, whose own queue orders the work."""
+        from core.device import pick_device
+
+        return shared_lane() if pick_device(self.device).type == "cpu" else None
 
     def forget(self, platform: str, user_id: str) -> int:
         """Drop what loaded models hold in memory about a user (a continuous generator's
@@ -192,7 +215,7 @@ class ModelRegistry:
         return dropped
 
     def close(self) -> None:
-        """Stop what loaded models run in the background (a continuous batch's thread)."""
+        """Stop what loaded models run in the background (a continuous batch)."""
         with self._lock:
             loaded, self._loaded = list(self._loaded.values()), {}
         for model in loaded:
@@ -212,7 +235,12 @@ class ModelRegistry:
             try:
                 folder = self.require(name, kind)
                 try:
-                    model = loader(folder, device=self.device)
+                    lane = self.lane  # loading computes too (copies, quantising): on the model thread
+                    model = (
+                        loader(folder, device=self.device)
+                        if lane is None
+                        else lane.run(lambda: loader(folder, device=self.device))
+                    )
                 except Exception as exc:  # corrupt weights, wrong files, ...
                     first_line = str(exc).splitlines()[0] if str(exc) else ""
                     raise ModelMissing(
@@ -226,3 +254,26 @@ class ModelRegistry:
             self._failed.pop(key, None)
             self._loaded[key] = model
             return model
+
+
+class OnLane:
+    """An intent model whose batches run on a :class:`~core.lane.Lane`."""
+
+    def __init__(self, model: IntentModel, lane: Lane) -> None:
+        self.model = model
+        self.lane = lane
+        self.labels = model.labels
+
+    def predict(self, texts: Sequence[str]) -> list[IntentPrediction]:
+        return self.lane.run(lambda: self.model.predict(texts))
+
+
+class OnLaneReplies:
+    """A one-call-per-batch reply model (``waves``) whose ``generate`` runs on a lane."""
+
+    def __init__(self, model: ReplyModel, lane: Lane) -> None:
+        self.model = model
+        self.lane = lane
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        return self.lane.run(lambda: self.model.generate(requests))

@@ -25,6 +25,7 @@ import torch
 from core.batching.attention import NAME as DECODE_ATTENTION
 from core.batching.prefix_cache import PrefixCache
 from core.batching.scheduler import Completion, ContinuousScheduler, Job, vocab_size
+from core.lane import Lane, shared_lane
 
 log = logging.getLogger(__name__)
 
@@ -46,64 +47,77 @@ class Backend(Protocol):
 
 
 class DenseBackend:
-    """:class:`ContinuousScheduler` driven by one worker thread that sleeps when idle."""
+    """:class:`ContinuousScheduler` stepped by a :class:`~core.lane.Lane` (the process's
+    shared one unless told otherwise), which sleeps when nothing is left to do."""
 
     name = "dense"
 
     def __init__(
-        self, model: Any, *, kv_budget: int = 16_384, prefill_chunk: int = 256, prefix_budget: int = 0
+        self,
+        model: Any,
+        *,
+        kv_budget: int = 16_384,
+        prefill_chunk: int = 256,
+        prefix_budget: int = 0,
+        lane: Lane | None = None,
     ) -> None:
         # prefix_budget: tokens of recent conversations' prompts kept for reuse (0 = off)
         self.prefixes = PrefixCache(prefix_budget) if prefix_budget > 0 else None
         self.scheduler = ContinuousScheduler(
             model, kv_budget=kv_budget, prefill_chunk=prefill_chunk, prefix_cache=self.prefixes
         )
-        self._wake = threading.Condition()
+        self._inbox_lock = threading.Lock()
         self._inbox: list[Job] = []
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="continuous-batching", daemon=True)
-        self._thread.start()
+        self.lane = lane if lane is not None else shared_lane()
+        self.lane.attach(self)
 
     def submit(self, job: Job) -> None:
-        if self._closed:
-            raise RuntimeError("the generation backend is closed")
         # Validate on the caller's thread so a request that can never fit fails where it was made.
         self.scheduler.check(job)
-        with self._wake:
+        with self._inbox_lock:
+            if self._closed:
+                raise RuntimeError("the generation backend is closed")
             self._inbox.append(job)
-            self._wake.notify()
+        self.lane.wake()
 
     def close(self) -> None:
-        with self._wake:
-            self._closed = True
-            self._wake.notify()
-        self._thread.join()
+        """Fail what is unfinished and leave the lane."""
+        if self._closed:
+            return
+
+        def leave() -> None:
+            self.lane.detach(self)
+            with self._inbox_lock:
+                self._closed = True
+                left, self._inbox = self._inbox, []
+            closed = RuntimeError("the generation backend was closed")
+            self.scheduler.fail_all(closed)
+            for job in left:
+                if job.on_finish is not None:
+                    job.on_finish(Completion([], False, closed))
+
+        self.lane.run(leave)
         if self.prefixes is not None:
             self.prefixes.clear()
 
     def forget(self, platform: str, user_id: str) -> int:
         return self.prefixes.forget(platform, user_id) if self.prefixes is not None else 0
 
-    def _run(self) -> None:
-        scheduler = self.scheduler
-        while True:
-            with self._wake:
-                while not (self._inbox or self._closed or scheduler.has_work()):
-                    self._wake.wait()
-                if self._closed:
-                    break
-                for job in self._inbox:
-                    scheduler.submit(job)
-                self._inbox.clear()
-            try:
-                scheduler.step()
-            except Exception as exc:  # a broken model must not hang every waiting reply
-                log.exception("continuous batching step failed")
-                scheduler.fail_all(exc)
-        scheduler.fail_all(RuntimeError("the generation backend was closed"))
-        for job in self._inbox:
-            if job.on_finish is not None:
-                job.on_finish(Completion([], False, RuntimeError("the generation backend was closed")))
+    # -- core.lane.Stepper: called on the lane's thread only ------------------------------
+    def has_work(self) -> bool:
+        return bool(self._inbox) or self.scheduler.has_work()
+
+    def step(self) -> None:
+        with self._inbox_lock:
+            jobs, self._inbox = self._inbox, []
+        try:
+            for job in jobs:
+                self.scheduler.submit(job)
+            self.scheduler.step()
+        except Exception as exc:  # a broken model must not hang every waiting reply
+            log.exception("continuous batching step failed")
+            self.scheduler.fail_all(exc)
 
 
 class LibraryBackend:
@@ -220,15 +234,20 @@ CPU_KV_BUDGET = 16_384  # tokens; the dense cache's reservation on CPU
 
 
 def pick_backend(
-    device: torch.device | str, model: Any, *, kv_budget: int | None = None, prefix_budget: int = 0
+    device: torch.device | str,
+    model: Any,
+    *,
+    kv_budget: int | None = None,
+    prefix_budget: int = 0,
+    lane: Lane | None = None,
 ) -> Backend:
-    """The library's paged manager on CUDA, our dense-cache scheduler elsewhere (CPU).
-    ``kv_budget`` None: :func:`kv_budget_for` the device."""
+    """The library's paged manager on CUDA, our dense-cache scheduler elsewhere (CPU),
+    stepped on ``lane`` when given. ``kv_budget`` None: :func:`kv_budget_for` the device."""
     device = torch.device(device)
     budget = kv_budget if kv_budget is not None else kv_budget_for(device, model)
     if device.type == "cuda":
         return LibraryBackend(model, kv_budget=budget)
-    return DenseBackend(model, kv_budget=budget, prefix_budget=prefix_budget)
+    return DenseBackend(model, kv_budget=budget, prefix_budget=prefix_budget, lane=lane)
 
 
 def kv_budget_for(device: torch.device, model: Any) -> int:
