@@ -288,8 +288,9 @@ async def main(
 ) -> dict[str, Any]:
     import torch
 
-    if threads:
-        torch.set_num_threads(threads)
+    from core.device import THREADS_ENV, configure_threads
+
+    configure_threads(str(threads) if threads else os.environ.get(THREADS_ENV))  # as `chatbot run` does
     from core.connection import connect
 
     logging.getLogger("transformers").setLevel(logging.ERROR)
@@ -376,7 +377,12 @@ if __name__ == "__main__":
     parser.add_argument("--min-replies", type=int, default=16, help="at low loads, more messages each")
     parser.add_argument("--models", type=Path, default=Path("models"))
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch intra-op threads (0: as `chatbot run` sets them, core.device.configure_threads)",
+    )
     parser.add_argument("--best-of", type=int, default=1, help="candidates per reply (the persona's is 2)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None)
