@@ -103,9 +103,9 @@ def main(seconds: float, rate: float, threads: int | None) -> list[dict[str, Any
     if threads:
         env["CHATBOT_TORCH_THREADS"] = str(threads)
     for mode in MODES:
+        command = [sys.executable, "-m", "benchmarks.threads", "--one", mode]
         done = subprocess.run(
-            [sys.executable, "-m", "benchmarks.threads", "--one", mode]
-            + ["--seconds", str(seconds), "--rate", str(rate)],
+            [*command, "--seconds", str(seconds), "--rate", str(rate)],
             env=env,
             capture_output=True,
             text=True,
