@@ -10,6 +10,8 @@ preset, while a client thread classifies one message at a time, ``--rate`` times
 second, with the bundled MiniLM encoder (the default classifier's size and head):
 
   alone        no classifier: the LM's speed on its own
+  idle-neighbour  the client thread classifies once, at the start, then only sleeps:
+               what a second thread that has computed with torch costs by being alive
   side-by-side the classifier computes on the client thread, beside the decoding (how
                the engine ran before ``core.lane``)
   lane         the classifier's calls run on the model lane between two decoding steps
@@ -30,7 +32,7 @@ import threading
 import time
 from typing import Any
 
-MODES = ("alone", "side-by-side", "lane")
+MODES = ("alone", "idle-neighbour", "side-by-side", "lane")
 
 
 def measure(mode: str, seconds: float, rate: float) -> dict[str, Any]:
@@ -69,6 +71,10 @@ def measure(mode: str, seconds: float, rate: float) -> dict[str, Any]:
             return classifier(**tokenizer(text, return_tensors="pt")).logits
 
     def client() -> None:
+        if mode == "idle-neighbour":
+            classify()
+            time.sleep(max(0.0, stop - time.perf_counter()))
+            return
         while time.perf_counter() < stop:
             t = time.perf_counter()
             if mode == "side-by-side":

@@ -3,8 +3,7 @@
 - device and weights: CUDA (bf16, else fp16) when present, otherwise CPU in fp32;
 - KV-cache budget on a GPU: the tokens that fit in a share of the device's free memory;
 - CPU threads: torch's pools sized to the cores this process may really use (affinity,
-  cgroup quota), measured with the dialogue LM and the intent classifier computing at
-  the same time as they do in a serving process.
+  cgroup quota), for the one thread that runs every model on CPU (``core.lane``).
 """
 
 from __future__ import annotations
@@ -113,11 +112,10 @@ def _cgroup_quota(root: Path) -> int | None:
 def thread_plan(cores: int, *, override: str | None = None) -> ThreadPlan:
     """Torch threads for a serving process on ``cores`` usable cores.
 
-    Intra-op: every usable core, for the LM's decoding thread and for the classifier's
-    alike, so neither leaves a core idle while the other waits. Through the engine on 2
-    idle cores this gave 1.12x the replies/s of one thread each; with both models busy
-    without pause (``benchmarks/threads.py``) one thread each wins, so
-    ``CHATBOT_TORCH_THREADS=1`` is for that case (docs/benchmarks.md).
+    Intra-op: every usable core. On CPU all model work runs on one thread (the model
+    lane, ``core.lane``), so one team of torch threads computes at a time and none waits
+    on another's; ``benchmarks/threads.py`` measures it against the two models computing
+    on two threads (docs/benchmarks.md).
 
     What this adds over torch's default (all the machine's physical cores) is the cap by
     affinity and cgroup quota: a container limited to 2 CPUs on a 64-core host gets 2

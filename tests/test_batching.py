@@ -29,6 +29,7 @@ from core.batching import (
     Sampling,
     pick_backend,
 )
+from core.batching.backends import CPU_MAX_ROWS
 from core.batching.sampling import choose_tokens
 from core.errors import ConfigError
 from core.generator import Generator
@@ -257,6 +258,24 @@ def test_kv_budget_makes_requests_wait_not_fail(model):
     assert max(waited) > 0  # some requests had to wait
     assert scheduler.stats.peak_tokens <= budget and scheduler.stats.peak_rows == 2
     assert [done[i].tokens for i in range(5)] == [reference(model, q, 12) for q in p]
+
+
+def test_a_row_cap_makes_requests_wait_for_a_row_and_they_come_out_right(model):
+    p = prompts(model.config.vocab_size, (6, 9, 4, 12, 7))
+    scheduler = ContinuousScheduler(model, kv_budget=1 << 20, max_rows=2)
+    out = run(scheduler, [Job(q, 12, NO_STOP) for q in p])
+    assert scheduler.stats.peak_rows == 2  # the budget had room for all five
+    assert [c.tokens for c in out] == [reference(model, q, 12) for q in p]
+
+
+def test_a_cpu_batch_is_capped_at_the_rows_that_still_pay(model):
+    backend = DenseBackend(model)
+    try:
+        assert backend.scheduler.max_rows == CPU_MAX_ROWS
+    finally:
+        backend.close()
+    with pytest.raises(ConfigError):
+        ContinuousScheduler(model, max_rows=0)
 
 
 def test_slots_left_by_finished_rows_count_against_the_budget(model):

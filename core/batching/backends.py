@@ -60,11 +60,19 @@ class DenseBackend:
         prefill_chunk: int = 256,
         prefix_budget: int = 0,
         lane: Lane | None = None,
+        max_rows: int | None = None,
     ) -> None:
-        # prefix_budget: tokens of recent conversations' prompts kept for reuse (0 = off)
+        # prefix_budget: tokens of recent conversations' prompts kept for reuse (0 = off);
+        # max_rows: rows at once, None: CPU_MAX_ROWS on CPU, elsewhere only the KV budget
         self.prefixes = PrefixCache(prefix_budget) if prefix_budget > 0 else None
+        if max_rows is None and _device_of(model).type == "cpu":
+            max_rows = CPU_MAX_ROWS
         self.scheduler = ContinuousScheduler(
-            model, kv_budget=kv_budget, prefill_chunk=prefill_chunk, prefix_cache=self.prefixes
+            model,
+            kv_budget=kv_budget,
+            prefill_chunk=prefill_chunk,
+            prefix_cache=self.prefixes,
+            max_rows=max_rows,
         )
         self._inbox_lock = threading.Lock()
         self._inbox: list[Job] = []
@@ -231,6 +239,10 @@ class LibraryBackend:
 
 
 CPU_KV_BUDGET = 16_384  # tokens; the dense cache's reservation on CPU
+# Rows one CPU batch decodes at once: on 2 cores the default LM's tokens/s was flat from 16
+# to 48 rows and fell beyond (0.83x at 64, 0.33x at 96): more rows only slow every step.
+# `python -m benchmarks.batch_rows` measures it (docs/benchmarks.md).
+CPU_MAX_ROWS = 48
 
 
 def pick_backend(

@@ -2,8 +2,9 @@
 
 Each :meth:`ContinuousScheduler.step`:
 
-1. admits waiting jobs in arrival order while the KV budget allows (a job that does
-   not fit waits; nothing is ever evicted, so an admitted job always finishes);
+1. admits waiting jobs in arrival order while the KV budget and ``max_rows`` allow (a
+   job that does not fit waits; nothing is ever evicted, so an admitted job always
+   finishes);
 2. prefills admitted prompts, at most ``prefill_chunk`` tokens per step, so a long
    prompt never stalls the running rows for long (whole prompts that fit go through
    one left-padded forward together; a longer one advances a chunk at a time); a
@@ -64,13 +65,15 @@ class ContinuousScheduler:
         kv_budget: int = 16_384,
         prefill_chunk: int = 256,
         prefix_cache: PrefixCache | None = None,
+        max_rows: int | None = None,
     ) -> None:
-        if kv_budget < 1 or prefill_chunk < 1:
-            raise ConfigError("kv_budget and prefill_chunk must be >= 1")
+        if kv_budget < 1 or prefill_chunk < 1 or (max_rows is not None and max_rows < 1):
+            raise ConfigError("kv_budget, prefill_chunk and max_rows must be >= 1")
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self.kv_budget = kv_budget
         self.prefill_chunk = prefill_chunk
+        self.max_rows = max_rows  # rows decoding or prefilling at once; None: the KV budget decides
         self.waiting: deque[Job] = deque()
         self.prefilling: list[Job] = []
         self.running: list[Job] = []
@@ -133,6 +136,8 @@ class ContinuousScheduler:
     def _admit(self) -> None:
         while self.waiting:
             present = self.running + self.prefilling
+            if self.max_rows is not None and len(present) >= self.max_rows:
+                return  # a bigger batch would only make each step slower (CPU_MAX_ROWS)
             candidate = self.waiting[0]
             longest = max([j.longest for j in present] + [candidate.longest])
             if (len(present) + 1) * longest > self.kv_budget:
