@@ -4,12 +4,10 @@ torch runs a call's matrix products on OpenMP threads (GNU libgomp), one team pe
 calling thread, sized to the cores. Once two threads of a process have computed with
 torch, libgomp manages more threads than there are cores and stops letting idle team
 threads spin: every parallel region then sleeps and wakes its threads through the
-kernel. Measured here (2 cores, a 32x256 by 256x1024 product): 80 us alone, 160 us once
-any other thread of the process has computed and is still alive, even idle; a decoding
-step of the engine's batch took 19 ms instead of 10.6 ms (docs/benchmarks.md). Two models
-computing at the same moment on two threads (the batch decoding, the classifier
-classifying the next message) lose more: the decoding ran at half its speed beside a
-classifier taking 10 messages/s (``benchmarks/threads.py``).
+kernel. ``python -m benchmarks.threads`` measured it on 2 cores (docs/benchmarks.md):
+the continuous batch decoded at 0.47x its speed alone once another thread had classified
+one message and then only slept, and at 0.43x beside a classifier taking 10 messages/s
+on its own thread; with those classifications on the lane, at 0.90x.
 
 So on CPU every model call of the process runs on one thread, the :func:`shared_lane`:
 loading, classifying, generating. A call queued with :meth:`Lane.run` waits for the end
