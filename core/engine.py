@@ -37,7 +37,8 @@ persona's short acknowledgement and then stays quiet; a reminder task tells cust
 of unclaimed tickets that they are still waiting, once per interval.
 
 The engine only carries out the router's decisions. Model loading and blocking model
-calls run in worker threads, never on the event loop. ``async with engine:`` (or
+calls run in worker threads, never on the event loop (on CPU the registry runs the
+models themselves on one thread, ``core.lane``). ``async with engine:`` (or
 ``start`` / ``stop``) runs the loop; a failed batch is retried with ``core.retry``'s
 backoff.
 """
