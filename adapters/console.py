@@ -21,6 +21,7 @@ from typing import ClassVar, TextIO
 
 from adapters.interactive import numbered, pick
 from adapters.local import LocalAdapter
+from core.errors import BotUnavailable
 from core.messages import IncomingMessage, QuickReply, Reply, parse_command
 
 HELD_NOTE = "(sent to the support team; a person will answer here)"
@@ -77,7 +78,13 @@ class ConsoleAdapter(LocalAdapter):
                 command="" if choice else parse_command(text)[0],
                 intent=choice.intent if choice else "",
             )
-            reply = await self.ask(message)
+            try:
+                reply = await self.ask(message)
+            except TimeoutError:  # nobody answered: say so in one line, not a traceback
+                raise BotUnavailable(
+                    f"no reply within {self.reply_timeout:g} s: is an engine worker running "
+                    "(`chatbot run`, or `chatbot chat` without --no-worker)?"
+                ) from None
             offered, options = reply.quick_replies, numbered(reply.quick_replies)
             if interactive:
                 said = f"{bot_name}: {reply.text}\n" if reply.text else f"{HELD_NOTE}\n"

@@ -39,6 +39,21 @@ async def test_console_piped_prints_one_reply_per_line(engine_running) -> None:
     assert sum(len(v) for v in export.values()) == 6
 
 
+async def test_console_without_a_worker_says_so_in_one_line(redis, keys) -> None:
+    from core.bus import Bus
+    from core.errors import BotUnavailable
+    from core.persona import PersonaStore
+
+    personas = PersonaStore(redis, keys)
+    await personas.put(Persona(bot_id="support", display_name="Ava"))
+    stdin, stdout = io.StringIO("hi\n"), io.StringIO()
+    async with ConsoleAdapter(
+        Bus(redis, keys), bot_id="support", personas=personas, reply_timeout=0.5
+    ) as console:
+        with pytest.raises(BotUnavailable, match=r"no reply within 0\.5 s: is an engine worker running"):
+            await console.chat("erin", stdin=stdin, stdout=stdout)
+
+
 async def test_console_on_a_held_conversation_gets_a_receipt_then_the_agents_reply(redis, keys) -> None:
     """Once the team holds the conversation the engine sends only a receipt: the console
     stops waiting at once (no two-minute timeout) and prints the agent's answer when it
