@@ -56,7 +56,7 @@ def measure(mode: str, seconds: float, rate: float) -> dict[str, Any]:
         lambda: MeanPoolForSequenceClassification.from_pretrained(base, num_labels=30).eval()
     )
     text = ["where is my parcel, it should have arrived last week"]
-    backend = DenseBackend(gen.model, kv_budget=1 << 20, lane=lane)
+    backend = DenseBackend(gen.model, kv_budget=1 << 20)  # steps on the shared lane
     stop = time.perf_counter() + seconds
     generated: list[int] = []
     waits: list[float] = []

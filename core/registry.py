@@ -180,19 +180,15 @@ class ModelRegistry:
         if self.generation == "continuous":
             from core.batching import ContinuousGenerator
 
-            model = ContinuousGenerator.from_pretrained(folder, device=device, int8=self.int8, lane=self.lane)
-            return with_judge(model, folder)  # its backend computes on the lane already
+            model = ContinuousGenerator.from_pretrained(folder, device=device, int8=self.int8)
+            return with_judge(model, folder)  # a dense backend steps on the lane already
         generator = Generator.from_pretrained(folder, device=device)
         if self.int8:
             from core.quantize import quantize_int8
 
             generator = quantize_int8(generator)
-        lane = self.lane
-        return (
-            with_judge(generator, folder)
-            if lane is None
-            else OnLaneReplies(with_judge(generator, folder), lane)
-        )
+        lane, judged = self.lane, with_judge(generator, folder)
+        return judged if lane is None else OnLaneReplies(judged, lane)
 
     @property
     def lane(self) -> Lane | None:

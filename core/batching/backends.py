@@ -251,15 +251,14 @@ def pick_backend(
     *,
     kv_budget: int | None = None,
     prefix_budget: int = 0,
-    lane: Lane | None = None,
 ) -> Backend:
-    """The library's paged manager on CUDA, our dense-cache scheduler elsewhere (CPU),
-    stepped on ``lane`` when given. ``kv_budget`` None: :func:`kv_budget_for` the device."""
+    """The library's paged manager on CUDA, our dense-cache scheduler elsewhere (CPU).
+    ``kv_budget`` None: :func:`kv_budget_for` the device."""
     device = torch.device(device)
     budget = kv_budget if kv_budget is not None else kv_budget_for(device, model)
     if device.type == "cuda":
         return LibraryBackend(model, kv_budget=budget)
-    return DenseBackend(model, kv_budget=budget, prefix_budget=prefix_budget, lane=lane)
+    return DenseBackend(model, kv_budget=budget, prefix_budget=prefix_budget)
 
 
 def kv_budget_for(device: torch.device, model: Any) -> int:

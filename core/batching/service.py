@@ -26,7 +26,6 @@ from core.batching.scheduler import Completion, Job
 from core.batching.stream import ReplyStream
 from core.errors import ConfigError
 from core.generator import Generator
-from core.lane import Lane
 from core.metrics import GENERATED_TOKENS
 from core.prompt import INTENT, SYSTEM, USER
 from core.protocols import GenerationRequest
@@ -55,19 +54,15 @@ class ContinuousGenerator:
         kv_budget: int | None = None,
         prefix_budget: int = PREFIX_BUDGET,
         int8: bool = False,
-        lane: Lane | None = None,
     ) -> ContinuousGenerator:
         """Load a model folder (``int8``: dynamic int8 Linear layers, CPU only) and start a
-        backend (``kv_budget`` None: from the device, ``backends.kv_budget_for``; ``lane``:
-        the dense backend steps on it, beside the process's other CPU models)."""
+        backend (``kv_budget`` None: from the device, ``backends.kv_budget_for``)."""
         generator = Generator.from_pretrained(path, device=device)
         if int8:
             from core.quantize import quantize_int8
 
             generator = quantize_int8(generator)
-        return cls.start(
-            generator, backend=backend, kv_budget=kv_budget, prefix_budget=prefix_budget, lane=lane
-        )
+        return cls.start(generator, backend=backend, kv_budget=kv_budget, prefix_budget=prefix_budget)
 
     @classmethod
     def start(
@@ -77,10 +72,9 @@ class ContinuousGenerator:
         backend: str = "auto",
         kv_budget: int | None = None,
         prefix_budget: int = PREFIX_BUDGET,
-        lane: Lane | None = None,
     ) -> ContinuousGenerator:
         """Run ``generator``'s model on the named backend ("auto" = :func:`pick_backend`;
-        a dense one steps on ``lane`` when given)."""
+        a dense one steps on the process's model lane, :mod:`core.lane`)."""
         if backend not in BACKENDS:
             raise ConfigError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
         model: Any = generator.model
@@ -88,13 +82,11 @@ class ContinuousGenerator:
         if kv_budget is None:
             kv_budget = kv_budget_for(generator.device, model)
         if backend == "auto":
-            chosen = pick_backend(
-                generator.device, model, kv_budget=kv_budget, prefix_budget=prefix_budget, lane=lane
-            )
+            chosen = pick_backend(generator.device, model, kv_budget=kv_budget, prefix_budget=prefix_budget)
         elif backend == "library":
             chosen = LibraryBackend(model, kv_budget=kv_budget)
         else:
-            chosen = DenseBackend(model, kv_budget=kv_budget, prefix_budget=prefix_budget, lane=lane)
+            chosen = DenseBackend(model, kv_budget=kv_budget, prefix_budget=prefix_budget)
         return cls(generator, chosen)
 
     def submit(self, request: GenerationRequest, *, seed: int | None = None) -> ReplyStream:
