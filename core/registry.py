@@ -164,7 +164,7 @@ class ModelRegistry:
         def load(folder: Path, device: str | None = None) -> IntentModel:
             classifier = IntentClassifier.from_pretrained(folder, device=device)
             lane = self.lane
-            return classifier if lane is None else OnLane(classifier, lane)
+            return classifier if lane is None else OnLaneIntents(classifier, lane)
 
         return self._load(name, "intent", load)
 
@@ -252,7 +252,7 @@ class ModelRegistry:
             return model
 
 
-class OnLane:
+class OnLaneIntents:
     """An intent model whose batches run on a :class:`~core.lane.Lane`."""
 
     def __init__(self, model: IntentModel, lane: Lane) -> None:

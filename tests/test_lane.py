@@ -13,7 +13,7 @@ from core.generator import Generator
 from core.lane import Lane, shared_lane
 from core.persona import GenerationSettings
 from core.protocols import OUT_OF_SCOPE, GenerationRequest
-from core.registry import ModelRegistry, OnLane, OnLaneReplies
+from core.registry import ModelRegistry, OnLaneIntents, OnLaneReplies
 from tests.test_batching import NO_STOP, prompts, reference, tiny_model
 from tests.test_intents import LABELS, make_model_folder
 from tests.test_quantize import tokenizer  # noqa: F401  (module fixture)
@@ -136,7 +136,7 @@ def test_the_registry_runs_every_cpu_model_on_the_process_lane(tmp_path: Path, t
     registry = ModelRegistry(tmp_path, device="cpu", generation="continuous")
     try:
         classifier = registry.intent_model("intent-tiny")
-        assert isinstance(classifier, OnLane) and classifier.lane is shared_lane()
+        assert isinstance(classifier, OnLaneIntents) and classifier.lane is shared_lane()
         lm = registry.reply_model("lm-tiny")
         service = lm.model  # type: ignore[attr-defined]  # best-of-n's wrapper holds the service
         assert isinstance(service, ContinuousGenerator)
@@ -158,7 +158,7 @@ def test_waves_generate_on_the_lane_and_gpus_keep_their_own_queue(tmp_path: Path
     lm_and_intent_folders(tmp_path, tokenizer)
     registry = ModelRegistry(tmp_path, device="cpu", generation="waves")
     try:
-        assert isinstance(registry.intent_model("intent-tiny"), OnLane)
+        assert isinstance(registry.intent_model("intent-tiny"), OnLaneIntents)
         lm = registry.reply_model("lm-tiny")
         assert isinstance(lm, OnLaneReplies)
         threads: list[str] = []
