@@ -9,7 +9,9 @@ reply model's config (the default LM's when ``--model`` is missing):
    (256 MB): a step reads every running row's keys/values and all the weights;
 2. **matrix products**: the model's Linear layers and output head at ``--rows`` rows
    (GMAC/s), with one thread and with every thread, as a ratio: how much a second core
-   adds to a small batch's products;
+   adds to a small batch's products; and the same products through oneDNN with packed
+   weights (``core.packed_linear``, what serving runs on CPU), as a ratio against
+   ``F.linear`` (MKL's sgemm), with their largest difference;
 3. **attention**: one step's one-query attention over every layer of a slot cache laid
    out as the scheduler's (``core/batching/kv_cache.py``: ``rows`` of ``width`` columns
    in buffers of 48 slots x the context), a 5 MB weight read between layers as in a
@@ -34,9 +36,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from core.device import THREADS_ENV, configure_threads
 from core.lane import shared_lane
+from core.packed_linear import PackedLinear
+from core.packed_linear import available as packed_available
 
 SLOTS = 48  # core.batching.backends.CPU_MAX_ROWS
 
@@ -75,20 +80,33 @@ def products(shape: dict[str, int], rows: int, threads: int) -> list[dict[str, A
     out = []
     for name, (k, n) in layers.items():
         x, w = torch.randn(rows, k), torch.randn(n, k) * 0.02
-        rates = {}
+        layer = nn.Linear(k, n, bias=False)
+        layer.weight = nn.Parameter(w, requires_grad=False)
+        packed = PackedLinear(layer.weight, None) if packed_available() else None
+        rates, packed_rates = {}, {}
         for t in (1, threads):
             torch.set_num_threads(t)
             rates[t] = rows * k * n / timed(lambda x=x, w=w: F.linear(x, w), calls=50) / 1e9
+            if packed is not None:
+                packed_rates[t] = rows * k * n / timed(lambda x=x, p=packed: p(x), calls=50) / 1e9
         torch.set_num_threads(threads)
-        out.append(
-            {
-                "layer": name,
-                "shape": f"{rows}x{k}x{n}",
-                "gmac_per_s_1_thread": round(rates[1], 1),
-                f"gmac_per_s_{threads}_threads": round(rates[threads], 1),
-                "ratio": round(rates[threads] / rates[1], 2),
+        row: dict[str, Any] = {
+            "layer": name,
+            "shape": f"{rows}x{k}x{n}",
+            "gmac_per_s_1_thread": round(rates[1], 1),
+            f"gmac_per_s_{threads}_threads": round(rates[threads], 1),
+            "ratio": round(rates[threads] / rates[1], 2),
+        }
+        if packed is not None:  # core.packed_linear, what serving runs: against F.linear (MKL)
+            with torch.inference_mode():
+                diff = (packed(x) - F.linear(x, w)).abs().max().item()
+            row |= {
+                "packed_gmac_per_s_1_thread": round(packed_rates[1], 1),
+                f"packed_gmac_per_s_{threads}_threads": round(packed_rates[threads], 1),
+                "packed_ratio": round(packed_rates[threads] / rates[threads], 2),
+                "packed_max_abs_diff": diff,
             }
-        )
+        out.append(row)
     return out
 
 

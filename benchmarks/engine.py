@@ -11,11 +11,15 @@ real Redis (``REDIS_URL``, else the embedded server), with the default models an
 default persona (sampling, up to its ``max_new_tokens``). The questions are held-out
 Bitext questions that the default persona answers with the model. Variants:
 
-  naive       one message at a time, one ``model.generate`` call for each (batch size 1, waves)
+  naive       one message at a time, one ``model.generate`` call for each (batch size 1,
+              waves), the models' weights as transformers loads them (MKL's sgemm)
   waves       the engine before continuous batching: batches of 16, one left-padded
               ``generate`` per wave, next batch when the wave is committed
   continuous  continuous batching (``core.batching.ContinuousGenerator``, our dense
               KV-cache scheduler on CPU); replies committed as each ends
+
+waves, continuous and int8 load their models as serving does: float32 Linear layers
+packed for oneDNN (``core.packed_linear``; int8: the classifier's).
   int8        continuous, with the reply model's Linear layers in int8 (CPU)
 
 Per variant and number of customers: replies/s, generated tokens/s (the model's own
@@ -268,8 +272,9 @@ class Models:
 def registries(models: Path, variants: Sequence[str], intent: str) -> dict[str, Models]:
     from core.registry import ModelRegistry
 
-    plain = ModelRegistry(models, "cpu", generation="waves")
-    made = {"naive": plain, "waves": plain}
+    made = {"naive": ModelRegistry(models, "cpu", generation="waves", packed=False)}
+    if "waves" in variants:
+        made["waves"] = ModelRegistry(models, "cpu", generation="waves")
     if "continuous" in variants:
         made["continuous"] = ModelRegistry(models, "cpu", generation="continuous")
     if "int8" in variants:

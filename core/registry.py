@@ -11,7 +11,9 @@ The dialogue LM loads for the way the engine batches (``generation``): as a
 ``core.batching.ContinuousGenerator`` (requests join a running batch; dense KV-cache
 scheduler on CPU, transformers' paged manager on CUDA) or as the plain
 ``core.generator.Generator`` (one left-padded ``generate`` per call, for ``waves``);
-``int8`` quantises its Linear layers on CPU (``core.quantize``).
+``int8`` quantises its Linear layers on CPU (``core.quantize``). On CPU every float32
+Linear layer left (the classifier's; the LM's without ``int8``) runs through oneDNN with
+packed weights (``packed``, :mod:`core.packed_linear`).
 
 On CPU every model is loaded and run on the process's one model thread
 (:func:`core.lane.shared_lane`): a classification waits for the end of the current
@@ -31,6 +33,7 @@ from typing import Any, TypeVar
 
 from core.errors import ModelMissing
 from core.lane import Lane, shared_lane
+from core.packed_linear import pack_linear_layers
 from core.protocols import GenerationRequest, IntentModel, IntentPrediction, ReplyModel
 
 log = logging.getLogger(__name__)
@@ -112,11 +115,13 @@ class ModelRegistry:
         clock: Callable[[], float] = time.monotonic,
         generation: str = "continuous",
         int8: bool = False,
+        packed: bool = True,
     ) -> None:
         self.root = Path(root)
         self.device = device
         self.generation = generation  # "continuous" or "waves" (core.engine.EngineConfig)
         self.int8 = int8
+        self.packed = packed  # False: the weights as transformers loads them (a baseline to measure)
         self.retry_failed_after_s = retry_failed_after_s
         self._clock = clock
         self._loaded: dict[str, Any] = {}
@@ -163,6 +168,8 @@ class ModelRegistry:
 
         def load(folder: Path, device: str | None = None) -> IntentModel:
             classifier = IntentClassifier.from_pretrained(folder, device=device)
+            if self.packed:
+                pack_linear_layers(classifier.model)
             lane = self.lane
             return classifier if lane is None else OnLaneIntents(classifier, lane)
 
@@ -180,13 +187,17 @@ class ModelRegistry:
         if self.generation == "continuous":
             from core.batching import ContinuousGenerator
 
-            model = ContinuousGenerator.from_pretrained(folder, device=device, int8=self.int8)
+            model = ContinuousGenerator.from_pretrained(
+                folder, device=device, int8=self.int8, packed=self.packed
+            )
             return with_judge(model, folder)  # a dense backend steps on the lane already
         generator = Generator.from_pretrained(folder, device=device)
         if self.int8:
             from core.quantize import quantize_int8
 
             generator = quantize_int8(generator)
+        elif self.packed:
+            pack_linear_layers(generator.model)
         lane, judged = self.lane, with_judge(generator, folder)
         return judged if lane is None else OnLaneReplies(judged, lane)
 

@@ -54,14 +54,20 @@ class ContinuousGenerator:
         kv_budget: int | None = None,
         prefix_budget: int = PREFIX_BUDGET,
         int8: bool = False,
+        packed: bool = False,
     ) -> ContinuousGenerator:
-        """Load a model folder (``int8``: dynamic int8 Linear layers, CPU only) and start a
-        backend (``kv_budget`` None: from the device, ``backends.kv_budget_for``)."""
+        """Load a model folder (``int8``: dynamic int8 Linear layers, CPU only; else
+        ``packed``: float32 Linear layers through oneDNN on CPU, :mod:`core.packed_linear`)
+        and start a backend (``kv_budget`` None: from the device, ``backends.kv_budget_for``)."""
         generator = Generator.from_pretrained(path, device=device)
         if int8:
             from core.quantize import quantize_int8
 
             generator = quantize_int8(generator)
+        elif packed:
+            from core.packed_linear import pack_linear_layers
+
+            pack_linear_layers(generator.model)
         return cls.start(generator, backend=backend, kv_budget=kv_budget, prefix_budget=prefix_budget)
 
     @classmethod

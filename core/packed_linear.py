@@ -1,0 +1,99 @@
+"""Float32 Linear layers through oneDNN with their weights packed once, for CPU serving.
+
+PyTorch's CPU ``nn.Linear`` calls MKL's sgemm. On AMD processors MKL runs its AVX2 code
+even where the CPU has AVX-512; oneDNN (``torch.ops.mkldnn``, in every x86 wheel) picks
+its kernels by the CPU's features, and with the weight reordered once into its blocked
+layout it skips the per-call repacking too. On the small products a decoding step makes
+(31 rows x the default LM's layers) it measured 2-4x MKL's rate on an AVX-512 EPYC
+(``python -m benchmarks.decode_parts``, docs/benchmarks.md).
+
+The arithmetic stays float32: results differ from MKL's in the last bits (about 1e-6),
+as any two GEMMs with another summation order do. :func:`pack_linear_layers` checks each
+packed layer against the plain one on a probe input and keeps the plain layer if they
+disagree, or if this build of torch has no oneDNN.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+_TOLERANCE = 1e-4  # a probe's largest relative difference from the plain layer; a wrong layout is far off
+
+
+def available() -> bool:
+    """This torch build can run packed oneDNN linear layers."""
+    ops = torch.ops.mkldnn
+    return (
+        torch.backends.mkldnn.is_available()
+        and hasattr(ops, "_reorder_linear_weight")
+        and hasattr(ops, "_linear_pointwise")
+    )
+
+
+class PackedLinear(nn.Module):
+    """``F.linear(x, weight, bias)`` with the weight packed for oneDNN.
+
+    ``weight`` and ``bias`` stay the layer's own tensors, in its own layout
+    (``transposed``: GPT-2's ``Conv1D`` keeps (in, out)), so a tied output head still
+    shares its embedding's tensor and ``state_dict`` is unchanged; the packed copy is a
+    plain attribute, never saved."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, *, transposed: bool = False) -> None:
+        super().__init__()
+        self.weight, self.bias, self.transposed = weight, bias, transposed
+        with torch.no_grad():
+            plain = weight.detach().t().contiguous() if transposed else weight.detach()  # (out, in)
+            self.out_features, self.in_features = plain.shape
+            self.packed = torch.ops.mkldnn._reorder_linear_weight(plain, None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.detach()
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, bias, "none", [], "")
+
+    def extra_repr(self) -> str:
+        bias = self.bias is not None
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={bias}"
+
+
+def pack_linear_layers(model: nn.Module) -> int:
+    """Replace, in place, every float32 CPU ``nn.Linear`` and transformers ``Conv1D`` of
+    ``model`` with a :class:`PackedLinear`; returns how many were replaced (0 where this
+    torch has no oneDNN, or the model is not float32 on CPU). For inference only: the
+    packed copy does not follow later changes to the weights."""
+    if not available():
+        return 0
+    from transformers.pytorch_utils import Conv1D
+
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Linear:  # not its quantised or other subclasses
+                transposed = False
+            elif isinstance(child, Conv1D):  # GPT-2's Linear with a transposed (in, out) weight
+                transposed = True
+            else:
+                continue
+            if child.weight.device.type != "cpu" or child.weight.dtype != torch.float32:
+                continue
+            packed = PackedLinear(child.weight, child.bias, transposed=transposed)
+            if not _agrees(packed, child):
+                log.warning("packed linear %s disagrees with F.linear; kept the plain layer", name)
+                continue
+            setattr(parent, name, packed)
+            replaced += 1
+    return replaced
+
+
+@torch.no_grad()
+def _agrees(packed: PackedLinear, layer: nn.Module) -> bool:
+    """The packed layer's output on a probe input is the plain layer's, to float noise."""
+    probe = torch.randn(3, packed.in_features, generator=torch.Generator().manual_seed(0))
+    expected = layer(probe)
+    got: Any = packed(probe)
+    return bool((got - expected).abs().max() <= _TOLERANCE * max(1.0, float(expected.abs().max())))
