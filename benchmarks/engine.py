@@ -1,7 +1,7 @@
 """The engine under load: N customers at once, each waiting for its reply before writing again.
 
     python -m benchmarks.engine [--customers 1,8,32,128] [--messages 2] [--models models]
-                                [--variants naive,waves,continuous,int8] [--threads N]
+                                [--variants naive,waves,continuous,unpacked,int8] [--threads N]
                                 [--out FILE] [--plot FILE]
 
 Each simulated customer writes to the web chat's bot, waits for the reply on the
@@ -20,6 +20,8 @@ Bitext questions that the default persona answers with the model. Variants:
 
 waves, continuous and int8 load their models as serving does: float32 Linear layers
 packed for oneDNN (``core.packed_linear``; int8: the classifier's).
+  unpacked    continuous, with the weights as transformers loads them (MKL's sgemm): what
+              the packed oneDNN layers below add
   int8        continuous, with the reply model's Linear layers in int8 (CPU)
 
 Per variant and number of customers: replies/s, generated tokens/s (the model's own
@@ -52,7 +54,7 @@ from core.messages import IncomingMessage
 from core.partials import Partials
 
 BOT = "support"
-VARIANTS = ("naive", "waves", "continuous", "int8")
+VARIANTS = ("naive", "waves", "continuous", "unpacked", "int8")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -277,6 +279,8 @@ def registries(models: Path, variants: Sequence[str], intent: str) -> dict[str, 
         made["waves"] = ModelRegistry(models, "cpu", generation="waves")
     if "continuous" in variants:
         made["continuous"] = ModelRegistry(models, "cpu", generation="continuous")
+    if "unpacked" in variants:
+        made["unpacked"] = ModelRegistry(models, "cpu", generation="continuous", packed=False)
     if "int8" in variants:
         made["int8"] = ModelRegistry(models, "cpu", generation="continuous", int8=True)
     return {v: Models(made[v].intent_model(intent), made[v]) for v in variants}

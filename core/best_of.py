@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -110,14 +111,15 @@ class BestOfStream:
         """The first candidate's version, once more when every candidate is done."""
         return self.streams[0].version + int(self.done)
 
-    async def changed(self, seen: int, at_least: int = 1) -> int:
+    async def changed(self, seen: int, at_least: int = 1, not_before: float = 0.0) -> int:
         while True:
             version = self.version
-            if version - seen >= max(1, at_least) or (self.done and version != seen):
+            ready = version - seen >= max(1, at_least) and time.monotonic() >= not_before
+            if ready or (self.done and version != seen):
                 return version
             first = self.streams[0]
             if not first.done:  # while it runs, this stream's version is the first's
-                await first.changed(seen, at_least)
+                await first.changed(seen, at_least, not_before)
             else:  # the first is written; wait for the rest
                 await asyncio.gather(*(s.text() for s in self.streams), return_exceptions=True)
 

@@ -60,8 +60,9 @@ class TokenStream(Protocol):
         """Bumped per token and once at the end."""
         ...
 
-    async def changed(self, seen: int, at_least: int = 1) -> int:
-        """Wait until the stream is ``at_least`` versions past ``seen``, or ended; the
+    async def changed(self, seen: int, at_least: int = 1, not_before: float = 0.0) -> int:
+        """Wait until the stream is ``at_least`` versions past ``seen``, and the
+        ``time.monotonic()`` instant ``not_before`` has passed, or the stream ended; the
         new version."""
         ...
 

@@ -11,7 +11,7 @@ into a Redis write per token.
 
 from __future__ import annotations
 
-import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -57,23 +57,24 @@ class Follower:
 
     async def run(self) -> None:
         """Publish until the stream ends (it returns then, without publishing the final)."""
-        loop = asyncio.get_running_loop()
         version, sent_at_version, sent_at = -1, 0, 0.0
         while True:
             # the first text as soon as there is any; then wake only every `every_tokens`
-            version = await self.stream.changed(version, self.policy.every_tokens if self.seq else 1)
+            # and `every_s` (the model's thread then wakes this loop a few times a second)
+            if self.seq:
+                wanted = sent_at_version + self.policy.every_tokens
+                version = await self.stream.changed(
+                    version, wanted - version, not_before=sent_at + self.policy.every_s
+                )
+            else:
+                version = await self.stream.changed(version, 1)
             if self.stream.done:
                 return
-            if self.seq and (
-                version - sent_at_version < self.policy.every_tokens
-                or loop.time() - sent_at < self.policy.every_s
-            ):
-                continue
             text = self.render(self.stream.text_so_far())
             if not text or text == self.last:
                 continue
             await self._send(text)
-            sent_at_version, sent_at = version, loop.time()
+            sent_at_version, sent_at = version, time.monotonic()
 
     async def settle(self, final: str) -> None:
         """After the reply is final: when the last partial is not where the final text

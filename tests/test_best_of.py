@@ -170,3 +170,29 @@ async def test_a_reader_waiting_for_n_tokens_is_woken_once_not_per_token() -> No
     await asyncio.sleep(0)
     stream.finish(Completion([7, 8, 9, 10], stopped=True))
     assert await later == 4 and stream.text_so_far() == "7 8 9 10"  # the end wakes any reader
+
+
+async def test_before_its_time_bound_a_reader_is_woken_by_its_own_timer_or_the_end_never_by_tokens() -> None:
+    import time
+
+    from core.batching.jobs import Completion
+    from core.batching.stream import ReplyStream
+
+    stream = ReplyStream(lambda tokens, _limit: " ".join(map(str, tokens)), asyncio.get_running_loop())
+    wakes: list[bool] = []
+    wake = stream._wake
+    stream._wake = lambda ended=False: (wakes.append(ended), wake(ended=ended))  # type: ignore[method-assign]
+    waiting = asyncio.ensure_future(stream.changed(0, at_least=2, not_before=time.monotonic() + 0.2))
+    await asyncio.sleep(0)
+    for token in (1, 2, 3):
+        stream.push(token)
+    await asyncio.sleep(0.05)
+    assert not waiting.done() and wakes == []  # enough tokens, but too early: the model's thread kept quiet
+    assert await asyncio.wait_for(waiting, 2) == 3 and wakes == []  # the loop's own timer woke it, with all 3
+    bound = time.monotonic() + 30
+    later = asyncio.ensure_future(stream.changed(3, at_least=8, not_before=bound))
+    await asyncio.sleep(0)
+    stream.push(4)
+    stream.finish(Completion([1, 2, 3, 4], stopped=True))
+    assert await asyncio.wait_for(later, 2) == 5 and wakes == [True]  # the end wakes it at once
+    assert time.monotonic() < bound
