@@ -68,3 +68,14 @@ def test_the_registry_packs_cpu_classifiers_unless_told_not_to(tmp_path: Path):
     got, want = served.predict(texts), baseline.predict(texts)
     assert [p.label for p in got] == [p.label for p in want]
     assert [p.confidence for p in got] == pytest.approx([p.confidence for p in want], abs=1e-4)
+
+
+def test_the_gelu_inside_the_product_is_gpt2s_gelu_new():
+    from transformers.activations import NewGELUActivation
+
+    layer = nn.Linear(64, 256)
+    packed = PackedLinear(layer.weight, layer.bias)
+    x = torch.randn(5, 1, 64)
+    with torch.inference_mode():
+        want, got = NewGELUActivation()(layer(x)), packed.forward_gelu_tanh(x)
+    assert (got - want).abs().max().item() < 1e-5
