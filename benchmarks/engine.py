@@ -17,12 +17,12 @@ Bitext questions that the default persona answers with the model. Variants:
               ``generate`` per wave, next batch when the wave is committed
   continuous  continuous batching (``core.batching.ContinuousGenerator``, our dense
               KV-cache scheduler on CPU); replies committed as each ends
+  unpacked    continuous, with the weights as transformers loads them (MKL's sgemm): what
+              the packed oneDNN layers add
+  int8        continuous, with the reply model's Linear layers in int8 (CPU)
 
 waves, continuous and int8 load their models as serving does: float32 Linear layers
 packed for oneDNN (``core.packed_linear``; int8: the classifier's).
-  unpacked    continuous, with the weights as transformers loads them (MKL's sgemm): what
-              the packed oneDNN layers below add
-  int8        continuous, with the reply model's Linear layers in int8 (CPU)
 
 Per variant and number of customers: replies/s, generated tokens/s (the model's own
 count), time to first text (the first partial of a streamed reply, else the reply),

@@ -4,8 +4,9 @@ PyTorch's CPU ``nn.Linear`` calls MKL's sgemm. On AMD processors MKL runs its AV
 even where the CPU has AVX-512; oneDNN (``torch.ops.mkldnn``, in every x86 wheel) picks
 its kernels by the CPU's features, and with the weight reordered once into its blocked
 layout it skips the per-call repacking too. On the small products a decoding step makes
-(31 rows x the default LM's layers) it measured 2-4x MKL's rate on an AVX-512 EPYC
-(``python -m benchmarks.decode_parts``, docs/benchmarks.md).
+(31 rows x the default LM's layers, 2 threads) it measured 1.35-3.1x MKL's rate on an
+AVX-512 EPYC, the output head most (``python -m benchmarks.decode_parts``,
+docs/benchmarks.md).
 
 The arithmetic stays float32: results differ from MKL's in the last bits (about 1e-6),
 as any two GEMMs with another summation order do. :func:`pack_linear_layers` checks each
@@ -90,7 +91,7 @@ def pack_linear_layers(model: nn.Module) -> int:
                 continue
             packed = PackedLinear(child.weight, child.bias, transposed=transposed)
             if not _agrees(packed, child):
-                log.warning("packed linear %s disagrees with F.linear; kept the plain layer", name)
+                log.warning("packed layer %s disagrees with the plain one; kept the plain layer", name)
                 continue
             setattr(parent, name, packed)
             replaced += 1

@@ -33,7 +33,6 @@ from typing import Any, TypeVar
 
 from core.errors import ModelMissing
 from core.lane import Lane, shared_lane
-from core.packed_linear import pack_linear_layers
 from core.protocols import GenerationRequest, IntentModel, IntentPrediction, ReplyModel
 
 log = logging.getLogger(__name__)
@@ -165,6 +164,7 @@ class ModelRegistry:
     def intent_model(self, name: str) -> IntentModel:
         """The loaded intent classifier ``name`` (blocking: call it off the event loop)."""
         from core.intents import IntentClassifier
+        from core.packed_linear import pack_linear_layers
 
         def load(folder: Path, device: str | None = None) -> IntentModel:
             classifier = IntentClassifier.from_pretrained(folder, device=device)
@@ -183,6 +183,7 @@ class ModelRegistry:
     def _load_lm(self, folder: Path, device: str | None = None) -> ReplyModel:
         from core.best_of import with_judge
         from core.generator import Generator
+        from core.packed_linear import pack_linear_layers
 
         if self.generation == "continuous":
             from core.batching import ContinuousGenerator
