@@ -8,10 +8,15 @@ layout it skips the per-call repacking too. On the small products a decoding ste
 AVX-512 EPYC, the output head most (``python -m benchmarks.decode_parts``,
 docs/benchmarks.md).
 
+Where a transformers MLP applies a GELU right after a packed layer (GPT-2's ``c_fc`` and
+``gelu_new``, BERT's intermediate ``dense`` and exact GELU), the GELU moves into the
+product as oneDNN's post-op and the activation module becomes ``nn.Identity``: one pass
+over the output instead of one per elementwise op.
+
 The arithmetic stays float32: results differ from MKL's in the last bits (about 1e-6),
 as any two GEMMs with another summation order do. :func:`pack_linear_layers` checks each
-packed layer against the plain one on a probe input and keeps the plain layer if they
-disagree, or if this build of torch has no oneDNN.
+packed layer (and each folded GELU) against the plain computation on a probe input and
+keeps the plain one if they disagree, or if this build of torch has no oneDNN.
 """
 
 from __future__ import annotations
@@ -20,10 +25,13 @@ import logging
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 log = logging.getLogger(__name__)
 
+# (linear, activation) attributes of transformers' MLPs: GPT2MLP, BertIntermediate
+_MLP_PAIRS = (("c_fc", "act"), ("dense", "intermediate_act_fn"))
 _TOLERANCE = 1e-4  # a probe's largest relative difference from the plain layer; a wrong layout is far off
 
 
@@ -38,7 +46,8 @@ def available() -> bool:
 
 
 class PackedLinear(nn.Module):
-    """``F.linear(x, weight, bias)`` with the weight packed for oneDNN.
+    """``F.linear(x, weight, bias)`` with the weight packed for oneDNN, followed by a GELU
+    inside the product when ``gelu`` names its algorithm (set by :func:`pack_linear_layers`).
 
     ``weight`` and ``bias`` stay the layer's own tensors, in its own layout
     (``transposed``: GPT-2's ``Conv1D`` keeps (in, out)), so a tied output head still
@@ -48,6 +57,7 @@ class PackedLinear(nn.Module):
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, *, transposed: bool = False) -> None:
         super().__init__()
         self.weight, self.bias, self.transposed = weight, bias, transposed
+        self.gelu: str | None = None  # oneDNN's GELU algorithm applied to the output: "tanh" or "none" (erf)
         with torch.no_grad():
             plain = weight.detach().t().contiguous() if transposed else weight.detach()  # (out, in)
             self.out_features, self.in_features = plain.shape
@@ -55,18 +65,14 @@ class PackedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.detach()
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed, bias, "none", [], "")
-
-    def forward_gelu_tanh(self, x: torch.Tensor) -> torch.Tensor:
-        """``gelu(self(x), approximate="tanh")`` (GPT-2's ``gelu_new``) inside the product:
-        oneDNN applies it as the output is written, one pass instead of the eight
-        elementwise ones transformers' activation takes."""
-        bias = None if self.bias is None else self.bias.detach()
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed, bias, "gelu", [], "tanh")
+        if self.gelu is None:
+            return torch.ops.mkldnn._linear_pointwise(x, self.packed, bias, "none", [], "")
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, bias, "gelu", [], self.gelu)
 
     def extra_repr(self) -> str:
         bias = self.bias is not None
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={bias}"
+        gelu = f", gelu={self.gelu}" if self.gelu else ""
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={bias}{gelu}"
 
 
 def pack_linear_layers(model: nn.Module) -> int:
@@ -95,7 +101,41 @@ def pack_linear_layers(model: nn.Module) -> int:
                 continue
             setattr(parent, name, packed)
             replaced += 1
+    for module in model.modules():
+        _fold_gelu(module)
     return replaced
+
+
+def _fold_gelu(module: nn.Module) -> None:
+    """Move an MLP's GELU into its packed first layer, when the result is the same."""
+    for linear_name, act_name in _MLP_PAIRS:
+        linear, act = getattr(module, linear_name, None), getattr(module, act_name, None)
+        if not isinstance(linear, PackedLinear) or linear.gelu is not None or act is None:
+            continue
+        algorithm = _gelu_algorithm(act)
+        if algorithm is None:
+            continue
+        probe = torch.randn(3, linear.in_features, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            expected = act(linear(probe))
+            linear.gelu = algorithm
+            got = linear(probe)
+        if (got - expected).abs().max() > _TOLERANCE:
+            linear.gelu = None  # keep the separate activation
+            continue
+        setattr(module, act_name, nn.Identity())
+
+
+def _gelu_algorithm(act: nn.Module) -> str | None:
+    """oneDNN's GELU algorithm computing ``act``: "tanh" for GPT-2's ``gelu_new``, "none"
+    (the erf form) for ``F.gelu``; None for anything else."""
+    from transformers.activations import GELUActivation, NewGELUActivation
+
+    if type(act) is NewGELUActivation:
+        return "tanh"
+    if type(act) is GELUActivation and getattr(act, "act", None) is F.gelu:
+        return "none"
+    return None
 
 
 @torch.no_grad()

@@ -64,18 +64,25 @@ def test_the_registry_packs_cpu_classifiers_unless_told_not_to(tmp_path: Path):
     baseline = ModelRegistry(tmp_path, device="cpu", packed=False).intent_model("intent-tiny")
     modules = list(served.model.model.modules())  # type: ignore[attr-defined]  # lane wrapper -> classifier
     assert any(isinstance(m, PackedLinear) for m in modules)
+    assert any(isinstance(m, PackedLinear) and m.gelu == "none" for m in modules)  # BERT's exact GELU, folded
     assert not any(isinstance(m, PackedLinear) for m in baseline.model.model.modules())  # type: ignore[attr-defined]
     got, want = served.predict(texts), baseline.predict(texts)
     assert [p.label for p in got] == [p.label for p in want]
     assert [p.confidence for p in got] == pytest.approx([p.confidence for p in want], abs=1e-4)
 
 
-def test_the_gelu_inside_the_product_is_gpt2s_gelu_new():
-    from transformers.activations import NewGELUActivation
+def test_an_mlps_gelu_moves_into_its_first_packed_product():
+    from transformers.activations import GELUActivation, NewGELUActivation
 
+    gpt2 = tiny_model(VOCAB, seed=6)
+    pack_linear_layers(gpt2)
+    mlp = gpt2.transformer.h[0].mlp
+    assert mlp.c_fc.gelu == "tanh" and isinstance(mlp.act, nn.Identity)  # gelu_new, tanh form
+    assert mlp.c_proj.gelu is None  # only the layer the activation follows
     layer = nn.Linear(64, 256)
-    packed = PackedLinear(layer.weight, layer.bias)
     x = torch.randn(5, 1, 64)
-    with torch.inference_mode():
-        want, got = NewGELUActivation()(layer(x)), packed.forward_gelu_tanh(x)
-    assert (got - want).abs().max().item() < 1e-5
+    for act, algorithm in ((NewGELUActivation(), "tanh"), (GELUActivation(), "none")):
+        packed = PackedLinear(layer.weight, layer.bias)
+        packed.gelu = algorithm
+        with torch.inference_mode():
+            assert (packed(x) - act(layer(x))).abs().max().item() < 1e-5

@@ -6,10 +6,8 @@ config merging, mask building and cache dispatch; on CPU that wrapping is a quar
 batch-1 decoding step and a tenth of a 32-row one (one-off timings). This calls
 the model's own modules (embeddings, layer norms, ``c_attn``/``c_proj``, MLP, head) in
 the order ``GPT2Block`` does, with :func:`core.batching.attention.decode_attention`, so
-the tokens are those of the generic path. On packed weights (:mod:`core.packed_linear`)
-the MLP's tanh GELU runs inside its first product. Models it does not fit (other
-architectures, GPT-2s with reordered attention or cross-attention) take the generic
-path (:func:`fits`).
+the tokens are those of the generic path. Models it does not fit (other architectures,
+GPT-2s with reordered attention or cross-attention) take the generic path (:func:`fits`).
 """
 
 from __future__ import annotations
@@ -20,10 +18,6 @@ import torch
 
 from core.batching.attention import decode_attention
 from core.batching.kv_cache import SlotKVCache
-from core.packed_linear import PackedLinear
-
-# transformers' names of GELU's tanh approximation: what oneDNN's "gelu"/"tanh" computes
-TANH_GELU = ("gelu_new", "gelu_pytorch_tanh")
 
 
 def fits(model: Any) -> bool:
@@ -43,7 +37,6 @@ def decode_step(
     """Logits (B, V) of the next token after ``fed`` (B, 1) at ``positions`` (B, 1);
     each layer's keys/values go into ``cache``, ``mask`` (B, 1, 1, W) is additive."""
     gpt = model.transformer
-    tanh_gelu = model.config.activation_function in TANH_GELU
     x = gpt.wte(fed) + gpt.wpe(positions)  # (B, 1, C)
     batch = fed.size(0)
     for block, layer in zip(gpt.h, cache.layers(), strict=True):
@@ -53,13 +46,5 @@ def decode_step(
         keys, values = layer.update(k, v)  # (B, H, W, D): this step's column written in place
         y, _ = decode_attention(attn, q, keys, values, mask, scaling=attn.scaling)
         x = x + attn.c_proj(y.reshape(batch, 1, -1))
-        x = x + _mlp(block.mlp, block.ln_2(x), tanh_gelu)
+        x = x + block.mlp(block.ln_2(x))
     return model.lm_head(gpt.ln_f(x))[:, -1, :]
-
-
-def _mlp(mlp: Any, x: torch.Tensor, tanh_gelu: bool) -> torch.Tensor:
-    """``GPT2MLP.forward`` (dropout is off in eval); a packed ``c_fc`` applies a tanh GELU
-    inside its product (:meth:`core.packed_linear.PackedLinear.forward_gelu_tanh`)."""
-    if tanh_gelu and isinstance(mlp.c_fc, PackedLinear):
-        return mlp.c_proj(mlp.c_fc.forward_gelu_tanh(x))
-    return mlp(x)
