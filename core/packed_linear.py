@@ -22,7 +22,6 @@ keeps the plain one if they disagree, or if this build of torch has no oneDNN.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -96,7 +95,10 @@ def pack_linear_layers(model: nn.Module) -> int:
             if child.weight.device.type != "cpu" or child.weight.dtype != torch.float32:
                 continue
             packed = PackedLinear(child.weight, child.bias, transposed=transposed)
-            if not _agrees(packed, child):
+            probe = _probe(packed.in_features)
+            with torch.no_grad():
+                agrees = _close(packed(probe), child(probe))
+            if not agrees:
                 log.warning("packed layer %s disagrees with the plain one; kept the plain layer", name)
                 continue
             setattr(parent, name, packed)
@@ -115,14 +117,13 @@ def _fold_gelu(module: nn.Module) -> None:
         algorithm = _gelu_algorithm(act)
         if algorithm is None:
             continue
-        probe = torch.randn(3, linear.in_features, generator=torch.Generator().manual_seed(0))
+        probe = _probe(linear.in_features)
         with torch.no_grad():
             expected = act(linear(probe))
             linear.gelu = algorithm
-            got = linear(probe)
-        if (got - expected).abs().max() > _TOLERANCE:
-            linear.gelu = None  # keep the separate activation
-            continue
+            if not _close(linear(probe), expected):
+                linear.gelu = None  # keep the separate activation
+                continue
         setattr(module, act_name, nn.Identity())
 
 
@@ -138,10 +139,11 @@ def _gelu_algorithm(act: nn.Module) -> str | None:
     return None
 
 
-@torch.no_grad()
-def _agrees(packed: PackedLinear, layer: nn.Module) -> bool:
-    """The packed layer's output on a probe input is the plain layer's, to float noise."""
-    probe = torch.randn(3, packed.in_features, generator=torch.Generator().manual_seed(0))
-    expected = layer(probe)
-    got: Any = packed(probe)
+def _probe(features: int) -> torch.Tensor:
+    """The same small random input for every check."""
+    return torch.randn(3, features, generator=torch.Generator().manual_seed(0))
+
+
+def _close(got: torch.Tensor, expected: torch.Tensor) -> bool:
+    """Equal to float noise, relative to the output's size."""
     return bool((got - expected).abs().max() <= _TOLERANCE * max(1.0, float(expected.abs().max())))
