@@ -59,6 +59,13 @@ class Settings(BaseSettings):
         le=4096,
         description="continuous: messages in hand at once",
     )
+    partials_per_s: float = Field(
+        150.0,
+        alias="CHATBOT_PARTIALS_PER_S",
+        ge=0,
+        description="continuous: partial replies one engine publishes a second in all, at most "
+        "(each reply's are spaced out when many are written at once); 0 = no cap",
+    )
     lm_int8: bool = Field(
         False, alias="CHATBOT_LM_INT8", description="int8 dynamic quantisation of the reply model (CPU only)"
     )

@@ -107,6 +107,7 @@ class Runtime:
                 batch_size=self.settings.engine_batch_size,
                 generation=self.settings.generation,
                 max_in_flight=self.settings.engine_in_flight,
+                partials_per_s=self.settings.partials_per_s,
                 consumer=consumer,
                 stop_timeout_s=stop_timeout_s,
                 lease_ms=int(self.settings.claim_idle * 1000),  # free when its entries are claimable

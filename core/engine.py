@@ -118,6 +118,7 @@ class EngineConfig:
     max_in_flight: int = 64  # continuous: messages in hand at once; reading pauses above
     partial_every_tokens: int = 8  # a streamed reply's text goes out at most this often
     partial_every_s: float = 0.1  # ... and at most once per this many seconds
+    partials_per_s: float = 150.0  # ... and at most this many a second in all (0: no cap; core.streaming)
 
 
 class Engine:

@@ -41,7 +41,7 @@ from core.protocols import (
     StreamingReplyModel,
 )
 from core.slots import fill_slots
-from core.streaming import Follower, StreamPolicy, wants_partials
+from core.streaming import Follower, Pacer, StreamPolicy, wants_partials
 from core.text import clean_incoming
 from core.ticket import ASK_FOR_PERSON, REASON_ASKED, REASON_INTENT, REASON_LOW_CONFIDENCE
 from core.tickets import Tickets
@@ -73,7 +73,9 @@ class Steps:
         self.guard = guard
         self.partials = partials
         self.config = config
-        self.stream_policy = StreamPolicy(config.partial_every_tokens, config.partial_every_s)
+        self.pacer = Pacer(
+            StreamPolicy(config.partial_every_tokens, config.partial_every_s, config.partials_per_s)
+        )
 
     # -- 1. prepare ------------------------------------------------------------------------
     async def prepare(self, entries: Sequence[Entry], personas: dict[str, Persona]) -> list[Work]:
@@ -168,7 +170,7 @@ class Steps:
                 w.stream,
                 lambda text: fill_slots(text.strip(), w.persona_or_default.facts),
                 self.partials.publish,
-                self.stream_policy,
+                self.pacer,
             )
         generated, error = "", w.error
         try:
