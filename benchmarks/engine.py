@@ -1,7 +1,8 @@
 """The engine under load: N customers at once, each waiting for its reply before writing again.
 
     python -m benchmarks.engine [--customers 1,8,32,128] [--messages 2] [--models models]
-                                [--variants naive,waves,continuous,unpacked,int8] [--threads N]
+                                [--variants naive,waves,continuous,unpacked,int8[,uncapped]]
+                                [--threads N]
                                 [--out FILE] [--plot FILE]
 
 Each simulated customer writes to the web chat's bot, waits for the reply on the
@@ -20,13 +21,16 @@ Bitext questions that the default persona answers with the model. Variants:
   unpacked    continuous, with the weights as transformers loads them (MKL's sgemm): what
               the packed oneDNN layers add
   int8        continuous, with the reply model's Linear layers in int8 (CPU)
+  uncapped    continuous, without the cap on partials per second (``partials_per_s`` 0): what
+              the cap adds (not run unless named)
 
 waves, continuous and int8 load their models as serving does: float32 Linear layers
 packed for oneDNN (``core.packed_linear``; int8: the classifier's).
 
 Per variant and number of customers: replies/s, generated tokens/s (the model's own
 count), time to first text (the first partial of a streamed reply, else the reply),
-p50/p95 reply latency, and replies/s as a ratio against ``naive`` at the same load.
+p50/p95 reply latency, partials the customers saw, and replies/s as a ratio against
+``naive`` at the same load.
 Each run starts with fresh conversations (its own key namespace).
 """
 
@@ -54,7 +58,8 @@ from core.messages import IncomingMessage
 from core.partials import Partials
 
 BOT = "support"
-VARIANTS = ("naive", "waves", "continuous", "unpacked", "int8")
+VARIANTS = ("naive", "waves", "continuous", "unpacked", "int8", "uncapped")
+DEFAULT_VARIANTS = VARIANTS[:5]
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -71,6 +76,7 @@ class Result:
     first_text: list[float] = field(default_factory=list)  # first partial, else the reply
     errors: list[str] = field(default_factory=list)
     routes: dict[str, int] = field(default_factory=dict)  # replies per route (generate, ...)
+    partials: int = 0  # partial replies the customers saw
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -82,6 +88,7 @@ class Result:
             "p50_s": round(statistics.median(self.latencies), 3) if self.latencies else None,
             "p95_s": round(percentile(self.latencies, 0.95), 3) if self.latencies else None,
             "routes": dict(sorted(self.routes.items())),
+            "partials": self.partials,
             "errors": self.errors[:10],
         }
 
@@ -99,6 +106,7 @@ class Customers:
         self.answered: dict[str, list[str]] = defaultdict(list)  # user -> replies' in_reply_to
         self._waiting: dict[str, asyncio.Future[float]] = {}  # message id -> reply time
         self._first: dict[str, float] = {}  # message id -> first partial time
+        self._partials = 0  # seen so far
         self._done = False
 
     async def run(self, customers: int, messages: int) -> Result:
@@ -108,13 +116,14 @@ class Customers:
         self._done = False
         replies = asyncio.create_task(self._read_replies(result))
         partials = asyncio.create_task(self._read_partials(await self.partials.position("web", self.bot)))
-        started = time.perf_counter()
+        started, partials_before = time.perf_counter(), self._partials
         try:
             await asyncio.gather(
                 *(self._customer(f"{run_id}-{i}", i, messages, result) for i in range(customers))
             )
         finally:
             result.seconds = time.perf_counter() - started
+            result.partials = self._partials - partials_before
             self._done = True  # the replies' reader stops after its current read
             partials.cancel()  # an XREAD of partials; a cancelled XREADGROUP can hang (redis-py)
             await asyncio.wait([replies, partials], timeout=5)
@@ -156,6 +165,7 @@ class Customers:
     async def _read_partials(self, after: str) -> None:
         async for partial in self.partials.follow("web", self.bot, after=after, block_ms=50):
             self._first.setdefault(partial.in_reply_to, time.perf_counter())
+            self._partials += 1
 
 
 # ---------------------------------------------------------------- the full benchmark
@@ -214,6 +224,7 @@ async def run_variant(
         generation="waves" if variant in ("naive", "waves") else "continuous",
         max_in_flight=max(64, customers),
         block_ms=50,
+        **({"partials_per_s": 0.0} if variant == "uncapped" else {}),
     )
     engine = Engine(
         redis,
@@ -277,8 +288,8 @@ def registries(models: Path, variants: Sequence[str], intent: str) -> dict[str, 
     made = {"naive": ModelRegistry(models, "cpu", generation="waves", packed=False)}
     if "waves" in variants:
         made["waves"] = ModelRegistry(models, "cpu", generation="waves")
-    if "continuous" in variants:
-        made["continuous"] = ModelRegistry(models, "cpu", generation="continuous")
+    if "continuous" in variants or "uncapped" in variants:  # the same models, engines apart
+        made["continuous"] = made["uncapped"] = ModelRegistry(models, "cpu", generation="continuous")
     if "unpacked" in variants:
         made["unpacked"] = ModelRegistry(models, "cpu", generation="continuous", packed=False)
     if "int8" in variants:
@@ -385,7 +396,7 @@ if __name__ == "__main__":
     parser.add_argument("--messages", type=int, default=2, help="messages per customer (at least)")
     parser.add_argument("--min-replies", type=int, default=16, help="at low loads, more messages each")
     parser.add_argument("--models", type=Path, default=Path("models"))
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
     parser.add_argument(
         "--threads",
         type=int,

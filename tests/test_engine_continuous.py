@@ -252,6 +252,7 @@ async def test_customers_each_get_every_reply_exactly_once_and_in_order(
         result = await asyncio.wait_for(customers.run(8, 2), timeout=180)
     assert result.errors == []
     assert result.replies == 16
+    assert result.partials > 0  # the web chat's replies were streamed, and counted
     for user, answered in customers.answered.items():
         assert answered == customers.sent[user]  # each message once, in the order sent
         turns = await engine.conversations.history.recent(msg("", user=user).conversation, 10)
