@@ -362,8 +362,8 @@ class Adapter(ABC):
         streaming, self._streaming = self._streaming, None
         if streaming is not None:
             streaming.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await streaming
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # bounded: a lost
+                await asyncio.wait_for(streaming, timeout=5)  # cancellation is sent again
         try:
             await self.disconnect()
         except Exception:

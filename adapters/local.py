@@ -41,8 +41,8 @@ class LocalAdapter(Adapter):
     async def disconnect(self) -> None:
         if self._forwarded is not None:
             self._forwarded.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._forwarded
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # bounded: a lost
+                await asyncio.wait_for(self._forwarded, timeout=5)  # cancellation is sent again
         for future in self._waiting.values():
             future.cancel()
         self._waiting.clear()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -15,6 +16,8 @@ from typer.testing import CliRunner
 
 from bots.cli import app
 from bots.config import load_settings
+from bots.fleet import Fleet
+from bots.roles import Role
 from bots.serve import serve
 from core.history import History, Turn
 from core.keys import Keys
@@ -304,3 +307,31 @@ async def _put(keys: Keys, *personas: Persona) -> None:
             await PersonaStore(client, keys).put(p)
     finally:
         await client.aclose()
+
+
+async def test_the_fleet_stops_even_when_its_loop_loses_the_cancellation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cancellation swallowed inside the loop's work (as a library's timeout can) must
+    not keep the loop, and so the shutdown waiting for it, running forever."""
+    runtime: Any = SimpleNamespace(settings=SimpleNamespace(reconcile_interval=0.0))
+    fleet = Fleet(runtime, Role.parse("worker"))
+    inside, rounds = asyncio.Event(), 0
+
+    async def reconcile() -> None:
+        nonlocal rounds
+        rounds += 1
+        inside.set()
+        with contextlib.suppress(asyncio.CancelledError):  # lost, as it was in a real run
+            await asyncio.sleep(0.05)
+
+    monkeypatch.setattr(fleet, "reconcile", reconcile)
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(fleet)
+        inside.clear()
+        await inside.wait()  # the loop is inside its work: the cancellation lands there
+    # (had the exit hung, pytest's timeout would fail the test)
+    before = rounds
+    await asyncio.sleep(0.1)
+    assert fleet._task is not None and fleet._task.done()
+    assert rounds == before  # nothing runs on after the shutdown
