@@ -144,7 +144,7 @@ class Fleet:
 
     async def __aexit__(self, *exc: object) -> None:
         # The flag, not only the cancellation, ends the loop: a cancellation that lands
-        # inside a library's await can be lost (seen once in 20 runs of a test: the task
+        # inside a library's await can be lost (seen in 2 of 17 runs of a test: the task
         # was "cancelling" yet back asleep), and the shutdown would wait for it forever.
         self._closing = True
         if self._task is not None:
